@@ -1,0 +1,3 @@
+from galaxalign.cli import main
+
+raise SystemExit(main())
