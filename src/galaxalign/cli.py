@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from galaxalign import __version__
@@ -28,6 +29,21 @@ def _cmd_synth(args) -> None:
     print(f"wrote {args.out}")
 
 
+def _cmd_train(args) -> None:
+    from galaxalign.config import config_from_args
+    from galaxalign.training import TrainConfig, train
+
+    if args.resume:
+        config = TrainConfig(data=args.data or "", out=args.out)  # the run's own config.json is used
+    elif not args.data:
+        raise GalaxAlignError("train: --data is required (unless --resume)")
+    else:
+        config = config_from_args(TrainConfig, args)
+    run_dir = train(config, resume=args.resume, progress=not args.quiet, pause_after_steps=args.pause_after_steps)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"run saved in {run_dir}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galaxalign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galaxalign {__version__}")
@@ -51,6 +67,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0, help="processes (default: all cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_synth)
+
+    from galaxalign.config import add_config_arguments
+    from galaxalign.training.config import TrainConfig
+
+    p = sub.add_parser("train", help="fine-tune a backbone with one method (supervised, clip, galaxalign-stage1, galaxalign)")
+    add_config_arguments(p, TrainConfig, optional=("data",))
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out exactly")
+    p.add_argument("--pause-after-steps", type=int, default=0, metavar="N",
+                   help="checkpoint and stop after N optimiser steps in all (for time-limited cluster jobs); --resume continues")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 

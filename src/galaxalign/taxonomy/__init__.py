@@ -288,13 +288,15 @@ def load_scheme(name_or_path: str | Path = "galaxy10") -> Scheme:
         raw_text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise GalaxAlignError(f"{path}: cannot read scheme file ({exc})") from None
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
     try:
-        if path.suffix.lower() in (".yaml", ".yml"):
+        if is_yaml:
             import yaml
 
             data = yaml.safe_load(raw_text)
         else:
             data = json.loads(raw_text)
     except Exception as exc:  # yaml and json raise their own error types
-        raise GalaxAlignError(f"{path}: not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}".replace("\n", " ")) from None
+        message = " ".join(str(exc).split())
+        raise GalaxAlignError(f"{path}: not valid {'YAML' if is_yaml else 'JSON'}: {message}") from None
     return parse_scheme(data, source=str(path))

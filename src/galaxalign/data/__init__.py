@@ -1,0 +1,56 @@
+"""Galaxy data: image decoding, datasets, splits and augmentation."""
+
+from galaxalign.data.augment import GalaxyAugment, to_tensor_batch
+from galaxalign.data.datasets import (
+    GALAXY10_DECALS_SHA256,
+    CatalogDataset,
+    DatasetView,
+    FolderDataset,
+    GalaxyDataset,
+    H5Dataset,
+    PathLabelCSVDataset,
+    Sample,
+    open_dataset,
+    sha256_file,
+)
+from galaxalign.data.images import (
+    IMAGE_SUFFIXES,
+    MAX_PIXELS,
+    asinh_stretch,
+    decode_image_bytes,
+    is_image_file,
+    load_image,
+    resize_square,
+)
+from galaxalign.data.splits import Split, label_fraction, labels_fingerprint, make_split
+from galaxalign.data.votes import VOTE_NAMES, gz2_summary_keys, gz2_summary_label, vote_fractions
+
+__all__ = [
+    "GALAXY10_DECALS_SHA256",
+    "IMAGE_SUFFIXES",
+    "MAX_PIXELS",
+    "VOTE_NAMES",
+    "CatalogDataset",
+    "DatasetView",
+    "FolderDataset",
+    "GalaxyAugment",
+    "GalaxyDataset",
+    "H5Dataset",
+    "PathLabelCSVDataset",
+    "Sample",
+    "Split",
+    "asinh_stretch",
+    "decode_image_bytes",
+    "gz2_summary_keys",
+    "gz2_summary_label",
+    "is_image_file",
+    "label_fraction",
+    "labels_fingerprint",
+    "load_image",
+    "make_split",
+    "open_dataset",
+    "resize_square",
+    "sha256_file",
+    "to_tensor_batch",
+    "vote_fractions",
+]

@@ -1,0 +1,95 @@
+"""Class prototypes in the shared space, and class scores from them.
+
+A class's text prototype is the mean embedding of its label and descriptions; its symbol
+prototype the mean embedding of its symbol family. An image is scored by cosine similarity to
+the prototypes (zero-shot style), by their fusion, or by the linear head where a model has one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from galaxalign.models.model import GalaxAlignModel
+from galaxalign.symbols import symbol_family
+from galaxalign.taxonomy import Scheme
+
+SCORING_MODES = ("head", "text", "symbol", "fusion")
+
+
+def default_scoring(method: str) -> str:
+    """How a run of `method` classifies unless told otherwise."""
+    return {"supervised": "head", "clip": "text"}.get(method, "fusion")
+
+
+def symbol_pixels(scheme: Scheme, variants: int, size: int, seed: int = 0) -> torch.Tensor:
+    """Every class's symbol family as a float tensor (C, V, 3, size, size) in [0, 1]."""
+    per_class = []
+    for spec in scheme:
+        images = symbol_family(spec, variants, size=size, seed=seed)
+        per_class.append(np.stack([np.asarray(im.convert("RGB")) for im in images]))
+    return torch.from_numpy(np.stack(per_class)).permute(0, 1, 4, 2, 3).float().div(255.0)
+
+
+def class_texts(scheme: Scheme) -> tuple[list[str], torch.Tensor]:
+    """All class phrases flattened, with the class index of each."""
+    texts, owners = [], []
+    for spec in scheme:
+        texts.extend(spec.texts)
+        owners.extend([spec.id] * len(spec.texts))
+    return texts, torch.tensor(owners)
+
+
+def _mean_by_class(embeddings: torch.Tensor, owners: torch.Tensor, n_classes: int) -> torch.Tensor:
+    sums = torch.zeros(n_classes, embeddings.shape[1], dtype=embeddings.dtype).index_add_(0, owners, embeddings)
+    return F.normalize(sums, dim=-1)
+
+
+@torch.no_grad()
+def text_prototypes(model: GalaxAlignModel, scheme: Scheme) -> torch.Tensor:
+    texts, owners = class_texts(scheme)
+    tokens = model.backbone.tokenize(texts)
+    embeddings = model.encode_text(tokens["input_ids"], tokens["attention_mask"])
+    return _mean_by_class(embeddings, owners, len(scheme))
+
+
+@torch.no_grad()
+def symbol_prototypes(model: GalaxAlignModel, symbols01: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    n_classes, variants = symbols01.shape[:2]
+    flat = symbols01.flatten(0, 1)
+    embeddings = torch.cat(
+        [model.encode_symbol(model.backbone.normalize(flat[i : i + batch_size])) for i in range(0, len(flat), batch_size)]
+    )
+    owners = torch.arange(n_classes).repeat_interleave(variants)
+    return _mean_by_class(embeddings, owners, n_classes)
+
+
+class ClassScorer:
+    """Turns normalised model input into class logits with one of SCORING_MODES."""
+
+    def __init__(self, model: GalaxAlignModel, scheme: Scheme, mode: str, symbols01: torch.Tensor | None = None):
+        if mode not in SCORING_MODES:
+            raise ValueError(f"scoring mode must be one of {SCORING_MODES}")
+        if mode == "head" and model.classifier is None:
+            raise ValueError("this run has no classifier head; use text, symbol or fusion scoring")
+        self.model, self.mode = model, mode
+        self.text = text_prototypes(model, scheme) if mode in ("text", "fusion") else None
+        if mode in ("symbol", "fusion"):
+            if symbols01 is None:
+                raise ValueError(f"{mode} scoring needs the symbol family")
+            self.symbol = symbol_prototypes(model, symbols01)
+        else:
+            self.symbol = None
+
+    @torch.no_grad()
+    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.mode == "head":
+            return self.model.classify_features(self.model.image_features(pixels))
+        embedding = self.model.encode_image(pixels)
+        scale = self.model.logit_scale.exp()
+        if self.mode == "text":
+            return scale * embedding @ self.text.t()
+        if self.mode == "symbol":
+            return scale * embedding @ self.symbol.t()
+        return scale * embedding @ F.normalize(self.text + self.symbol, dim=-1).t()
