@@ -5,4 +5,15 @@ __version__ = "0.1.0"
 from galaxalign.errors import GalaxAlignError  # noqa: E402
 from galaxalign.taxonomy import load_scheme  # noqa: E402
 
-__all__ = ["GalaxAlignError", "load_scheme", "__version__"]
+__all__ = ["GalaxAlignError", "load_index", "load_run", "load_scheme", "__version__"]
+
+# Loaded on first use, so `import galaxalign` stays light (no torch, no faiss).
+_LAZY = {"load_run": "galaxalign.runs", "load_index": "galaxalign.search"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'galaxalign' has no attribute {name!r}")

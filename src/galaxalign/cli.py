@@ -44,6 +44,90 @@ def _cmd_train(args) -> None:
         print(f"run saved in {run_dir}")
 
 
+def _cmd_classify(args) -> None:
+    import json
+
+    from galaxalign.data import load_image
+    from galaxalign.runs import load_run
+
+    if args.top_k < 1:
+        raise GalaxAlignError(f"classify: --top-k must be at least 1, got {args.top_k}")
+    images = [load_image(path) for path in args.images]  # a bad file fails before the model loads
+    results = load_run(args.run).classify(images, mode=args.mode, top_k=args.top_k)
+    if args.json:
+        print(json.dumps([{"path": path, **result} for path, result in zip(args.images, results)], indent=2))
+        return
+    width = max(len(path) for path in args.images) + 1
+    for path, result in zip(args.images, results):
+        top = ", ".join(f"{t['name']} {t['probability']:.2f}" for t in result["top"])
+        print(f"{path + ':':<{width}}  {result['name']} ({result['probability']:.2f})  | {top}")
+
+
+def _cmd_evaluate(args) -> None:
+    from galaxalign.evaluation.evaluate import evaluate_run
+    from galaxalign.runs import load_run
+
+    m = evaluate_run(load_run(args.run), args.data, split=args.split, out_dir=args.out, mode=args.mode,
+                     progress=not args.quiet)
+    k = m["k"]
+
+    def score(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"{m['split']}: {m['n']} galaxies, {m['scoring']} scoring; database: {m['database']['n']} training galaxies")
+    print(f"accuracy {score(m['accuracy'])}  macro-F1 {score(m['macro_f1'])}  "
+          f"mAP@{k} {score(m[f'map@{k}'])}  nDCG@{k} {score(m[f'ndcg@{k}'])}{' (graded)' if m['graded'] else ''}")
+    if "accuracy_by_mode" in m:
+        by_mode = m["accuracy_by_mode"].items()
+        print("accuracy by scoring mode: " + ", ".join(f"{mode} {score(acc)}" for mode, acc in by_mode))
+    print(f"wrote {m['files']['metrics']} and {m['files']['confusion']}")
+
+
+# ---- index / search (similarity search; galaxalign.search)
+
+
+def _cmd_index(args) -> None:
+    from galaxalign.data import open_dataset
+    from galaxalign.runs import load_run
+    from galaxalign.search import GalaxyIndex, build_index
+
+    if args.add and (args.kind or args.no_thumbnails):
+        raise GalaxAlignError("index: --add keeps the existing index's kind and thumbnails; drop --kind/--no-thumbnails")
+    run = load_run(args.run)
+    dataset = open_dataset(args.data, scheme=run.scheme)
+    if args.add:
+        index = GalaxyIndex.load(args.out, run).add(run, dataset, batch_size=args.batch_size, progress=not args.quiet)
+    else:
+        index = build_index(run, dataset, args.out, kind=args.kind or "auto", batch_size=args.batch_size,
+                            thumbnails=not args.no_thumbnails, progress=not args.quiet)
+    print(f"{index.kind} index of {len(index)} galaxies in {args.out}")
+
+
+def _cmd_search(args) -> None:
+    import json
+
+    from galaxalign.runs import load_run
+    from galaxalign.search import GalaxyIndex, Searcher
+
+    index = GalaxyIndex.load(args.index)
+    # Search by id uses stored embeddings; every other query is embedded by the index's run.
+    run = load_run(args.run or index.run_dir) if args.run or args.id is None else None
+    searcher = Searcher(index, run)
+    kind, value = next((name, getattr(args, name)) for name in ("image", "id", "text", "symbol", "sketch")
+                       if getattr(args, name) is not None)
+    hits = getattr(searcher, f"by_{kind}")(value, args.k)
+    if args.json:
+        print(json.dumps({"index": str(args.index), "query": {kind: value}, "hits": [h.to_dict() for h in hits]}, indent=2))
+        return
+    width = max([len("id"), *(len(h.id) for h in hits)])
+    print(f"{'rank':>4}  {'id':<{width}}  {'score':>6}  label")
+    for rank, h in enumerate(hits, 1):
+        print(f"{rank:>4}  {h.id:<{width}}  {h.score:>6.3f}  {h.label_name or '-'}")
+
+
+# ---- end index / search
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galaxalign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galaxalign {__version__}")
@@ -78,6 +162,50 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint and stop after N optimiser steps in all (for time-limited cluster jobs); --resume continues")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    modes_help = "scoring: head, text, symbol or fusion (default: the run's own)"
+    p = sub.add_parser("classify", help="classify PNG/JPEG/FITS galaxy images with a trained run")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, FITS, ...)")
+    p.add_argument("--mode", default=None, help=modes_help)
+    p.add_argument("--top-k", type=int, default=3, help="classes listed per image (default 3)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    p.set_defaults(func=_cmd_classify)
+
+    p = sub.add_parser("evaluate", help="classification and retrieval metrics of a run on its own split")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--data", required=True, help="the dataset the run was trained on")
+    p.add_argument("--split", default="test", choices=("test", "val", "train"), help="part to evaluate (default test)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/eval-SPLIT)")
+    p.add_argument("--mode", default=None, help=modes_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_evaluate)
+    # ---- index / search
+    p = sub.add_parser("index", help="embed a catalogue with a run into a similarity-search index folder")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--data", required=True, help="galaxies to index: .h5, a folder, or a table/catalogue")
+    p.add_argument("--out", required=True, help="index folder (replaced atomically)")
+    p.add_argument("--kind", default=None, choices=("auto", "flat", "hnsw", "ivf"),
+                   help="auto (default): exact below 200k galaxies, HNSW above")
+    p.add_argument("--batch-size", type=int, default=64, help="images embedded at once (default 64)")
+    p.add_argument("--no-thumbnails", action="store_true", help="store no 64x64 thumbnails")
+    p.add_argument("--add", action="store_true", help="append to the existing index in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_index)
+
+    p = sub.add_parser("search", help="find galaxies like an image, an indexed galaxy, words, a class symbol or a sketch")
+    p.add_argument("--index", required=True, help="index folder")
+    p.add_argument("--run", default=None, help="run folder (default: the one that built the index)")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--image", help="a galaxy image file")
+    query.add_argument("--id", help="an indexed galaxy's id (itself excluded)")
+    query.add_argument("--text", help='words, e.g. "barred spiral with tight arms"')
+    query.add_argument("--symbol", metavar="CLASS", help="a class key, id or name: search by its symbol")
+    query.add_argument("--sketch", metavar="FILE", help="a drawing like a symbol (PNG; dark on light is fine)")
+    p.add_argument("-k", type=int, default=10, help="results (default 10)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=_cmd_search)
+    # ---- end index / search
     return parser
 
 

@@ -1,0 +1,144 @@
+"""Evaluate a trained run on its own split: classification and similarity search.
+
+A run is only comparable with others on the split it was trained with, so the split comes from
+RUN_DIR/split.json and a dataset that does not match it is refused. See docs/evaluation.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from galaxalign.data import GalaxyDataset, Split, open_dataset
+from galaxalign.data.splits import PARTS
+from galaxalign.errors import GalaxAlignError
+from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
+from galaxalign.io import atomic_path, write_json_atomic
+from galaxalign.runs import Run
+from galaxalign.training.trainer import SPLIT_FILE
+
+RETRIEVAL_K = 10
+ZERO_SHOT_MODES = ("text", "symbol", "fusion")
+
+
+def evaluate_run(
+    run: Run,
+    dataset: GalaxyDataset | str | Path,
+    split: str = "test",
+    out_dir: str | Path | None = None,
+    mode: str | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Score `run` on one part of its split; write metrics.json and confusion.png to `out_dir`.
+
+    Classification uses the run's default scoring (or `mode`). Retrieval takes the split's
+    images as queries against the run's training split as the database, with graded nDCG when
+    the dataset has attributes. Galaxies of unknown class (-1) are left out of both. `dataset`
+    is a dataset or a path opened with the run's scheme; `out_dir` defaults to
+    RUN_DIR/eval-<split>. Returns the metrics, plus `files` naming what was written.
+    """
+    if split not in PARTS:
+        raise GalaxAlignError(f"split must be one of {', '.join(PARTS)}, got {split!r}")
+    if not isinstance(dataset, GalaxyDataset):
+        dataset = open_dataset(dataset, scheme=run.scheme)
+    split_path = run.run_dir / SPLIT_FILE
+    parts = Split.load(split_path)
+    parts.check_labels(dataset.labels, where=f"{dataset.source} against {split_path}")
+    labels = dataset.labels
+    query = _labelled(getattr(parts, split), labels)
+    database = _labelled(parts.train, labels)
+    for part, members in ((split, query), ("train", database)):
+        if not len(members):
+            raise GalaxAlignError(f"{dataset.source}: no labelled galaxies in the {part} split")
+
+    scoring = mode or run.scoring
+    contrastive = run.config.method != "supervised"
+    extra = ZERO_SHOT_MODES + (("head",) if run.model.classifier is not None else ()) if contrastive else ()
+    modes = (scoring, *(m for m in extra if m != scoring))
+    query_emb, predicted = _scan(run, dataset, query, modes, batch_size, progress, desc=split)
+    if split == "train":
+        db_emb = query_emb
+    else:
+        db_emb, _ = _scan(run, dataset, database, (), batch_size, progress, desc="train (database)")
+
+    attrs = dataset.attributes()
+    matrix = np.column_stack([np.asarray(attrs[name], dtype=np.float64) for name in sorted(attrs)]) if attrs else None
+    retrieval = retrieval_metrics(
+        query_emb, labels[query], db_emb, labels[database], k=RETRIEVAL_K,
+        query_attrs=None if matrix is None else matrix[query],
+        db_attrs=None if matrix is None else matrix[database],
+        query_ids=query, db_ids=database,
+    )
+    metrics = {
+        "run": str(run.run_dir),
+        "fingerprint": run.fingerprint,
+        "method": run.config.method,
+        "dataset": dataset.source,
+        "split": split,
+        "n": int(len(query)),
+        "scoring": scoring,
+        **classification_metrics(labels[query], predicted[scoring], run.scheme.names),
+        "database": {"split": "train", "n": int(len(database))},
+        **retrieval,
+    }
+    if contrastive:
+        metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == labels[query])) for m in modes}
+
+    out_dir = Path(out_dir) if out_dir is not None else run.run_dir / f"eval-{split}"
+    files = {"metrics": out_dir / "metrics.json", "confusion": out_dir / "confusion.png"}
+    write_json_atomic(files["metrics"], metrics)
+    title = f"{run.run_dir.name}: {split}, {scoring} scoring (accuracy {metrics['accuracy']:.3f})"
+    plot_confusion(metrics["confusion"], run.scheme.names, files["confusion"], title=title)
+    return {**metrics, "files": {name: str(path) for name, path in files.items()}}
+
+
+def _labelled(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return indices[labels[indices] >= 0]
+
+
+def _scan(run: Run, dataset: GalaxyDataset, indices: np.ndarray, modes, batch_size: int, progress: bool, desc: str):
+    """Embeddings of dataset[indices], and the predicted class under each scoring mode.
+
+    Each batch is decoded once and shared by the embedding and every mode.
+    """
+    embeddings, predicted = [], {m: [] for m in modes}
+    with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, len(indices), batch_size):
+            images = [dataset[int(i)].image for i in indices[start : start + batch_size]]
+            embeddings.append(run.embed_images(images, batch_size=batch_size))
+            for m in modes:
+                predicted[m].append(run.predict_proba(images, m, batch_size=batch_size).argmax(axis=1))
+            bar.update(len(images))
+    return np.concatenate(embeddings), {m: np.concatenate(v) for m, v in predicted.items()}
+
+
+def plot_confusion(confusion, class_names: list[str], path: str | Path, title: str = "") -> None:
+    """Counts in the cells, colour by the share of each true class (so rare classes show too)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = np.asarray(confusion, dtype=np.int64)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+    n = len(class_names)
+    side = 3.0 + 0.7 * n
+    fig = Figure(figsize=(side + 1.5, side), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    ax.set_xticks(range(n), class_names, rotation=40, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    if title:
+        ax.set_title(title, fontsize=9)
+    for i in range(n):
+        for j in range(n):
+            colour = "white" if shares[i, j] > 0.5 else ("black" if counts[i, j] else "0.7")
+            ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=8)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)

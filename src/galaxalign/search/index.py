@@ -1,0 +1,419 @@
+"""A FAISS index over a catalogue's image embeddings, stored in one folder beside its metadata.
+
+Vectors are L2-normalised float32, so inner product is cosine similarity. The catalogue is
+embedded in batches straight into a memory-mapped `embeddings.npy`, then added to FAISS in large
+chunks read back from it: memory stays bounded by a chunk, not the catalogue (FAISS itself keeps
+the vectors in RAM, as it must to answer queries). The folder is written under a temporary name
+and swapped in only when complete, so an interrupted build leaves any previous index intact.
+
+Kinds: `flat` (exact), `hnsw` (graph, no training) and `ivf` (k-means cells, trained on a sample).
+`auto` is exact below AUTO_HNSW_FROM vectors: there an exact search still takes tens of ms at
+most, and exact results need no tuning; from there on HNSW, whose query time grows ~log N.
+HNSW's efSearch and IVF's nprobe are tuned at build time to the smallest setting whose recall@10,
+measured against exact search on a sample of the indexed vectors, reaches TARGET_RECALL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import faiss
+import numpy as np
+from tqdm import tqdm
+
+from galaxalign.data import resize_square
+from galaxalign.errors import GalaxAlignError
+from galaxalign.io import atomic_path
+
+if TYPE_CHECKING:
+    from galaxalign.data import GalaxyDataset
+    from galaxalign.runs import Run
+
+FORMAT = "galaxalign-index"
+FORMAT_VERSION = 1
+INDEX_FILE, EMBEDDINGS_FILE, META_FILE = "index.faiss", "embeddings.npy", "meta.npz"
+THUMBNAILS_FILE, MANIFEST_FILE = "thumbnails.npy", "manifest.json"
+THUMBNAIL_SIZE = 64
+KINDS = ("auto", "flat", "hnsw", "ivf")
+AUTO_HNSW_FROM = 200_000
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 40  # a 1M build stays within minutes on a few cores
+EF_SEARCH_STEPS = (16, 32, 64, 128, 256, 512, 1024)
+NPROBE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+TARGET_RECALL = 0.95
+TUNE_QUERIES = 256
+IVF_TRAIN_PER_LIST = 64  # k-means sample size per cell (FAISS warns below 39)
+CHUNK = 65_536  # vectors per FAISS add and per brute-force block
+
+
+def choose_kind(kind: str, count: int) -> str:
+    if kind not in KINDS:
+        raise GalaxAlignError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "auto":
+        return "flat" if count < AUTO_HNSW_FROM else "hnsw"
+    return kind
+
+
+def ivf_nlist(count: int) -> int:
+    """~4 sqrt(N) cells, but never so many that k-means has under 39 points per cell."""
+    return max(1, min(round(4 * math.sqrt(count)), count // 39))
+
+
+def new_faiss_index(kind: str, dim: int, count: int) -> faiss.Index:
+    """An empty inner-product index of a concrete kind sized for about `count` vectors."""
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        return index
+    if kind == "ivf":
+        return faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, ivf_nlist(count), faiss.METRIC_INNER_PRODUCT)
+    raise ValueError(f"not a concrete index kind: {kind!r}")
+
+
+def fill_index(index: faiss.Index, vectors: np.ndarray, start: int = 0, seed: int = 0) -> None:
+    """Add vectors[start:] in chunks; an untrained IVF is first trained on a random sample of all."""
+    if not index.is_trained:
+        ivf = faiss.extract_index_ivf(index)
+        size = min(len(vectors), IVF_TRAIN_PER_LIST * ivf.nlist)
+        rows = np.sort(np.random.default_rng(seed).choice(len(vectors), size, replace=False))
+        index.train(np.ascontiguousarray(vectors[rows], dtype=np.float32))
+    for i in range(start, len(vectors), CHUNK):
+        index.add(np.ascontiguousarray(vectors[i : i + CHUNK], dtype=np.float32))
+
+
+def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k inner product over `vectors` (an array or a memmap), one block at a time."""
+    heap = faiss.ResultHeap(len(queries), k, keep_max=True)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    for i in range(0, len(vectors), CHUNK):
+        block = np.ascontiguousarray(vectors[i : i + CHUNK], dtype=np.float32)
+        scores, ids = faiss.knn(queries, block, min(k, len(block)), metric=faiss.METRIC_INNER_PRODUCT)
+        heap.add_result(scores, np.where(ids >= 0, ids + i, -1))
+    heap.finalize()
+    return heap.D, heap.I
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean fraction of each query's true neighbours that were found."""
+    return float(np.mean([len(np.intersect1d(f, t[t >= 0])) / max((t >= 0).sum(), 1) for f, t in zip(found, truth)]))
+
+
+def search_params(index: faiss.Index) -> dict[str, int]:
+    if isinstance(index, faiss.IndexHNSW):
+        return {"ef_search": int(index.hnsw.efSearch)}
+    if isinstance(index, faiss.IndexIVF):
+        return {"nprobe": int(index.nprobe)}
+    return {}
+
+
+def tune_search(index: faiss.Index, vectors: np.ndarray, k: int = 10, target: float = TARGET_RECALL, seed: int = 0) -> dict:
+    """Set efSearch (HNSW) or nprobe (IVF) to the least that reaches `target` recall@k on a sample.
+
+    The sample is indexed vectors used as queries, so the measured recall is slightly optimistic
+    for unseen queries; returns the chosen setting and its measured recall.
+    """
+    if isinstance(index, faiss.IndexHNSW):
+        steps, setter = EF_SEARCH_STEPS, lambda v: setattr(index.hnsw, "efSearch", v)
+    elif isinstance(index, faiss.IndexIVF):
+        steps = [p for p in NPROBE_STEPS if p < index.nlist] + [index.nlist]
+        setter = lambda v: setattr(index, "nprobe", v)  # noqa: E731
+    else:
+        return {}
+    rows = np.sort(np.random.default_rng(seed).choice(len(vectors), min(TUNE_QUERIES, len(vectors)), replace=False))
+    queries = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    k = min(k, len(vectors))
+    _, truth = exact_knn(vectors, queries, k)
+    for value in steps:
+        setter(value)
+        recall = recall_at(index.search(queries, k)[1], truth)
+        if recall >= target:
+            break
+    return {**search_params(index), "tuned_recall": round(recall, 4)}
+
+
+@dataclass
+class Hit:
+    """One search result: a catalogue galaxy and its cosine similarity to the query."""
+
+    id: str
+    score: float
+    label: int  # -1 when unknown
+    label_name: str | None
+    index: int  # row in the index (and in embeddings.npy / thumbnails.npy)
+    source: str
+    ra: float | None
+    dec: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    v = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+    return np.ascontiguousarray(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12), dtype=np.float32)
+
+
+class GalaxyIndex:
+    """A loaded index folder: FAISS index, embeddings, per-galaxy metadata and thumbnails."""
+
+    def __init__(self, index_dir: Path, manifest: dict, index: faiss.Index, embeddings: np.ndarray,
+                 meta: dict[str, np.ndarray], thumbnails: np.ndarray | None):
+        self.dir, self.manifest, self.index, self.embeddings = index_dir, manifest, index, embeddings
+        self.ids: list[str] = meta["ids"].tolist()
+        self.labels = meta["labels"]
+        self.label_names: list[str] = meta["label_names"].tolist()
+        self.sources: list[str] = meta["sources"].tolist()
+        self.source_of, self.ra, self.dec = meta["source_of"], meta["ra"], meta["dec"]
+        self.thumbnails = thumbnails
+        self._rows: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"GalaxyIndex({str(self.dir)!r}, n={len(self)}, kind={self.kind}, scheme={self.manifest['scheme']})"
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def fingerprint(self) -> str:
+        return self.manifest["run_fingerprint"]
+
+    @property
+    def run_dir(self) -> str:
+        return self.manifest["run_dir"]
+
+    @classmethod
+    def load(cls, index_dir: str | os.PathLike, run: Run | None = None) -> GalaxyIndex:
+        """Open an index folder; with `run`, refuse one built by different weights."""
+        index_dir = Path(index_dir)
+        manifest = read_manifest(index_dir)
+        if run is not None:
+            check_run(index_dir, manifest, run)
+        n, dim = manifest["count"], manifest["dim"]
+        embeddings = _load_npy(index_dir / EMBEDDINGS_FILE, (n, dim), np.float32)
+        thumbnails = None
+        if manifest["thumbnails"]:
+            thumbnails = _load_npy(index_dir / THUMBNAILS_FILE, (n, THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3), np.uint8)
+        meta = _load_meta(index_dir / META_FILE, n)
+        path = index_dir / INDEX_FILE
+        if not path.is_file():
+            raise GalaxAlignError(f"{path}: missing (incomplete index folder)")
+        try:
+            index = faiss.read_index(str(path))
+        except RuntimeError as exc:
+            raise GalaxAlignError(f"{path}: unreadable FAISS index ({str(exc).strip().splitlines()[-1]})") from None
+        if index.ntotal != n or index.d != dim or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise GalaxAlignError(
+                f"{path}: holds {index.ntotal} vectors of dim {index.d}, but the manifest says {n} of dim {dim}"
+            )
+        for name, value in manifest.get("search", {}).items():
+            if name == "ef_search":
+                index.hnsw.efSearch = value
+            elif name == "nprobe":
+                index.nprobe = value
+        return cls(index_dir, manifest, index, embeddings, meta, thumbnails)
+
+    def row(self, galaxy_id: str) -> int:
+        """The index row of a galaxy id (GalaxAlignError when absent)."""
+        if self._rows is None:
+            self._rows = {gid: i for i, gid in enumerate(self.ids)}
+        try:
+            return self._rows[str(galaxy_id)]
+        except KeyError:
+            raise GalaxAlignError(f"{self.dir}: no galaxy with id {galaxy_id!r} in the index") from None
+
+    def hit(self, row: int, score: float) -> Hit:
+        label = int(self.labels[row])
+        ra, dec = float(self.ra[row]), float(self.dec[row])
+        return Hit(
+            id=self.ids[row], score=float(score), label=label,
+            label_name=self.label_names[label] if label >= 0 else None, index=int(row),
+            source=self.sources[self.source_of[row]],
+            ra=None if math.isnan(ra) else ra, dec=None if math.isnan(dec) else dec,
+        )
+
+    def search(self, vectors: np.ndarray, k: int = 10) -> list[list[Hit]]:
+        """Top-k galaxies by cosine similarity for each query vector (Q, D), best first."""
+        queries = normalise(vectors)
+        if queries.shape[1] != self.index.d:
+            raise GalaxAlignError(f"{self.dir}: query vectors have dim {queries.shape[1]}, the index {self.index.d}")
+        if k < 1:
+            raise GalaxAlignError(f"k must be at least 1, got {k}")
+        scores, rows = self.index.search(queries, min(k, len(self)))
+        return [[self.hit(r, s) for s, r in zip(qs, qr) if r >= 0] for qs, qr in zip(scores, rows)]
+
+    def add(self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, progress: bool = True) -> GalaxyIndex:
+        """Append a dataset's galaxies (embedded by the same run), rewriting the folder atomically.
+
+        The index keeps its kind, thumbnail setting and search tuning; this object then reflects
+        the new folder and is returned.
+        """
+        check_run(self.dir, self.manifest, run)
+        with atomic_path(self.dir, directory=True) as tmp:
+            _write(tmp, run, dataset, self.kind, batch_size, self.thumbnails is not None, progress, base=self)
+        vars(self).update(vars(GalaxyIndex.load(self.dir)))
+        return self
+
+
+def build_index(run: Run, dataset: GalaxyDataset, out_dir: str | os.PathLike, kind: str = "auto",
+                batch_size: int = 64, thumbnails: bool = True, progress: bool = True) -> GalaxyIndex:
+    """Embed every galaxy of `dataset` with `run` and save a searchable index folder at `out_dir`."""
+    if len(dataset) == 0:
+        raise GalaxAlignError(f"{dataset.source}: no galaxies to index")
+    kind = choose_kind(kind, len(dataset))
+    with atomic_path(out_dir, directory=True) as tmp:
+        _write(tmp, run, dataset, kind, batch_size, thumbnails, progress, base=None)
+    return GalaxyIndex.load(out_dir)
+
+
+def read_manifest(index_dir: Path) -> dict:
+    path = index_dir / MANIFEST_FILE
+    if not index_dir.is_dir():
+        raise GalaxAlignError(f"{index_dir}: no such index folder")
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GalaxAlignError(f"{path}: missing (not an index folder, or an incomplete one)") from None
+    except (OSError, ValueError) as exc:
+        raise GalaxAlignError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise GalaxAlignError(f"{path}: not a GalaxAlign index manifest")
+    if manifest.get("version") != FORMAT_VERSION:
+        raise GalaxAlignError(f"{path}: index format version {manifest.get('version')}, this GalaxAlign reads {FORMAT_VERSION}; rebuild it")
+    return manifest
+
+
+def check_run(index_dir: Path, manifest: dict, run: Run) -> None:
+    """Vectors from different weights live in a different space: searching them would be silently wrong."""
+    if run.fingerprint != manifest["run_fingerprint"]:
+        raise GalaxAlignError(
+            f"{index_dir}: built by run {manifest['run_dir']} (weights sha256 {manifest['run_fingerprint'][:12]}), "
+            f"not by {run.run_dir} ({run.fingerprint[:12]}); rebuild the index with this run"
+        )
+
+
+def _load_npy(path: Path, shape: tuple, dtype) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise GalaxAlignError(f"{path}: missing (incomplete index folder)") from None
+    except (OSError, ValueError) as exc:  # a truncated .npy fails to map
+        raise GalaxAlignError(f"{path}: unreadable or truncated ({exc})".splitlines()[0]) from None
+    if array.shape != shape or array.dtype != dtype:
+        raise GalaxAlignError(f"{path}: expected {shape} {np.dtype(dtype)}, found {array.shape} {array.dtype}")
+    return array
+
+
+META_KEYS = ("ids", "labels", "label_names", "sources", "source_of", "ra", "dec")
+
+
+def _load_meta(path: Path, n: int) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = {k: npz[k] for k in META_KEYS}
+    except FileNotFoundError:
+        raise GalaxAlignError(f"{path}: missing (incomplete index folder)") from None
+    except KeyError as exc:
+        raise GalaxAlignError(f"{path}: missing array {exc}") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise GalaxAlignError(f"{path}: unreadable or truncated ({exc})".splitlines()[0]) from None
+    bad = [k for k in ("ids", "labels", "source_of", "ra", "dec") if meta[k].shape != (n,)]
+    if bad:
+        raise GalaxAlignError(f"{path}: {', '.join(bad)} do not hold one entry per indexed galaxy ({n})")
+    labels, sources = meta["labels"], meta["source_of"]
+    if n and (labels.max() >= len(meta["label_names"]) or labels.min() < -1 or sources.min() < 0
+              or sources.max() >= len(meta["sources"])):
+        raise GalaxAlignError(f"{path}: labels or sources out of range")
+    return meta
+
+
+def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: int, thumbnails: bool,
+           progress: bool, base: GalaxyIndex | None) -> None:
+    """Write a complete index folder into `tmp`: `base`'s galaxies (if any), then `dataset`'s."""
+    if batch_size < 1:
+        raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
+    if dataset.scheme.name != run.scheme.name and (dataset.labels >= 0).any():
+        raise GalaxAlignError(
+            f"{dataset.source}: labelled in scheme {dataset.scheme.name}, but the run uses {run.scheme.name}; "
+            f"open the data with scheme {run.scheme.name}"
+        )
+    _check_unique_ids(base.ids if base else [], dataset)
+    n_old, n_new = (len(base) if base else 0), len(dataset)
+    n, dim = n_old + n_new, int(run.model.embed_dim)
+    embeddings = np.lib.format.open_memmap(tmp / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=(n, dim))
+    thumbs = None
+    if thumbnails:
+        thumbs = np.lib.format.open_memmap(tmp / THUMBNAILS_FILE, mode="w+", dtype=np.uint8,
+                                           shape=(n, THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3))
+    sources = list(base.sources) if base else []
+    if dataset.source not in sources:
+        sources.append(dataset.source)
+    new_source = sources.index(dataset.source)
+    ids = np.empty(n, dtype=object)
+    labels, source_of = np.empty(n, np.int64), np.empty(n, np.int32)
+    ra, dec = np.full(n, np.nan), np.full(n, np.nan)
+    if base:
+        for i in range(0, n_old, CHUNK):
+            embeddings[i : i + CHUNK] = base.embeddings[i : i + CHUNK]
+            if thumbs is not None:
+                thumbs[i : i + CHUNK] = base.thumbnails[i : i + CHUNK]
+        ids[:n_old], labels[:n_old], source_of[:n_old] = base.ids, base.labels, base.source_of
+        ra[:n_old], dec[:n_old] = base.ra, base.dec
+    with tqdm(total=n_new, desc="index", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for start in range(0, n_new, batch_size):
+            rows = range(start, min(start + batch_size, n_new))
+            samples = [dataset[i] for i in rows]
+            at = slice(n_old + rows.start, n_old + rows.stop)
+            embeddings[at] = normalise(run.embed_images([s.image for s in samples], batch_size))
+            if thumbs is not None:
+                thumbs[at] = np.stack([resize_square(s.image, THUMBNAIL_SIZE) for s in samples])
+            for j, (i, s) in enumerate(zip(rows, samples), at.start):
+                meta = dataset.metadata(i)
+                ids[j], labels[j], source_of[j] = s.id, s.label, new_source
+                ra[j], dec[j] = meta.get("ra", np.nan), meta.get("dec", np.nan)
+            bar.update(len(rows))
+    embeddings.flush()
+    if thumbs is not None:
+        thumbs.flush()
+
+    if base:
+        index = faiss.clone_index(base.index)
+        fill_index(index, embeddings, start=n_old)
+        params = base.manifest.get("search", {})
+    else:
+        index = new_faiss_index(kind, dim, n)
+        fill_index(index, embeddings)
+        params = tune_search(index, embeddings)
+    faiss.write_index(index, str(tmp / INDEX_FILE))
+    np.savez(tmp / META_FILE, ids=ids.astype(str), labels=labels, label_names=np.array(run.scheme.names),
+             sources=np.array(sources), source_of=source_of, ra=ra, dec=dec)
+    manifest = {
+        "format": FORMAT, "version": FORMAT_VERSION,
+        "run_dir": str(Path(run.run_dir).resolve()), "run_fingerprint": run.fingerprint,
+        "scheme": run.scheme.name, "dim": dim, "kind": kind, "count": n,
+        "thumbnails": thumbnails, "thumbnail_size": THUMBNAIL_SIZE if thumbnails else None,
+        "search": params, "data_sources": sources,
+    }
+    (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+
+def _check_unique_ids(existing: list[str], dataset: GalaxyDataset) -> None:
+    """Search by id needs one galaxy per id; checked before any image is embedded."""
+    seen = set(existing)
+    for galaxy_id in dataset.ids:
+        if galaxy_id in seen:
+            raise GalaxAlignError(
+                f"{dataset.source}: galaxy id {galaxy_id!r} is already in the index (ids must be unique)"
+            )
+        seen.add(galaxy_id)

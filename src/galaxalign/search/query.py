@@ -1,0 +1,114 @@
+"""Queries against a galaxy index: by image, catalogue id, words, class symbol or hand sketch.
+
+Every query becomes one vector in the run's shared space. Images go through the image encoder,
+words through the text encoder, and symbols and sketches through the symbol encoder, which was
+trained on light strokes on a black sky: a sketch is first converted to that look.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from galaxalign.data import load_image
+from galaxalign.errors import GalaxAlignError
+from galaxalign.search.index import GalaxyIndex, Hit, check_run, normalise
+from galaxalign.symbols import render_symbol
+
+ImageInput = np.ndarray | str | os.PathLike
+SKETCH_FILL = 0.85  # fraction of the side a sketch's drawing spans, as a symbol's body does
+INK_LEVEL = 32  # grey level (of 255) above which a pixel counts as drawn
+
+
+def sketch_to_symbol(image: np.ndarray) -> np.ndarray:
+    """A drawing (H, W), (H, W, 3) or (H, W, 4) uint8 in the symbol palette: (S, S, 3) light grey on black.
+
+    A light background is inverted (dark pen on paper); on a transparent canvas the opaque
+    strokes are the ink. The background level is removed, contrast stretched to full scale, and
+    the drawing's bounding box centred on a square black canvas with a margin like a symbol's.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 4 and (image[..., 3] < 255).any():
+        grey = image[..., 3].astype(np.float32)
+    else:
+        grey = image.astype(np.float32) if image.ndim == 2 else image[..., :3].astype(np.float32).mean(axis=2)
+        border = np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]))
+        if border > 127:
+            grey = 255.0 - grey
+    background = np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]]))
+    grey = np.clip(grey - background, 0, None)
+    peak = grey.max()
+    if peak < INK_LEVEL:
+        raise GalaxAlignError("sketch is blank (no strokes that differ from the background)")
+    grey = grey * (255.0 / peak)
+    rows, cols = np.nonzero(grey > INK_LEVEL)
+    grey = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = grey.shape
+    side = int(np.ceil(max(h, w) / SKETCH_FILL))
+    canvas = np.zeros((side, side), np.uint8)
+    top, left = (side - h) // 2, (side - w) // 2
+    canvas[top : top + h, left : left + w] = np.rint(grey).astype(np.uint8)
+    return np.repeat(canvas[:, :, None], 3, axis=2)
+
+
+def read_sketch(path: str | os.PathLike) -> np.ndarray:
+    """A sketch file as an array, keeping its alpha channel (a canvas export is often transparent)."""
+    rgb = load_image(path)  # validates the file, with one-line errors
+    with Image.open(path) as im:
+        if "A" in im.mode or "transparency" in im.info:
+            return np.asarray(im.convert("RGBA"))
+    return rgb
+
+
+class Searcher:
+    """Answers queries on `index` with the `run` that built it.
+
+    `run` may be None for search by id alone, which uses the stored embeddings.
+    """
+
+    def __init__(self, index: GalaxyIndex, run=None):
+        if run is not None:
+            check_run(index.dir, index.manifest, run)
+        self.index, self.run = index, run
+
+    def _need_run(self, what: str):
+        if self.run is None:
+            raise GalaxAlignError(f"search by {what} needs the run that built the index ({self.index.run_dir})")
+        return self.run
+
+    def by_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
+        return self.index.search(vector, k)[0]
+
+    def by_image(self, image: ImageInput, k: int = 10) -> list[Hit]:
+        return self.by_vector(self._need_run("image").embed_images([image]), k)
+
+    def by_id(self, galaxy_id: str, k: int = 10) -> list[Hit]:
+        """Galaxies most like an indexed one; the galaxy itself is left out."""
+        row = self.index.row(galaxy_id)
+        hits = self.by_vector(np.asarray(self.index.embeddings[row]), k + 1)
+        return [h for h in hits if h.index != row][:k]
+
+    def by_text(self, text: str, k: int = 10) -> list[Hit]:
+        if not text.strip():
+            raise GalaxAlignError("search text is empty")
+        return self.by_vector(self._need_run("text").embed_texts([text]), k)
+
+    def by_symbol(self, class_key: str | int, k: int = 10) -> list[Hit]:
+        """Galaxies like a class's symbol: its canonical drawing and its family mean, weighted equally."""
+        run = self._need_run("symbol")
+        spec = run.scheme.by_key(str(class_key))
+        canonical = np.asarray(render_symbol(spec.symbol, run.image_size).convert("RGB"))
+        vector = normalise(run.embed_symbols([canonical]))[0]
+        if run.config.symbol_variants > 0:
+            family = run.symbols01[spec.id].mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+            vector = vector + normalise(run.embed_symbols(list(family)).mean(axis=0))[0]
+        return self.by_vector(vector, k)
+
+    def by_sketch(self, sketch: ImageInput, k: int = 10) -> list[Hit]:
+        run = self._need_run("sketch")
+        image = read_sketch(sketch) if isinstance(sketch, (str, Path, os.PathLike)) else sketch
+        return self.by_vector(run.embed_symbols([sketch_to_symbol(image)]), k)
+
