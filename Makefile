@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup browser demo test bench clean
 
 setup: $(STAMP)
 
@@ -20,7 +20,15 @@ $(STAMP): pyproject.toml requirements-packaged.txt
 demo: setup
 	$(BIN)/galaxalign demo --out runs/demo
 
-test: setup
+# The browser tests drive Debian's chromium through Playwright (no browser is downloaded);
+# where there is no apt-get they are skipped.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif command -v apt-get >/dev/null; then apt-get update && apt-get install -y --no-install-recommends chromium; \
+	else echo "no apt-get: the browser tests will be skipped (they need $(CHROMIUM))"; fi
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import os
 import sys
 
@@ -128,6 +129,33 @@ def _cmd_search(args) -> None:
 # ---- end index / search
 
 
+# ---- serve (web page and JSON API; galaxalign.web)
+
+
+def _cmd_serve(args) -> None:
+    import uvicorn
+
+    from galaxalign.web import create_app
+
+    app = create_app(args.index, args.run)  # loads index and run now: a bad folder fails before the server starts
+    print(f"serving {args.index} on http://{args.host}:{args.port}/ (API docs at /docs)")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+# ---- end serve
+
+
+def _cmd_benchmark(args) -> None:
+    from galaxalign.config import config_from_args
+    from galaxalign.evaluation.benchmark import run_benchmark
+    from galaxalign.evaluation.config import BenchmarkConfig
+
+    config = config_from_args(BenchmarkConfig, args)
+    run_benchmark(config, progress=not args.quiet)
+    print((Path(config.out) / "results.md").read_text())
+    print(f"results in {config.out}/results.md and results.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galaxalign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galaxalign {__version__}")
@@ -206,6 +234,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=_cmd_search)
     # ---- end index / search
+    # ---- serve
+    p = sub.add_parser("serve", help="serve the galaxy search web page and its JSON API for an index")
+    p.add_argument("--index", required=True, help="index folder")
+    p.add_argument("--run", default=None, help="run folder (default: the one that built the index)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.set_defaults(func=_cmd_serve)
+    # ---- end serve
+    from galaxalign.evaluation.config import BenchmarkConfig
+
+    p = sub.add_parser("benchmark", help="every method on one split and backbone: the results table")
+    add_config_arguments(p, BenchmarkConfig)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_benchmark)
+
     return parser
 
 

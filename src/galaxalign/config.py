@@ -21,6 +21,11 @@ from galaxalign.errors import GalaxAlignError
 T = TypeVar("T")
 
 
+def option(default, help: str, **extra):
+    """A dataclass field with a default and the help text its CLI flag shows."""
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
 def _base_type(annotation) -> tuple[type, bool]:
     """(underlying type, optional?) for annotations like `int`, `str | None`, `Optional[float]`."""
     origin = typing.get_origin(annotation)

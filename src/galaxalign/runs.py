@@ -74,6 +74,12 @@ class Run:
         ]
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(self.scheme)))
 
+    @torch.no_grad()
+    def proba_from_embeddings(self, embeddings: np.ndarray, mode: str | None = None) -> np.ndarray:
+        """Class probabilities of images already embedded with `embed_images` (prototype modes)."""
+        logits = self.scorer(mode).logits_from_embeddings(torch.as_tensor(embeddings, dtype=torch.float32))
+        return torch.softmax(logits, dim=1).numpy()
+
     def classify(self, images: Sequence[ImageLike], mode: str | None = None, top_k: int = 3) -> list[dict]:
         """For each image: the class, its probability and the top-k classes."""
         results = []
@@ -87,6 +93,12 @@ class Run:
     def embed_images(self, images: Sequence[ImageLike], batch_size: int = 64) -> np.ndarray:
         chunks = [self.model.encode_image(self.pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.embed_dim), np.float32)
+
+    @torch.no_grad()
+    def image_features(self, images: Sequence[ImageLike], batch_size: int = 64) -> np.ndarray:
+        """The image tower's pooled features, before the projection: for linear probes."""
+        chunks = [self.model.image_features(self.pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.backbone.image_dim), np.float32)
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

@@ -1,14 +1,21 @@
-"""Evaluation: classification and retrieval metrics, and scoring a trained run on its split."""
+"""Evaluation: classification and retrieval metrics, scoring a run on its split, the benchmark.
 
-from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
+Imports are lazy so that building the CLI (which reads the benchmark config) stays fast.
+"""
 
-__all__ = ["classification_metrics", "evaluate_run", "retrieval_metrics"]
+__all__ = ["classification_metrics", "evaluate_run", "retrieval_metrics", "run_benchmark"]
+
+_HOMES = {
+    "classification_metrics": "galaxalign.evaluation.metrics",
+    "retrieval_metrics": "galaxalign.evaluation.metrics",
+    "evaluate_run": "galaxalign.evaluation.evaluate",
+    "run_benchmark": "galaxalign.evaluation.benchmark",
+}
 
 
 def __getattr__(name):
-    # evaluate_run loads torch and the model code; the metrics alone need only numpy and sklearn.
-    if name == "evaluate_run":
-        from galaxalign.evaluation.evaluate import evaluate_run
+    if name in _HOMES:
+        import importlib
 
-        return evaluate_run
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(name)

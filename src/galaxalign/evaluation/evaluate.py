@@ -102,15 +102,18 @@ def _labelled(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
 def _scan(run: Run, dataset: GalaxyDataset, indices: np.ndarray, modes, batch_size: int, progress: bool, desc: str):
     """Embeddings of dataset[indices], and the predicted class under each scoring mode.
 
-    Each batch is decoded once and shared by the embedding and every mode.
+    Each batch is decoded and embedded once; prototype modes score that embedding, only the
+    linear head needs its own pass through the image tower.
     """
     embeddings, predicted = [], {m: [] for m in modes}
     with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
         for start in range(0, len(indices), batch_size):
             images = [dataset[int(i)].image for i in indices[start : start + batch_size]]
-            embeddings.append(run.embed_images(images, batch_size=batch_size))
+            batch_emb = run.embed_images(images, batch_size=batch_size)
+            embeddings.append(batch_emb)
             for m in modes:
-                predicted[m].append(run.predict_proba(images, m, batch_size=batch_size).argmax(axis=1))
+                proba = run.predict_proba(images, m, batch_size) if m == "head" else run.proba_from_embeddings(batch_emb, m)
+                predicted[m].append(proba.argmax(axis=1))
             bar.update(len(images))
     return np.concatenate(embeddings), {m: np.concatenate(v) for m, v in predicted.items()}
 

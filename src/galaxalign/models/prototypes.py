@@ -82,14 +82,26 @@ class ClassScorer:
         else:
             self.symbol = None
 
+    @property
+    def prototypes(self) -> torch.Tensor | None:
+        """(C, D) class anchors in the shared space; None for the linear head."""
+        if self.mode == "text":
+            return self.text
+        if self.mode == "symbol":
+            return self.symbol
+        if self.mode == "fusion":
+            return F.normalize(self.text + self.symbol, dim=-1)
+        return None
+
     @torch.no_grad()
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.mode == "head":
             return self.model.classify_features(self.model.image_features(pixels))
-        embedding = self.model.encode_image(pixels)
-        scale = self.model.logit_scale.exp()
-        if self.mode == "text":
-            return scale * embedding @ self.text.t()
-        if self.mode == "symbol":
-            return scale * embedding @ self.symbol.t()
-        return scale * embedding @ F.normalize(self.text + self.symbol, dim=-1).t()
+        return self.logits_from_embeddings(self.model.encode_image(pixels))
+
+    @torch.no_grad()
+    def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Prototype scores of already-embedded images (no second pass through the encoder)."""
+        if self.mode == "head":
+            raise ValueError("head scoring needs image features, not embeddings")
+        return self.model.logit_scale.exp() * embeddings @ self.prototypes.t()

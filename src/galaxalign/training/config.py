@@ -4,48 +4,47 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from galaxalign.config import option
+
 from galaxalign.errors import GalaxAlignError
 
 METHODS = ("supervised", "clip", "galaxalign-stage1", "galaxalign")
 
-
-def _f(default, help: str, **extra):
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass
 class TrainConfig:
     data: str = field(metadata={"help": "dataset: Galaxy10-layout .h5, catalog CSV/parquet, or image folder"})
     out: str = field(metadata={"help": "run folder to create (or resume)"})
-    method: str = _f("galaxalign", "what to train", choices=METHODS)
-    backbone: str = _f("packaged", "backbone name: packaged, packaged-effnet, hf:<path>, openclip:<arch>:<tag>, tiny")
-    scheme: str = _f("galaxy10", "class scheme: galaxy10, gz2, or a scheme file")
-    label_fraction: float = _f(1.0, "fraction of the training split whose labels are used (stratified)")
-    epochs: int = _f(4, "passes over the labelled training images")
-    stage1_fraction: float = _f(0.5, "galaxalign: share of the epochs spent in stage 1")
-    batch_size: int = _f(32, "global batch size (per optimiser step, before accumulation)")
-    accumulate: int = _f(1, "gradient accumulation steps")
-    lr: float = _f(1e-4, "peak learning rate of the top backbone block")
-    head_lr: float = _f(1e-3, "learning rate of projections, classifier and temperature")
-    weight_decay: float = _f(0.05, "AdamW weight decay")
-    warmup_fraction: float = _f(0.1, "share of steps with linear warm-up before the cosine decay")
-    layer_decay: float = _f(0.75, "layer-wise learning-rate decay per block below the top")
-    trainable_blocks: int = _f(2, "backbone blocks trained per tower, counted from the top: -1 all, 0 heads only")
-    embed_dim: int = _f(256, "shared embedding width (backbones with CLIP projections keep theirs)")
-    image_size: int = _f(0, "input size in pixels; 0 uses the backbone's default")
-    targets: str = _f("multi", "contrastive targets: multi (same class = positive) or onehot", choices=("multi", "onehot"))
-    balanced: bool = _f(True, "class-balanced batches")
-    w_image_text: float = _f(1.0, "weight of the image-text loss")
-    w_symbol_text: float = _f(1.0, "weight of the symbol-text loss")
-    w_image_symbol: float = _f(1.0, "weight of the image-symbol loss (stage 2)")
-    symbol_variants: int = _f(16, "symbols per class in the training family")
-    val_fraction: float = _f(0.1, "validation share of the stratified split")
-    test_fraction: float = _f(0.1, "test share of the stratified split")
-    split_file: str | None = _f(None, "reuse this split file instead of making one")
-    seed: int = _f(0, "seed of split, label subset, data order and initialisation")
-    bf16: bool = _f(False, "bf16 autocast")
-    checkpoint_every: int = _f(0, "steps between checkpoints; 0 checkpoints at the end of each epoch")
-    threads: int = _f(0, "torch CPU threads; 0 leaves torch's default")
+    method: str = option("galaxalign", "what to train", choices=METHODS)
+    backbone: str = option("packaged", "backbone name: packaged, packaged-effnet, hf:<path>, openclip:<arch>:<tag>, tiny")
+    scheme: str = option("galaxy10", "class scheme: galaxy10, gz2, or a scheme file")
+    label_fraction: float = option(1.0, "fraction of the training split whose labels are used (stratified)")
+    epochs: int = option(4, "passes over the labelled training images")
+    stage1_fraction: float = option(0.5, "galaxalign: share of the epochs spent in stage 1")
+    batch_size: int = option(32, "global batch size (per optimiser step, before accumulation)")
+    accumulate: int = option(1, "gradient accumulation steps")
+    lr: float = option(1e-4, "peak learning rate of the top backbone block")
+    head_lr: float = option(1e-3, "learning rate of projections, classifier and temperature")
+    weight_decay: float = option(0.05, "AdamW weight decay")
+    warmup_fraction: float = option(0.1, "share of steps with linear warm-up before the cosine decay")
+    layer_decay: float = option(0.75, "layer-wise learning-rate decay per block below the top")
+    trainable_blocks: int = option(2, "backbone blocks trained per tower, counted from the top: -1 all, 0 heads only")
+    embed_dim: int = option(256, "shared embedding width (backbones with CLIP projections keep theirs)")
+    image_size: int = option(0, "input size in pixels; 0 uses the backbone's default")
+    targets: str = option("multi", "contrastive targets: multi (same class = positive) or onehot", choices=("multi", "onehot"))
+    balanced: bool = option(True, "class-balanced batches")
+    w_image_text: float = option(1.0, "weight of the image-text loss")
+    w_symbol_text: float = option(1.0, "weight of the symbol-text loss")
+    w_image_symbol: float = option(1.0, "weight of the image-symbol loss (stage 2)")
+    symbol_variants: int = option(16, "symbols per class in the training family")
+    val_fraction: float = option(0.1, "validation share of the stratified split")
+    test_fraction: float = option(0.1, "test share of the stratified split")
+    split_file: str | None = option(None, "reuse this split file instead of making one")
+    seed: int = option(0, "seed of split, label subset, data order and initialisation")
+    bf16: bool = option(False, "bf16 autocast")
+    checkpoint_every: int = option(0, "steps between checkpoints; 0 checkpoints at the end of each epoch")
+    threads: int = option(0, "torch CPU threads; 0 leaves torch's default")
 
     def __post_init__(self):
         checks = [

@@ -362,6 +362,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
     return run_dir
 
 
+def init_run(config: TrainConfig) -> Path:
+    """A run folder holding the model as built, untrained: the zero-shot and frozen-feature rows."""
+    run_dir = Path(config.out)
+    if (run_dir / CONFIG_FILE).exists():
+        raise GalaxAlignError(f"{run_dir}: a run already exists here")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / CONFIG_FILE, config_to_dict(config))
+    prepare_data(config, run_dir, write=True)
+    save_weights(run_dir / MODEL_FILE, build_model(config, len(load_scheme(config.scheme))))
+    return run_dir
+
+
 def _write_summary(run_dir: Path, config: TrainConfig, data: RunData, seconds: float, seen: int, best_val: float) -> None:
     """Test accuracy of the best-validation weights: selection on val, report on test."""
     from galaxalign.runs import load_run  # the public loader rebuilds the model from the folder alone

@@ -1,0 +1,324 @@
+"""The galaxy search page and its JSON API, over one index folder and the run that built it.
+
+Everything is loaded once in `create_app`: the index, the run, its class prototypes and the class
+symbols, so a request only embeds its query and looks it up. Endpoints are plain functions, which
+FastAPI runs in its threadpool; the torch model is shared, so its use is serialised by a lock.
+
+Requests never name files: thumbnails are addressed by index row and symbols by class key, and
+uploads are read into memory under a byte cap (the request body is cut off at the cap as it
+streams in) and a pixel cap (checked from the image header before decoding where the format
+allows). Any bad input is a 4xx with a JSON `{"detail": message}`.
+"""
+
+import io
+import logging
+import threading
+from pathlib import Path
+from typing import Annotated, Callable
+
+import numpy as np
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from galaxalign import __version__
+from galaxalign.data import MAX_PIXELS, decode_image_bytes
+from galaxalign.errors import GalaxAlignError
+from galaxalign.runs import load_run
+from galaxalign.search import GalaxyIndex, Hit, Searcher
+from galaxalign.symbols import render_symbol
+
+MAX_UPLOAD_BYTES = 10 * 2**20
+MAX_QUERY_PIXELS = 4096 * 4096  # a survey cutout is far smaller; decoding is bounded by this
+MAX_K = 100
+MULTIPART_SLACK = 64 * 2**10  # request body allowance above the file itself (boundaries, headers)
+READ_CHUNK = 64 * 2**10
+SYMBOL_PX = 96
+TOP_CLASSES = 3
+STATIC = Path(__file__).parent / "static"
+STATIC_TYPES = {"app.js": "text/javascript", "style.css": "text/css"}
+PAGE_CSP = "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    detail: str
+
+
+class ClassProbability(BaseModel):
+    key: str
+    name: str
+    probability: float
+
+
+class GalaxyHit(BaseModel):
+    id: str
+    score: float = Field(description="cosine similarity to the query")
+    label: int = Field(description="catalogue class id, -1 when unknown")
+    label_name: str | None
+    index: int = Field(description="row in the index; the thumbnail's address")
+    source: str = Field(description="file name of the catalogue the galaxy came from")
+    ra: float | None
+    dec: float | None
+    thumbnail: str | None
+    predicted: ClassProbability | None = Field(description="the run's class for this galaxy")
+    top: list[ClassProbability] = Field(description=f"the {TOP_CLASSES} most probable classes")
+
+
+class QueryInfo(BaseModel):
+    kind: str
+    value: str
+
+
+class SearchResult(BaseModel):
+    query: QueryInfo
+    k: int
+    hits: list[GalaxyHit]
+
+
+class ClassInfo(BaseModel):
+    id: int
+    key: str
+    name: str
+    label: str
+    symbol: str = Field(description="URL of the class symbol PNG")
+
+
+class ClassList(BaseModel):
+    scheme: str
+    classes: list[ClassInfo]
+
+
+class Health(BaseModel):
+    status: str
+    galaxies: int
+    scheme: str
+    index_kind: str
+    scoring: str
+    thumbnails: bool
+    max_upload_bytes: int
+    max_pixels: int
+    max_k: int
+
+
+def _png(array: np.ndarray | Image.Image) -> bytes:
+    image = array if isinstance(array, Image.Image) else Image.fromarray(np.ascontiguousarray(array))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def _upload_name(upload: UploadFile) -> str:
+    """The client's file name, reduced to a label for messages (and FITS detection); never opened."""
+    name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return name[:100] or "upload"
+
+
+def _read_capped(upload: UploadFile, cap: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := upload.file.read(READ_CHUNK):
+        size += len(chunk)
+        if size > cap:
+            raise HTTPException(413, f"{_upload_name(upload)}: upload is over the limit of {cap} bytes")
+        chunks.append(chunk)
+    if not size:
+        raise HTTPException(422, f"{_upload_name(upload)}: upload is empty")
+    return b"".join(chunks)
+
+
+def _header_pixels(data: bytes) -> int | None:
+    """Width x height from a raster image's header, without decoding; None where PIL cannot tell."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.size[0] * im.size[1]
+    except Exception:  # FITS, or not an image: decode_image_bytes names the problem
+        return None
+
+
+class SearchService:
+    """The loaded index, run and searcher, and the answers the API gives from them."""
+
+    def __init__(self, index_dir: str | Path, run_dir: str | Path | None, max_upload_bytes: int, max_pixels: int):
+        self.index = GalaxyIndex.load(index_dir)
+        self.run = load_run(run_dir or self.index.run_dir)
+        self.searcher = Searcher(self.index, self.run)  # refuses a run other than the index's
+        self.max_upload_bytes, self.max_pixels = max_upload_bytes, max_pixels
+        self.lock = threading.Lock()
+        self.scoring = self.run.scorer().mode  # built now (prototypes embedded), not on the first request
+        self.symbols = {c.key: _png(render_symbol(c.symbol, SYMBOL_PX)) for c in self.run.scheme}
+
+    # ---- class probabilities of hits
+
+    def probabilities(self, rows: list[int]) -> np.ndarray | None:
+        """Class probabilities of indexed galaxies, as `Run.predict_proba` gives for their images.
+
+        A prototype scorer only needs the image embedding, which the index stores: exact and cheap.
+        A linear head needs image features, so it is applied to the stored thumbnails instead.
+        """
+        if not rows:
+            return None
+        if self.scoring != "head":
+            return self.run.proba_from_embeddings(np.asarray(self.index.embeddings[rows]))
+        if self.index.thumbnails is not None:
+            return self.run.predict_proba([np.asarray(self.index.thumbnails[r]) for r in rows])
+        return None
+
+    def _classes(self, probs: np.ndarray) -> list[ClassProbability]:
+        order = np.argsort(-probs)[:TOP_CLASSES]
+        return [ClassProbability(key=self.run.scheme[i].key, name=self.run.scheme[i].name,
+                                 probability=float(probs[i])) for i in order]
+
+    def _hit(self, hit: Hit, top: list[ClassProbability]) -> GalaxyHit:
+        fields = hit.to_dict() | {"source": Path(hit.source).name}  # a server path is not the client's business
+        thumbnail = f"/api/thumbnail/{hit.index}.png" if self.index.thumbnails is not None else None
+        return GalaxyHit(**fields, thumbnail=thumbnail, predicted=top[0] if top else None, top=top)
+
+    def search(self, kind: str, value: str, query: Callable[[int], list[Hit]], k: int) -> SearchResult:
+        with self.lock:
+            hits = query(k)
+            probs = self.probabilities([h.index for h in hits])
+        tops = [self._classes(p) for p in probs] if probs is not None else [[] for _ in hits]
+        return SearchResult(query=QueryInfo(kind=kind, value=value), k=k,
+                            hits=[self._hit(h, top) for h, top in zip(hits, tops)])
+
+    # ---- uploads
+
+    def decode_upload(self, upload: UploadFile) -> tuple[str, bytes, np.ndarray]:
+        """An uploaded image as (name, bytes, (H, W, 3) uint8), within the byte and pixel caps."""
+        name, data = _upload_name(upload), _read_capped(upload, self.max_upload_bytes)
+        pixels = _header_pixels(data)
+        if pixels is not None and pixels > self.max_pixels:
+            raise HTTPException(413, f"{name}: image has {pixels} pixels, over the limit of {self.max_pixels}")
+        image = decode_image_bytes(data, name)
+        if image.shape[0] * image.shape[1] > self.max_pixels:  # FITS sizes are known only now
+            raise HTTPException(413, f"{name}: image has {image.shape[0] * image.shape[1]} pixels, "
+                                     f"over the limit of {self.max_pixels}")
+        return name, data, image
+
+    def sketch_upload(self, upload: UploadFile) -> tuple[str, np.ndarray]:
+        """A sketch keeps its alpha channel: on a transparent canvas the opaque strokes are the ink."""
+        name, data, image = self.decode_upload(upload)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                if "A" in im.mode or "transparency" in im.info:
+                    return name, np.asarray(im.convert("RGBA"))
+        except OSError:  # FITS: no alpha
+            pass
+        return name, image
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error.get("loc", ())[1:]) or "request"
+        parts.append(f"{where}: {error.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
+               max_pixels: int = MAX_QUERY_PIXELS, max_k: int = MAX_K) -> FastAPI:
+    """The search app for `index_dir`, answered with `run_dir` (default: the run that built the index)."""
+    if not 0 < max_pixels <= MAX_PIXELS:
+        raise GalaxAlignError(f"serve: the pixel limit must be from 1 to {MAX_PIXELS}, got {max_pixels}")
+    if max_upload_bytes < 1 or max_k < 1:
+        raise GalaxAlignError("serve: the upload and k limits must be at least 1")
+    service = SearchService(index_dir, run_dir, max_upload_bytes, max_pixels)
+    page = (STATIC / "index.html").read_bytes()
+    assets = {name: (STATIC / name).read_bytes() for name in STATIC_TYPES}
+    app = FastAPI(title="GalaxAlign galaxy search", version=__version__,
+                  description="Find galaxies like an image, some words, a class symbol or a sketch.")
+    app.state.service = service
+    errors = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+    body_cap = max_upload_bytes + MULTIPART_SLACK
+    K = Annotated[int, Query(ge=1, le=max_k, description="number of results")]
+
+    @app.exception_handler(GalaxAlignError)
+    def user_error(request: Request, exc: GalaxAlignError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error serving %s", request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal error"}, status_code=500)
+
+    @app.middleware("http")
+    async def refuse_oversize(request: Request, call_next):
+        """A declared length over the cap is refused before any byte is read (a streamed body is cut at the cap)."""
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > body_cap:
+            return JSONResponse({"detail": f"upload is over the limit of {max_upload_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> Response:
+        return Response(page, media_type="text/html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> Response:
+        if name not in assets:
+            raise HTTPException(404, "not found")
+        return Response(assets[name], media_type=STATIC_TYPES[name], headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/health", response_model=Health)
+    def health() -> Health:
+        return Health(status="ok", galaxies=len(service.index), scheme=service.run.scheme.name,
+                      index_kind=service.index.kind, scoring=service.scoring,
+                      thumbnails=service.index.thumbnails is not None, max_upload_bytes=max_upload_bytes,
+                      max_pixels=max_pixels, max_k=max_k)
+
+    @app.get("/api/classes", response_model=ClassList)
+    def classes() -> ClassList:
+        return ClassList(scheme=service.run.scheme.name, classes=[
+            ClassInfo(id=c.id, key=c.key, name=c.name, label=c.label, symbol=f"/api/symbol/{c.key}.png")
+            for c in service.run.scheme
+        ])
+
+    @app.get("/api/search/text", response_model=SearchResult, responses=errors)
+    def search_text(q: Annotated[str, Query(min_length=1, max_length=500, description="words")], k: K = 10):
+        return service.search("text", q, lambda n: service.searcher.by_text(q, n), k)
+
+    @app.get("/api/search/symbol", response_model=SearchResult, responses=errors)
+    def search_symbol(cls: Annotated[str, Query(min_length=1, max_length=100, description="class key, id or name")],
+                      k: K = 10):
+        return service.search("symbol", cls, lambda n: service.searcher.by_symbol(cls, n), k)
+
+    @app.get("/api/search/id", response_model=SearchResult, responses=errors)
+    def search_id(galaxy_id: Annotated[str, Query(alias="id", min_length=1, max_length=200,
+                                                  description="an indexed galaxy's id (left out of its results)")],
+                  k: K = 10):
+        return service.search("id", galaxy_id, lambda n: service.searcher.by_id(galaxy_id, n), k)
+
+    @app.post("/api/search/image", response_model=SearchResult, responses=errors, max_body_size=body_cap)
+    def search_image(file: Annotated[UploadFile, File(description="PNG, JPEG or FITS galaxy image")], k: K = 10):
+        name, _, image = service.decode_upload(file)
+        return service.search("image", name, lambda n: service.searcher.by_image(image, n), k)
+
+    @app.post("/api/search/sketch", response_model=SearchResult, responses=errors, max_body_size=body_cap)
+    def search_sketch(file: Annotated[UploadFile, File(description="a drawing (PNG): light on dark, or dark on light")],
+                      k: K = 10):
+        name, image = service.sketch_upload(file)
+        return service.search("sketch", name, lambda n: service.searcher.by_sketch(image, n), k)
+
+    @app.get("/api/thumbnail/{row}.png", responses={404: {"model": ErrorBody}},
+             response_class=Response)
+    def thumbnail(row: int) -> Response:
+        thumbs = service.index.thumbnails
+        if thumbs is None or not 0 <= row < len(thumbs):
+            raise HTTPException(404, f"no thumbnail {row}")
+        return Response(_png(np.asarray(thumbs[row])), media_type="image/png",
+                        headers={"Cache-Control": "max-age=60"})
+
+    @app.get("/api/symbol/{class_key}.png", responses={404: {"model": ErrorBody}}, response_class=Response)
+    def symbol(class_key: str) -> Response:
+        if class_key not in service.symbols:
+            raise HTTPException(404, f"no class {class_key!r}")
+        return Response(service.symbols[class_key], media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    return app

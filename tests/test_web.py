@@ -1,0 +1,347 @@
+"""The search web app: its JSON API through TestClient, and the page itself in a real headless Chromium.
+
+One tiny run and a 30-galaxy index serve both. The browser tests drive Debian's /usr/bin/chromium
+with Playwright (never a downloaded browser) against the app served by uvicorn on 127.0.0.1.
+"""
+
+import io
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uvicorn
+from astropy.io import fits
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from galaxalign.cli import build_parser
+from galaxalign.data import DatasetView, open_dataset
+from galaxalign.runs import load_run
+from galaxalign.search import build_index
+from galaxalign.training import train
+from galaxalign.web import create_app
+
+from conftest import easy_image
+from test_training import tiny
+
+N, K = 30, 5
+MAX_BYTES, MAX_PIXELS = 150_000, 300 * 300  # the page's 224 px sketch fits
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = Path(__file__).parent / "artifacts"
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(array).save(out, format="PNG")
+    return out.getvalue()
+
+
+def fits_bytes(array: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    fits.PrimaryHDU(array).writeto(out)
+    return out.getvalue()
+
+
+GALAXY = easy_image(8, np.random.default_rng(1))  # an edge-on streak, 48 px
+
+
+def sketch_png() -> bytes:
+    """A light ellipse outline on black, like a smooth galaxy's symbol."""
+    y, x = np.mgrid[:96, :96] - 47.5
+    ring = np.abs(np.hypot(x / 40, y / 20) - 1) < 0.08
+    return png_bytes(np.repeat((ring * 230).astype(np.uint8)[:, :, None], 3, axis=2))
+
+
+@pytest.fixture(scope="module")
+def run(easy_h5, tmp_path_factory):
+    config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "web", method="galaxalign-stage1", epochs=1)
+    return load_run(train(config, progress=False))
+
+
+@pytest.fixture(scope="module")
+def dataset(easy_h5, run):
+    return DatasetView(open_dataset(easy_h5, scheme=run.scheme), range(N))
+
+
+@pytest.fixture(scope="module")
+def app(run, dataset, tmp_path_factory):
+    index_dir = tmp_path_factory.mktemp("indexes") / "web"
+    build_index(run, dataset, index_dir, progress=False)
+    return create_app(index_dir, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    return TestClient(app)  # a server error raises here: the API must never answer 500
+
+
+# ---------------------------------------------------------------- JSON API
+
+
+def post(client, kind: str, data: bytes, name: str = "query.png", k: int = K):
+    return client.post(f"/api/search/{kind}", params={"k": k}, files={"file": (name, data, "image/png")})
+
+
+QUERIES = {
+    "text": lambda c: c.get("/api/search/text", params={"q": "an edge-on galaxy", "k": K}),
+    "symbol": lambda c: c.get("/api/search/symbol", params={"cls": "merging", "k": K}),
+    "id": lambda c: c.get("/api/search/id", params={"id": "3", "k": K}),
+    "image": lambda c: post(c, "image", png_bytes(GALAXY), "galaxy.png"),
+    "image-fits": lambda c: post(c, "image", fits_bytes(GALAXY.mean(axis=2).astype(np.float32)), "galaxy.fits"),
+    "sketch": lambda c: post(c, "sketch", sketch_png(), "sketch.png"),
+}
+
+
+@pytest.mark.parametrize("kind", QUERIES)
+def test_each_query_kind_returns_k_hits(client, kind):
+    response = QUERIES[kind](client)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["k"] == K and result["query"]["kind"] == kind.split("-")[0]
+    hits = result["hits"]
+    assert len(hits) == K
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    for hit in hits:
+        assert hit["thumbnail"] == f"/api/thumbnail/{hit['index']}.png"
+        assert hit["predicted"] == hit["top"][0] and len(hit["top"]) == 3
+        assert sum(c["probability"] for c in hit["top"]) <= 1 + 1e-6
+        assert hit["source"] == "easy.h5"  # the catalogue's name, not its server path
+    if kind == "id":
+        assert "3" not in [h["id"] for h in hits]
+
+
+def test_hit_probabilities_are_the_runs_own(client, run, dataset):
+    """Computed from stored embeddings, they equal `Run.predict_proba` on the galaxies' images."""
+    hits = client.get("/api/search/id", params={"id": "0", "k": 8}).json()["hits"]
+    want = run.predict_proba([dataset[h["index"]].image for h in hits])
+    for hit, probs in zip(hits, want):
+        top = hit["top"][0]
+        assert top["key"] == run.scheme[int(np.argmax(probs))].key
+        assert top["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
+
+
+def fits_garbage() -> bytes:
+    return b"SIMPLE  =                    T" + b" " * 50 + b"NAXIS   = nonsense"
+
+
+BAD_UPLOADS = {
+    "garbage": (b"this is not an image at all" * 10, "bad.png", 422),
+    "truncated": (png_bytes(GALAXY)[:200], "cut.png", 422),
+    "empty": (b"", "empty.png", 422),
+    "fits-garbage": (fits_garbage(), "bad.fits", 422),
+    "oversize": (b"\x89PNG" + os.urandom(MAX_BYTES), "big.png", 413),
+    "too-many-pixels": (png_bytes(np.zeros((320, 300, 3), np.uint8)), "wide.png", 413),
+    "fits-too-many-pixels": (fits_bytes(np.zeros((320, 300), np.uint8)), "wide.fits", 413),
+}
+
+
+@pytest.mark.parametrize("kind", ["image", "sketch"])
+@pytest.mark.parametrize("case", BAD_UPLOADS)
+def test_bad_uploads_are_a_4xx_with_a_message(client, kind, case):
+    data, name, status = BAD_UPLOADS[case]
+    response = post(client, kind, data, name)
+    assert response.status_code == status, response.text
+    assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+
+
+def test_a_streamed_body_is_cut_off_at_the_cap(client):
+    """Without a Content-Length the body is counted as it arrives, not spooled whole first."""
+    def body():
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
+        for _ in range(50):
+            yield b"x" * 10_000
+        yield b"\r\n--b--\r\n"
+
+    response = client.post("/api/search/image", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413 and "detail" in response.json()
+
+
+def test_blank_sketch_and_missing_file(client):
+    response = post(client, "sketch", png_bytes(np.zeros((40, 40, 3), np.uint8)))
+    assert response.status_code == 422 and "blank" in response.json()["detail"]
+    assert client.post("/api/search/image").status_code == 422
+
+
+@pytest.mark.parametrize("url", [
+    "/api/search/text?q=&k=3", "/api/search/text?q=spiral&k=0", "/api/search/text?q=spiral&k=101",
+    "/api/search/id?id=no-such-galaxy", "/api/search/symbol?cls=no-such-class", "/api/search/id",
+])
+def test_bad_queries_are_422_with_a_message(client, url):
+    response = client.get(url)
+    assert response.status_code == 422 and isinstance(response.json()["detail"], str)
+
+
+@pytest.mark.parametrize("url", [
+    "/api/thumbnail/../../etc/passwd.png", "/api/thumbnail/..%2F..%2Fetc%2Fpasswd.png", "/api/thumbnail/-1.png",
+    f"/api/thumbnail/{N}.png", "/api/thumbnail/0x1.png", "/api/thumbnail/%2Fetc%2Fpasswd.png",
+    "/api/symbol/..%2F..%2Fpyproject.toml.png", "/api/symbol/../web/app.py.png", "/api/symbol/Merging%20Galaxies.png",
+    "/static/..%2Fapp.py", "/static/index.html", "/static/%2Fetc%2Fpasswd",
+])
+def test_files_are_only_served_by_row_or_key(client, url):
+    assert client.get(url).status_code in (404, 422)
+
+
+def test_thumbnails_symbols_and_page(client, app):
+    thumb = Image.open(io.BytesIO(client.get("/api/thumbnail/0.png").content))
+    assert thumb.size == (64, 64)
+    np.testing.assert_array_equal(np.asarray(thumb.convert("RGB")), app.state.service.index.thumbnails[0])
+    classes = client.get("/api/classes").json()["classes"]
+    assert len(classes) == 10 and classes[1]["key"] == "merging"
+    symbol = client.get(classes[1]["symbol"])
+    assert symbol.headers["content-type"] == "image/png" and Image.open(io.BytesIO(symbol.content)).size == (96, 96)
+    page = client.get("/")
+    assert "text/html" in page.headers["content-type"] and "default-src 'self'" in page.headers["content-security-policy"]
+    assert client.get("/static/app.js").status_code == 200
+    health = client.get("/api/health").json()
+    assert health["galaxies"] == N and health["max_upload_bytes"] == MAX_BYTES and health["max_pixels"] == MAX_PIXELS
+
+
+def test_openapi_documents_the_api(client):
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    assert set(paths) == {
+        "/api/search/text", "/api/search/symbol", "/api/search/id", "/api/search/image", "/api/search/sketch",
+        "/api/classes", "/api/health", "/api/thumbnail/{row}.png", "/api/symbol/{class_key}.png",
+    }
+    assert "multipart/form-data" in paths["/api/search/image"]["post"]["requestBody"]["content"]
+    assert {"SearchResult", "GalaxyHit", "ClassProbability", "ErrorBody"} <= set(schema["components"]["schemas"])
+
+
+def test_serve_binds_to_this_machine_by_default():
+    args = build_parser().parse_args(["serve", "--index", "somewhere"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+# ---------------------------------------------------------------- the page in Chromium
+
+
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (make test installs Debian's chromium)")
+
+
+@pytest.fixture(scope="module")
+def base_url(app):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base_url):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(20_000)
+    problems = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto(base_url)
+    page.wait_for_selector("#palette button", state="attached")  # the palette loads on its hidden tab
+    yield page
+    page.close()
+    assert not problems, problems  # no script errors on the page
+
+
+def result_ids(page) -> list[str]:
+    return page.locator("#results .card").evaluate_all("cards => cards.map(c => c.dataset.id)")
+
+
+def wait_for_grid(page, label: str) -> list[str]:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#query-label")).to_contain_text(label)
+    expect(page.locator("#results .card")).to_have_count(10)
+    assert page.locator("#error").is_hidden()
+    return result_ids(page)
+
+
+@needs_chromium
+def test_page_text_query_shows_a_grid(page):
+    page.click("#tab-text")
+    page.fill("#text-input", "a round smooth galaxy")
+    page.press("#text-input", "Enter")
+    wait_for_grid(page, "round smooth galaxy")
+    card = page.locator("#results .card").first
+    assert card.locator(".pred").inner_text() and card.locator(".score").inner_text()
+    assert card.locator("img").evaluate("img => img.complete && img.naturalWidth") == 64
+
+
+@needs_chromium
+def test_page_symbol_click_shows_a_grid_and_k_changes_it(page):
+    page.click("#tab-symbol")
+    assert page.locator("#palette button").count() == 10
+    page.click("#palette button[data-key=merging]")
+    wait_for_grid(page, "Merging symbol")
+    page.select_option("#k", "5")
+    from playwright.sync_api import expect
+
+    expect(page.locator("#results .card")).to_have_count(5)
+    page.select_option("#k", "10")
+    wait_for_grid(page, "Merging symbol")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "web.png"), full_page=True)
+    shutil.copyfile(ARTIFACTS / "web.png", "/tmp/web_screenshot.png")
+
+
+@needs_chromium
+def test_page_image_upload_shows_a_grid(page):
+    page.set_input_files("#file-input", files=[{"name": "galaxy.png", "mimeType": "image/png", "buffer": png_bytes(GALAXY)}])
+    wait_for_grid(page, "galaxy.png")
+
+
+@needs_chromium
+def test_page_sketch_drawn_with_the_mouse_shows_a_grid(page):
+    page.click("#tab-sketch")
+    box = page.locator("#sketch").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    points = [(cx + 80 * np.cos(t), cy + 35 * np.sin(t)) for t in np.linspace(0, 2 * np.pi, 40)]
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(x, y, steps=2)
+    page.mouse.up()
+    page.click("#sketch-search")
+    wait_for_grid(page, "your sketch")
+
+
+@needs_chromium
+def test_page_clicking_a_result_searches_from_it(page):
+    page.click("#tab-text")
+    page.fill("#text-input", "an edge-on galaxy")
+    page.click("#panel-text button[type=submit]")
+    before = wait_for_grid(page, "edge-on galaxy")
+    page.locator("#results .card").nth(2).click()
+    after = wait_for_grid(page, f"galaxy {before[2]}")
+    assert before[2] not in after and after != before
+
+
+@needs_chromium
+def test_page_bad_upload_shows_an_error(page):
+    page.set_input_files("#file-input", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert "notes.png: cannot read image" in error.inner_text()
