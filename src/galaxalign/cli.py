@@ -156,6 +156,19 @@ def _cmd_benchmark(args) -> None:
     print(f"results in {config.out}/results.md and results.json")
 
 
+def _cmd_demo(args) -> None:
+    from galaxalign.config import config_from_args
+    from galaxalign.report.build import serve_command
+    from galaxalign.report.demo import DemoConfig, run_demo
+
+    config = config_from_args(DemoConfig, args)
+    summary = run_demo(config, progress=not args.no_progress)
+    print(f"\nreport: {summary['report']}  ({summary['seconds'] / 60:.1f} min)")
+    for method in ("supervised", "galaxalign"):
+        print(f"  {method:<11} test accuracy {summary[f'{method}_accuracy']:.3f}   mAP@10 {summary[f'{method}_map@10']:.3f}")
+    print(f"search it in a browser: {serve_command(Path(config.out))}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galaxalign", description=__doc__)
     parser.add_argument("--version", action="version", version=f"galaxalign {__version__}")
@@ -248,6 +261,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_arguments(p, BenchmarkConfig)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_benchmark)
+
+    from galaxalign.report.demo import DemoConfig
+
+    p = sub.add_parser("demo", help="the main job: render data, fine-tune, evaluate, index, and write report.html")
+    add_config_arguments(p, DemoConfig)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
 
     return parser
 

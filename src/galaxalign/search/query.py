@@ -8,7 +8,7 @@ trained on light strokes on a black sky: a sketch is first converted to that loo
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -17,6 +17,9 @@ from galaxalign.data import load_image
 from galaxalign.errors import GalaxAlignError
 from galaxalign.search.index import GalaxyIndex, Hit, check_run, normalise
 from galaxalign.symbols import render_symbol
+
+if TYPE_CHECKING:
+    from galaxalign.runs import Run
 
 ImageInput = np.ndarray | str | os.PathLike
 SKETCH_FILL = 0.85  # fraction of the side a sketch's drawing spans, as a symbol's body does
@@ -69,12 +72,12 @@ class Searcher:
     `run` may be None for search by id alone, which uses the stored embeddings.
     """
 
-    def __init__(self, index: GalaxyIndex, run=None):
+    def __init__(self, index: GalaxyIndex, run: Run | None = None):
         if run is not None:
             check_run(index.dir, index.manifest, run)
         self.index, self.run = index, run
 
-    def _need_run(self, what: str):
+    def _need_run(self, what: str) -> Run:
         if self.run is None:
             raise GalaxAlignError(f"search by {what} needs the run that built the index ({self.index.run_dir})")
         return self.run
@@ -109,6 +112,6 @@ class Searcher:
 
     def by_sketch(self, sketch: ImageInput, k: int = 10) -> list[Hit]:
         run = self._need_run("sketch")
-        image = read_sketch(sketch) if isinstance(sketch, (str, Path, os.PathLike)) else sketch
+        image = read_sketch(sketch) if isinstance(sketch, (str, os.PathLike)) else sketch
         return self.by_vector(run.embed_symbols([sketch_to_symbol(image)]), k)
 

@@ -1,0 +1,1 @@
+"""The demo job and its self-contained HTML report."""
