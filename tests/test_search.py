@@ -15,7 +15,7 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.runs import load_run
 from galaxalign.search import GalaxyIndex, Searcher, build_index, load_index, sketch_to_symbol
 from galaxalign.search.index import (
-    AUTO_HNSW_FROM,
+    AUTO_ANN_FROM,
     choose_kind,
     exact_knn,
     fill_index,
@@ -271,7 +271,7 @@ def test_approximate_kinds_reach_recall_on_clustered_data(kind):
 
 
 def test_auto_kind_rule_and_lazy_public_api():
-    assert choose_kind("auto", AUTO_HNSW_FROM - 1) == "flat" and choose_kind("auto", AUTO_HNSW_FROM) == "hnsw"
+    assert choose_kind("auto", AUTO_ANN_FROM - 1) == "flat" and choose_kind("auto", AUTO_ANN_FROM) == "ivf"
     assert choose_kind("ivf", 10) == "ivf"
     with pytest.raises(GalaxAlignError, match="index kind"):
         choose_kind("annoy", 10)

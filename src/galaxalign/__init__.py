@@ -5,10 +5,16 @@ __version__ = "0.1.0"
 from galaxalign.errors import GalaxAlignError  # noqa: E402
 from galaxalign.taxonomy import load_scheme  # noqa: E402
 
-__all__ = ["GalaxAlignError", "load_index", "load_run", "load_scheme", "__version__"]
+__all__ = ["GalaxAlignError", "Searcher", "evaluate_run", "load_index", "load_run", "load_scheme", "train", "__version__"]
 
 # Loaded on first use, so `import galaxalign` stays light (no torch, no faiss).
-_LAZY = {"load_run": "galaxalign.runs", "load_index": "galaxalign.search"}
+_LAZY = {
+    "load_run": "galaxalign.runs",
+    "load_index": "galaxalign.search",
+    "Searcher": "galaxalign.search",
+    "train": "galaxalign.training",
+    "evaluate_run": "galaxalign.evaluation",
+}
 
 
 def __getattr__(name: str):

@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="galaxies to index: .h5, a folder, or a table/catalogue")
     p.add_argument("--out", required=True, help="index folder (replaced atomically)")
     p.add_argument("--kind", default=None, choices=("auto", "flat", "hnsw", "ivf"),
-                   help="auto (default): exact below 200k galaxies, HNSW above")
+                   help="auto (default): exact below 200k galaxies, IVF above")
     p.add_argument("--batch-size", type=int, default=64, help="images embedded at once (default 64)")
     p.add_argument("--no-thumbnails", action="store_true", help="store no 64x64 thumbnails")
     p.add_argument("--add", action="store_true", help="append to the existing index in --out")

@@ -170,7 +170,7 @@ class H5Dataset(GalaxyDataset):
         self._pid = -1
         f = self._h5()
         images = self._dataset(f, "images")
-        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8 or 0 in images.shape[1:3]:
             raise GalaxAlignError(
                 f"{self.path}: key 'images': expected (N, H, W, 3) uint8, got shape {images.shape} {images.dtype}"
             )
@@ -185,7 +185,7 @@ class H5Dataset(GalaxyDataset):
             )
         self._labels = ans[()].astype(np.int64)
         _check_label_range(self._labels, self.scheme, f"{self.path}: key 'ans'")
-        self._meta = {k: self._column(f, k, n).astype(np.float64) for k in self.META_KEYS if k in f}
+        self._meta = {k: self._column(f, k, n, numeric=True).astype(np.float64) for k in self.META_KEYS if k in f}
         id_key = next((k for k in ("ids", "id_str") if k in f), None)
         if id_key is None:
             self._ids = [str(i) for i in range(n)]
@@ -197,7 +197,7 @@ class H5Dataset(GalaxyDataset):
             group = f["params"]
             if not isinstance(group, h5py.Group):
                 raise GalaxAlignError(f"{self.path}: key 'params': expected a group of (N,) datasets")
-            self._params = {k: self._column(f, f"params/{k}", n).astype(np.float32) for k in group}
+            self._params = {k: self._column(f, f"params/{k}", n, numeric=True).astype(np.float32) for k in group}
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
@@ -216,10 +216,12 @@ class H5Dataset(GalaxyDataset):
             raise GalaxAlignError(f"{self.path}: key '{key}': expected a dataset, found a group")
         return obj
 
-    def _column(self, f: h5py.File, key: str, n: int) -> np.ndarray:
+    def _column(self, f: h5py.File, key: str, n: int, numeric: bool = False) -> np.ndarray:
         d = self._dataset(f, key)
         if d.shape != (n,):
             raise GalaxAlignError(f"{self.path}: key '{key}': expected shape ({n},) to match 'images', got {d.shape}")
+        if numeric and d.dtype.kind not in "iuf":
+            raise GalaxAlignError(f"{self.path}: key '{key}': expected numbers, got {d.dtype}")
         return d[()]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -233,7 +235,10 @@ class H5Dataset(GalaxyDataset):
         self._file = None
 
     def _image(self, i: int) -> np.ndarray:
-        return self._h5()["images"][i]
+        try:
+            return self._h5()["images"][i]
+        except OSError as exc:  # a damaged compressed chunk fails only when read
+            raise GalaxAlignError(f"{self.path}: key 'images': image {i} unreadable ({exc})".splitlines()[0]) from None
 
     def _metadata(self, i: int) -> dict[str, Any]:
         return {"index": i, **{k: float(v[i]) for k, v in self._meta.items()}}
@@ -271,6 +276,8 @@ def _labels_from_column(values: Sequence[Any], scheme: Scheme, where: str) -> np
         if pd.isna(v) or (isinstance(v, str) and not v.strip()):
             out[row] = -1
         elif isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
+            if abs(v) > np.iinfo(np.int64).max:  # would overflow below; smaller ones are range-checked after
+                raise GalaxAlignError(f"{where}: row {row}: label {v!r} is out of range for scheme {scheme.name}")
             out[row] = int(v)
         else:
             try:
@@ -392,7 +399,13 @@ class CatalogDataset(_FileDataset):
             if len(table) == 0:
                 raise GalaxAlignError(f"{self.path}: no image file of any row found under {root}")
         self._table = table
-        self._votes = vote_fractions(table, kind=vote_kind)
+        try:
+            self._votes = vote_fractions(table, kind=vote_kind)
+        except (TypeError, ValueError) as exc:  # a vote column that is not numbers
+            raise GalaxAlignError(f"{self.path}: unreadable vote fractions ({exc})") from None
+        bad = [k for k in ("ra", "dec", "redshift") if k in table.columns and table[k].dtype.kind not in "iuf"]
+        if bad:
+            raise GalaxAlignError(f"{self.path}: column '{bad[0]}' must hold numbers")
         self._labels = self._read_labels(table, label_column)
         id_column = next((c for c in ID_COLUMNS if c in table.columns), None)
         self._ids = [str(v) for v in table[id_column]] if id_column else [str(i) for i in range(len(table))]

@@ -7,7 +7,9 @@ asinh (Lupton et al. 2004) stretch that produced the survey's own colour images.
 
 from __future__ import annotations
 
+import gzip
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -21,6 +23,10 @@ from galaxalign.errors import GalaxAlignError
 MAX_PIXELS = 50_000_000
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif", *FITS_SUFFIXES)
+
+
+class TooManyPixels(GalaxAlignError):
+    """An image over the pixel cap, refused from its header: the web app answers 413 for it."""
 
 
 def is_image_file(path: str | os.PathLike) -> bool:
@@ -39,21 +45,25 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image_bytes(data, str(path))
 
 
-def decode_image_bytes(data: bytes, name: str) -> np.ndarray:
-    """Decode an uploaded file's bytes; `name` picks FITS vs raster and names the file in errors."""
+def decode_image_bytes(data: bytes, name: str, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an uploaded file's bytes; `name` picks FITS vs raster and names the file in errors.
+
+    Images over `max_pixels` (default MAX_PIXELS) are refused from their headers, before decoding.
+    """
+    limit = max_pixels or MAX_PIXELS
     if name.lower().endswith(FITS_SUFFIXES) or data[:9] == b"SIMPLE  =":
-        return _decode_fits(data, name)
-    return _decode_raster(data, name)
+        return _decode_fits(data, name, limit)
+    return _decode_raster(data, name, limit)
 
 
-def _decode_raster(data: bytes, name: str) -> np.ndarray:
+def _decode_raster(data: bytes, name: str, limit: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data))
             w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise GalaxAlignError(f"{name}: image is {w}x{h} pixels, over the limit of {MAX_PIXELS}")
+            if w * h > limit:
+                raise TooManyPixels(f"{name}: image is {w}x{h} pixels, over the limit of {limit}")
             im.load()
     except GalaxAlignError:
         raise
@@ -81,25 +91,42 @@ def _pil_to_rgb8(im: Image.Image) -> np.ndarray:
     return np.array(im.convert("RGB"), dtype=np.uint8)  # a writable copy, as torch.from_numpy wants
 
 
-def _decode_fits(data: bytes, name: str) -> np.ndarray:
+def _decode_fits(data: bytes, name: str, limit: int) -> np.ndarray:
     from astropy.io import fits
 
+    # astropy reads gzip only from a path, and load_image hands it bytes: unwrap .fits.gz here.
+    stream = gzip.GzipFile(fileobj=io.BytesIO(data)) if data[:2] == b"\x1f\x8b" else io.BytesIO(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # astropy warns about non-standard headers it can still read
-            with fits.open(io.BytesIO(data), ignore_missing_end=False) as hdul:
+            with fits.open(stream, ignore_missing_end=False) as hdul:
+                _check_declared_size(hdul, name, limit)
                 planes = [
                     np.array(hdu.data, dtype=np.float64)
                     for hdu in hdul
-                    if hdu.is_image and hdu.data is not None and hdu.data.ndim >= 2
+                    if hdu.is_image and hdu.data is not None and hdu.data.ndim >= 2 and hdu.data.size
                 ]
+    except GalaxAlignError:
+        raise
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError on damaged files
         raise GalaxAlignError(f"{name}: cannot read image ({type(exc).__name__}: {exc})".splitlines()[0]) from None
     bands = _fits_bands(planes, name)
     h, w = bands.shape[1:]
-    if h * w > MAX_PIXELS:
-        raise GalaxAlignError(f"{name}: image is {w}x{h} pixels, over the limit of {MAX_PIXELS}")
+    if h * w > limit:
+        raise TooManyPixels(f"{name}: image is {w}x{h} pixels, over the limit of {limit}")
     return asinh_stretch(bands)
+
+
+def _check_declared_size(hdul, name: str, limit: int) -> None:
+    """Refuse from the headers alone: a small tile-compressed (.fz) or gzipped file can declare gigapixels."""
+    total = 0
+    for hdu in hdul:
+        shape = hdu.shape if hdu.is_image else ()
+        if len(shape) >= 2 and shape[-1] * shape[-2] > limit:
+            raise TooManyPixels(f"{name}: image is {shape[-1]}x{shape[-2]} pixels, over the limit of {limit}")
+        total += math.prod(shape) if shape else 0
+    if total > 3 * limit:
+        raise TooManyPixels(f"{name}: FITS holds {total} values, over the limit of 3 bands of {limit} pixels")
 
 
 def _fits_bands(planes: list[np.ndarray], name: str) -> np.ndarray:

@@ -191,11 +191,18 @@ def _save_checkpoint(path: Path, model: GalaxAlignModel, optimizer, state: dict)
         torch.save(payload, tmp)
 
 
+CHECKPOINT_KEYS = ("model", "optimizer", "torch_rng", "step", "epoch", "batch", "stage", "best_val")
+
+
 def _load_checkpoint(path: Path) -> dict:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated or foreign files surface as many exception types
         raise GalaxAlignError(f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise GalaxAlignError(f"{path}: not a GalaxAlign checkpoint (lacks {', '.join(missing)})")
+    return checkpoint
 
 
 def save_weights(path: Path, model: GalaxAlignModel) -> None:
@@ -233,10 +240,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
     `resume=True` continues exactly: for splitting a long run over time-limited cluster jobs.
     """
     rank, world = _distributed()
-    if config.batch_size % world:
-        raise GalaxAlignError(f"config: batch_size {config.batch_size} must divide evenly over {world} processes")
-    if config.threads:
-        torch.set_num_threads(config.threads)
     run_dir = Path(config.out)
     config_path = run_dir / CONFIG_FILE
     if resume:
@@ -245,6 +248,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
         config = load_config(TrainConfig, config_path)
     elif config_path.exists():
         raise GalaxAlignError(f"{run_dir}: a run already exists here; use --resume or another --out")
+    # Checked and applied once a resume has read the run's own config (threads change float sums).
+    if config.batch_size % world:
+        raise GalaxAlignError(f"config: batch_size {config.batch_size} must divide evenly over {world} processes")
+    if config.threads:
+        torch.set_num_threads(config.threads)
     if world > 1:
         dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     if rank == 0:
@@ -285,8 +293,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
     optimizer = make_optimizer()
     step, start_epoch, start_batch, best_val = 0, 0, 0, -1.0
     if checkpoint:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
+        try:
+            model.load_state_dict(checkpoint["model"])
+            optimizer.load_state_dict(checkpoint["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # another run's checkpoint, or a damaged one
+            problem = str(exc).splitlines()[0]
+            raise GalaxAlignError(f"{run_dir / CHECKPOINT_FILE}: does not fit this run's config ({problem})") from None
         step, start_epoch, start_batch = int(checkpoint["step"]), int(checkpoint["epoch"]), int(checkpoint["batch"])
         best_val = float(checkpoint["best_val"])
         torch.set_rng_state(checkpoint["torch_rng"])

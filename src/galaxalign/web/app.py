@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from galaxalign import __version__
 from galaxalign.data import MAX_PIXELS, decode_image_bytes
+from galaxalign.data.images import TooManyPixels
 from galaxalign.errors import GalaxAlignError
 from galaxalign.runs import load_run
 from galaxalign.search import GalaxyIndex, Hit, Searcher
@@ -129,15 +130,6 @@ def _read_capped(upload: UploadFile, cap: int) -> bytes:
     return b"".join(chunks)
 
 
-def _header_pixels(data: bytes) -> int | None:
-    """Width x height from a raster image's header, without decoding; None where PIL cannot tell."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.size[0] * im.size[1]
-    except Exception:  # FITS, or not an image: decode_image_bytes names the problem
-        return None
-
-
 class SearchService:
     """The loaded index, run and searcher, and the answers the API gives from them."""
 
@@ -189,13 +181,10 @@ class SearchService:
     def decode_upload(self, upload: UploadFile) -> tuple[str, bytes, np.ndarray]:
         """An uploaded image as (name, bytes, (H, W, 3) uint8), within the byte and pixel caps."""
         name, data = _upload_name(upload), _read_capped(upload, self.max_upload_bytes)
-        pixels = _header_pixels(data)
-        if pixels is not None and pixels > self.max_pixels:
-            raise HTTPException(413, f"{name}: image has {pixels} pixels, over the limit of {self.max_pixels}")
-        image = decode_image_bytes(data, name)
-        if image.shape[0] * image.shape[1] > self.max_pixels:  # FITS sizes are known only now
-            raise HTTPException(413, f"{name}: image has {image.shape[0] * image.shape[1]} pixels, "
-                                     f"over the limit of {self.max_pixels}")
+        try:
+            image = decode_image_bytes(data, name, self.max_pixels)  # refused from the header, before decoding
+        except TooManyPixels as exc:
+            raise HTTPException(413, str(exc)) from None
         return name, data, image
 
     def sketch_upload(self, upload: UploadFile) -> tuple[str, np.ndarray]:

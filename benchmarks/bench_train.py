@@ -1,0 +1,142 @@
+"""Training throughput: the real trainer against a plain PyTorch loop over the same model and data.
+
+Both sides train the `packaged` backbone (DINOv2 ViT-S/14 + MiniLM) at the same batch size,
+image size, trainable blocks and optimiser groups, reading the same Galaxy10-layout h5 (random
+pixels: content does not change the cost) and augmenting with the same `GalaxyAugment`. The
+trainer builds each sample alone (h5 read, seeded generators, one augment call per image) so
+batches are reproducible under DDP and resume; the plain loop reads a batch with one h5 call
+and augments it with one call. `galaxalign` runs stage 1 (symbols through the image encoder,
+image-text and symbol-text losses) on both sides, encoding each distinct text/symbol once.
+
+Only steady-state steps count: the trainer's own clock (`images_per_s` in metrics.jsonl, which
+is seen / elapsed) gives each step's end time, so model loading, symbol rendering and the
+final checkpoint stay outside, and the first `warmup` steps of both sides are dropped. The two
+sides alternate (which goes first flips each repeat); the median of `repeats` pairs is reported.
+Target: trainer / plain time <= 1.10. Run `python benchmarks/bench_train.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from galaxalign.data import GalaxyAugment
+from galaxalign.models.losses import contrastive_loss
+from galaxalign.models.prototypes import class_texts, symbol_pixels
+from galaxalign.taxonomy import load_scheme
+from galaxalign.training import TrainConfig, train
+from galaxalign.training.trainer import build_model, parameter_groups
+
+TITLE = "Training throughput: trainer vs plain PyTorch loop, packaged backbone (steady state, median of pairs)"
+TARGET = 1.10
+
+
+def write_h5(path: Path, n: int, size: int = 256, seed: int = 0) -> None:
+    """A Galaxy10-layout file of n random images, classes 0-9 in turn, one chunk per image."""
+    rng = np.random.default_rng(seed)
+    with h5py.File(path, "w") as f:
+        images = f.create_dataset("images", (n, size, size, 3), np.uint8, chunks=(1, size, size, 3))
+        for i in range(n):
+            images[i] = rng.integers(0, 256, (size, size, 3), np.uint8)
+        f["ans"] = np.arange(n) % 10
+
+
+def trainer_step_times(config: TrainConfig, steps: int) -> list[float]:
+    """Seconds per optimiser step of `train`, read from its metrics (steps end at seen / rate)."""
+    run_dir = train(config, progress=False, pause_after_steps=steps)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["images_per_s"] for r in records if "loss" in r]
+    ends = [(i + 1) * config.batch_size / rate for i, rate in enumerate(rates)]
+    return [b - a for a, b in zip([0.0, *ends], ends)]
+
+
+def plain_step_times(config: TrainConfig, steps: int) -> list[float]:
+    """The same training as a bare loop: batch read, one augment call, forward, backward, AdamW."""
+    scheme = load_scheme(config.scheme)
+    model = build_model(config, len(scheme))
+    optimizer = torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"]
+    size, normalize = config.image_size, model.backbone.normalize
+    augment = GalaxyAugment(size)
+    if config.uses_text:
+        texts, owners = class_texts(scheme)
+        tokens = model.backbone.tokenize(texts)
+        by_class = [torch.nonzero(owners == c).flatten() for c in range(len(scheme))]
+        symbols = normalize(symbol_pixels(scheme, config.symbol_variants, size, seed=config.seed).flatten(0, 1))
+    rng = np.random.default_rng(config.seed)
+    model.train()
+    times = []
+    with h5py.File(config.data, "r") as f:
+        images, all_labels = f["images"], f["ans"][()]
+        for _ in range(steps):
+            start = time.perf_counter()
+            index = np.sort(rng.choice(len(all_labels), config.batch_size, replace=False))
+            labels = torch.from_numpy(all_labels[index]).long()
+            pixels = normalize(augment(torch.from_numpy(images[index]).permute(0, 3, 1, 2)))
+            if config.uses_text:
+                text_rows = torch.stack([by_class[c][rng.integers(len(by_class[c]))] for c in labels.tolist()])
+                symbol_rows = labels * config.symbol_variants + torch.from_numpy(rng.integers(config.symbol_variants, size=len(labels)))
+                image = model.encode_image(pixels)
+                text = unique_rows(text_rows, lambda r: model.encode_text(tokens["input_ids"][r], tokens["attention_mask"][r]))
+                symbol = unique_rows(symbol_rows, lambda r: model.encode_symbol(symbols[r]))
+                loss = contrastive_loss(image, text, model.logit_scale, labels) + contrastive_loss(symbol, text, model.logit_scale, labels)
+            else:
+                loss = F.cross_entropy(model.classify_features(model.image_features(pixels)), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def unique_rows(rows: torch.Tensor, encode) -> torch.Tensor:
+    unique, inverse = torch.unique(rows, return_inverse=True)
+    return encode(unique)[inverse]
+
+
+def run(methods=("supervised", "galaxalign"), images: int = 512, batch_size: int = 32, image_size: int = 112,
+        steps: int = 7, warmup: int = 2, repeats: int = 3, trainable_blocks: int = 2) -> list[dict]:
+    """One row per method: trainer and plain images/s (median of pairs) and the median time ratio."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bench.h5"
+        write_h5(data, images)
+        for method in methods:
+            trainer_rates, plain_rates, ratios = [], [], []
+            for repeat in range(repeats):
+                config = TrainConfig(data=str(data), out=f"{tmp}/{method}{repeat}", method=method, backbone="packaged",
+                                     epochs=1, batch_size=batch_size, image_size=image_size,
+                                     trainable_blocks=trainable_blocks, stage1_fraction=1.0, symbol_variants=16,
+                                     val_fraction=0.05, test_fraction=0.05)
+                sides = [("trainer", trainer_step_times), ("plain", plain_step_times)]
+                measured = {name: sum(fn(config, steps)[warmup:]) for name, fn in sides[:: 1 if repeat % 2 == 0 else -1]}
+                per_image = batch_size * (steps - warmup)
+                trainer_rates.append(per_image / measured["trainer"])
+                plain_rates.append(per_image / measured["plain"])
+                ratios.append(measured["trainer"] / measured["plain"])
+            ratio = statistics.median(ratios)
+            rows.append({
+                "method": method, "batch": batch_size, "px": image_size, "trainable blocks": trainable_blocks,
+                "timed steps": steps - warmup, "trainer img/s": statistics.median(trainer_rates),
+                "plain img/s": statistics.median(plain_rates), "overhead (trainer/plain time)": ratio,
+                "ratios": " ".join(f"{r:.3f}" for r in ratios), f"<= {TARGET}": "met" if ratio <= TARGET else "missed",
+            })
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    from run import markdown_table
+
+    print(f"{TITLE}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(markdown_table(run()))
