@@ -168,3 +168,9 @@ def test_ddp_two_processes_match_one(easy_h5, tmp_path):
     assert np.median(gaps) < 1e-6
     assert np.mean(gaps < 1e-4) > 0.95
     assert gaps.max() < 2e-3
+
+
+def test_validation_every_n_epochs_and_always_last(easy_h5, tmp_path):
+    run_dir = train(tiny(easy_h5, tmp_path / "v", method="supervised", epochs=3, val_every=2), progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "val_accuracy" in r] == [1, 2]

@@ -331,7 +331,7 @@ def _resolve_files(values: Sequence[str], root: Path, where: str, on_missing: st
     if missing.size and on_missing != "skip":
         raise GalaxAlignError(
             f"{where}: {missing.size} of {len(values)} image files not found under {root} "
-            f"(first: {values[missing[0]]}); pass image_root, or on_missing='skip' to leave them out"
+            f"(first: {values[missing[0]]!r}); pass image_root, or on_missing='skip' to leave them out"
         )
     return paths, found
 
@@ -484,7 +484,7 @@ class PathLabelCSVDataset(_FileDataset):
         missing = [v for v, p in zip(values, self._paths) if not p.is_file()]
         if missing:
             raise GalaxAlignError(
-                f"{self.path}: {len(missing)} image file(s) not found under {base} (first: {missing[0]})"
+                f"{self.path}: {len(missing)} image file(s) not found under {base} (first: {missing[0]!r})"
             )
         if "label" in table.columns:
             self._labels = _labels_from_column(table["label"].tolist(), self.scheme, f"{self.path}: column 'label'")

@@ -31,6 +31,10 @@ from galaxalign.evaluation.config import ALL_METHODS, NO_TRAINING, BenchmarkConf
 from galaxalign.training import TrainConfig
 from galaxalign.training.trainer import init_run, train
 
+# Few-label runs make many short epochs; validating each would cost more than training.
+MAX_VALIDATIONS = 4
+
+
 def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -80,9 +84,10 @@ def _trained_row(config, method, fraction, seed, dataset, split, run_dir: Path, 
     if not (metrics_path.exists() and summary_path.exists()):
         if run_dir.exists():
             shutil.rmtree(run_dir)  # an unfinished run from an interrupted benchmark: start it again
+        epochs = epochs_for(config, n_labelled)
         train_config = TrainConfig(
             data=config.data, out=str(run_dir), method=method, backbone=config.backbone, scheme=config.scheme,
-            label_fraction=fraction, epochs=epochs_for(config, n_labelled), batch_size=config.batch_size,
+            label_fraction=fraction, epochs=epochs, val_every=math.ceil(epochs / MAX_VALIDATIONS), batch_size=config.batch_size,
             lr=config.lr, trainable_blocks=config.trainable_blocks, image_size=config.image_size, seed=seed,
             split_file=str(Path(config.out) / "split.json"),
         )

@@ -56,21 +56,37 @@ class BatchBuilder:
         self.seed = seed
 
     def build(self, epoch: int, order: np.ndarray, positions: range) -> Batch:
-        pixels, labels, text_rows, symbol_rows = [], [], [], []
+        images, params, labels, text_rows, symbol_rows = [], [], [], [], []
         for position in positions:
             local = int(order[position])
             label = int(self.labels[local])
             rng = np.random.default_rng([self.seed, epoch, position])
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            image = self.dataset[int(self.indices[local])].image
-            pixels.append(self.augment(torch.from_numpy(image).permute(2, 0, 1)[None], generator=generator))
+            images.append(torch.from_numpy(self.dataset[int(self.indices[local])].image).permute(2, 0, 1))
+            params.append(self.augment.sample_params(1, generator))
             labels.append(label)
             candidates = self.texts_by_class[label]
             text_rows.append(int(candidates[rng.integers(len(candidates))]))
             symbol_rows.append(label * self.symbol_variants + int(rng.integers(self.symbol_variants)))
         return Batch(
-            pixels=self.normalize(torch.cat(pixels)),
+            pixels=self.normalize(self._augmented(images, params)),
             labels=torch.tensor(labels),
             text_rows=torch.tensor(text_rows),
             symbol_rows=torch.tensor(symbol_rows),
         )
+
+    def _augmented(self, images: list[torch.Tensor], params: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        """Each image resampled with its own parameters, in one `apply` per image shape.
+
+        Bitwise the same pixels as augmenting image by image, without ~10 small tensor ops per
+        image: those cost 2.6x the batched call in bench_train on 2 shared cores.
+        """
+        out: list[torch.Tensor | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(tuple(image.shape), []).append(i)
+        for rows in by_shape.values():
+            group = {key: torch.cat([params[i][key] for i in rows]) for key in params[0]}
+            for i, pixels in zip(rows, self.augment.apply(torch.stack([images[i] for i in rows]), group)):
+                out[i] = pixels
+        return torch.stack(out)

@@ -43,6 +43,7 @@ class TrainConfig:
     split_file: str | None = option(None, "reuse this split file instead of making one")
     seed: int = option(0, "seed of split, label subset, data order and initialisation")
     bf16: bool = option(False, "bf16 autocast")
+    val_every: int = option(1, "epochs between validations (the last epoch is always validated)")
     checkpoint_every: int = option(0, "steps between checkpoints; 0 checkpoints at the end of each epoch")
     threads: int = option(0, "torch CPU threads; 0 leaves torch's default")
 
@@ -59,6 +60,7 @@ class TrainConfig:
             (self.trainable_blocks >= -1, "trainable_blocks must be -1, 0 or a positive count"),
             (self.image_size == 0 or 16 <= self.image_size <= 1024, "image_size must be 0 or 16..1024"),
             (self.symbol_variants >= 1, "symbol_variants must be at least 1"),
+            (self.val_every >= 1, "val_every must be at least 1"),
             (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1, "val/test fractions must be in (0, 1)"),
         ]
         for ok, message in checks:

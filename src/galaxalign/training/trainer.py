@@ -354,7 +354,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
                 return run_dir
             if stepped and config.checkpoint_every and step % config.checkpoint_every == 0:
                 checkpoint_now(epoch, index + 1)
-        if rank == 0:
+        validate = (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs
+        if rank == 0 and validate:
             model.eval()
             scorer = ClassScorer(model, scheme, scoring, symbols01)
             val_acc = _accuracy(predict_logits(scorer, data.dataset, data.split.val, size, normalize), labels_all[data.split.val])
