@@ -7,6 +7,7 @@ in the package unpickles. Outcomes are tabulated in docs/reliability.md.
 """
 
 import ast
+import asyncio
 import contextlib
 import csv
 import gzip
@@ -424,14 +425,37 @@ TRAVERSAL = st.lists(st.sampled_from(["..", "/", "%2F", "%2e%2e", "\\", "%5C", "
                                       "%00", ".", "~", "index.html", "0", "merging"]), min_size=1, max_size=8).map("".join)
 
 
+def raw_get(app, raw_path: str, redirects: int = 3) -> int:
+    """The final status of a GET sent to the ASGI app with its path exactly as given: HTTP clients
+    resolve '..' themselves (httpx turns /static/.. into /), an attacker's client need not.
+    Redirects (Starlette's trailing-slash one) are followed the same way."""
+    messages = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict) -> None:
+        messages.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": urllib.parse.unquote(raw_path), "raw_path": raw_path.encode(), "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("127.0.0.1", 5000)}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in messages if m["type"] == "http.response.start")
+    if start["status"] in (301, 302, 307, 308) and redirects:
+        location = dict(start["headers"])[b"location"].decode()
+        return raw_get(app, urllib.parse.urlsplit(location).path, redirects - 1)
+    return start["status"]
+
+
 @FAST
 @given(name=TRAVERSAL, route=st.sampled_from(["/api/thumbnail/{}.png", "/api/symbol/{}.png", "/static/{}"]))
-def test_path_traversal_is_404_and_opens_no_file(client, opened_files, name, route):
-    assume(name not in {"0", "merging", "app.js", "style.css"})  # real rows and keys
-    client.get("/api/health")  # anything imported lazily is imported before recording
+def test_path_traversal_is_404_and_opens_no_file(app, opened_files, name, route):
+    assume(not name.isdigit() and name != "merging")  # real rows and keys
+    raw_get(app, "/api/health")  # anything imported lazily is imported before recording
     with opened_files() as opened:
-        response = client.get(route.format(name))
-    assert response.status_code in (404, 422), (route, name, response.status_code)
+        status = raw_get(app, route.format(name))
+    assert status in (404, 422), (route, name, status)
     assert opened == []
 
 

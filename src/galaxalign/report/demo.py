@@ -21,7 +21,7 @@ class DemoConfig:
     out: str = option("runs/demo", "output folder (data, runs, index, report.html)")
     quick: bool = option(False, "a smaller first look (about 2 minutes on 2 cores)")
     backbone: str = option("packaged", "backbone of both runs")
-    per_class: int = option(0, "galaxies per class to render; 0: 80 (16 with --quick)")
+    per_class: int = option(0, "galaxies per class to render; 0: 60 (16 with --quick)")
     epochs: int = option(0, "epochs per run; 0: 3 (2 with --quick)")
     seed: int = option(0, "seed of the data, split and runs")
 
@@ -34,7 +34,7 @@ class DemoConfig:
         """What the run uses once the defaults are filled in."""
         quick = self.quick
         return {
-            "per_class": self.per_class or (16 if quick else 80),
+            "per_class": self.per_class or (16 if quick else 60),
             "synth_size": 64 if quick else 128,
             "image_size": 56 if quick else 0,
             "epochs": self.epochs or (2 if quick else 3),

@@ -1,0 +1,46 @@
+"""A bounded load test: 8 concurrent clients for 8 s against `galaxalign serve` on 127.0.0.1.
+
+The server is the real CLI in a child process over a 30-galaxy index of a tiny run; the clients
+mix text, symbol, id and thumbnail requests. Every request must be answered 200. The latency
+table is printed; benchmarks/bench_serve.py runs the full 30 s version with the packaged backbone.
+"""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from galaxalign.search import build_index
+
+from test_web import dataset, run  # noqa: F401  (module fixtures: a tiny run and 30 galaxies)
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+CLIENTS, SECONDS = 8, 8.0
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_serve, bench_run = _module("bench_serve"), _module("run")
+
+
+@pytest.fixture(scope="module")
+def index_dir(run, dataset, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("indexes") / "load"
+    build_index(run, dataset, out, progress=False)
+    return out
+
+
+def test_concurrent_clients_get_only_200s(index_dir, capsys):
+    with bench_serve.serve(index_dir) as url:
+        assert url.startswith("http://127.0.0.1:")
+        samples = bench_serve.drive(url, clients=CLIENTS, seconds=SECONDS)
+    rows = bench_serve.summarise(samples, SECONDS)
+    with capsys.disabled():
+        print(f"\n{CLIENTS} clients, {SECONDS:g} s, tiny run, {len(samples)} request kinds:\n{bench_run.markdown_table(rows)}")
+    for row in rows:
+        assert row["requests"] > 0 and row["errors"] == 0, row
