@@ -180,9 +180,7 @@ def fits_files(draw) -> bytes:
 @FAST
 @given(data=fits_files(), cut=st.sampled_from([None, 0.3, 0.9]))
 def test_fits_decodes_or_refuses(data, cut):
-    image = decodes_or_refuses(data[: int(cut * len(data))] if cut else data, "x.fits")
-    if image is not None and cut is None:
-        assert image.shape[2] == 3
+    decodes_or_refuses(data[: int(cut * len(data))] if cut else data, "x.fits")
 
 
 @pytest.mark.parametrize("name", ["x.fz", "x.fits.gz"])

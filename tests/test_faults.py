@@ -186,7 +186,7 @@ def test_index_killed_mid_build_keeps_the_previous_index(run_dir, easy_h5, index
     assert len(GalaxyIndex.load(out)) == 30
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_synth_interrupted_keeps_the_previous_file(tmp_path, sig):
     out = tmp_path / "sim.h5"
     write_synth(out, SynthConfig(per_class=1, size=16, workers=1), progress=False)
@@ -287,6 +287,7 @@ def test_bad_h5_is_a_one_line_error(easy_h5, tmp_path, capsys, how):
     h5_variant(bad, how, easy_h5)
     err = cli_error(capsys, "train", "--data", str(bad), "--out", str(tmp_path / "run"), "--backbone", "tiny", "--quiet")
     assert str(bad) in err
+    assert not (tmp_path / "run" / "config.json").exists()  # so the same --out works once the data is fixed
 
 
 def test_h5_with_a_damaged_compressed_chunk_is_a_one_line_error(run_dir, tmp_path, capsys):

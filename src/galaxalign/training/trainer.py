@@ -257,9 +257,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
         dist.barrier()  # every rank has checked the folder before rank 0 writes into it
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            write_json_atomic(config_path, config_to_dict(config))
     data = prepare_data(config, run_dir, write=rank == 0)
+    if rank == 0 and not resume:  # only once the data opened: a bad --data must not block a retry in --out
+        write_json_atomic(config_path, config_to_dict(config))
     if world > 1:
         dist.barrier()
     scheme = load_scheme(config.scheme)
