@@ -22,6 +22,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from galaxalign.training import TrainConfig
+
 TITLE = "Peak RSS (child process) training from a Galaxy10-sized h5 (17,736 x 256 x 256 x 3 uint8)"
 TARGET_GB = 3.0
 GALAXY10_SHAPE = (17_736, 256, 256, 3)
@@ -40,21 +42,17 @@ def write_noise_h5(path: Path, shape=GALAXY10_SHAPE, block: int = 256, seed: int
 
 
 def child(stage: str, data: str, out: str, method: str, steps: int) -> None:
-    """Run one stage and print {"maxrss_gb": ...}: `import`, `model` or `train`."""
-    import torch  # noqa: F401  (the import is what the first stage measures)
-
-    import galaxalign.training  # noqa: F401
-
+    """Run one stage and print {"maxrss_gb": ...}: `import` (this module's imports, which pull in
+    torch and galaxalign.training), `model` or `train`."""
     if stage == "model":
         from galaxalign.training.trainer import build_model
-        from galaxalign.training import TrainConfig
 
         build_model(TrainConfig(data=data, out=out, method=method), n_classes=10)
     elif stage == "train":
-        from galaxalign.training import TrainConfig, train
+        from galaxalign.training import train
 
         train(TrainConfig(data=data, out=out, method=method), progress=False, pause_after_steps=steps)
-    print(json.dumps({"maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+    print(json.dumps({"maxrss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}))
 
 
 def measure(stage: str, data: Path, out: Path, method: str, steps: int) -> tuple[float, float]:
@@ -66,7 +64,8 @@ def measure(stage: str, data: Path, out: Path, method: str, steps: int) -> tuple
 
 
 def run(method: str = "galaxalign", steps: int = 24) -> list[dict]:
-    """Rows: import, import + model, training `steps` steps (method, default batch 32 at 112 px)."""
+    """Rows: import, import + model, training `steps` steps (TrainConfig defaults: batch 32, 112 px)."""
+    batch = TrainConfig(data="-", out="-").batch_size
     rows = []
     with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
         data = Path(tmp) / "galaxy10_noise.h5"
@@ -75,7 +74,7 @@ def run(method: str = "galaxalign", steps: int = 24) -> list[dict]:
         write_s = time.perf_counter() - start
         size_gb = data.stat().st_size / 1e9
         for stage, what in (("import", "import torch + galaxalign"), ("model", "+ build packaged model"),
-                            ("train", f"train {method}, {steps} steps, batch 32, 112 px")):
+                            ("train", f"train {method}, {steps} steps, batch {batch}, 112 px")):
             peak, seconds = measure(stage, data, Path(tmp) / f"run-{stage}", method, steps)
             rows.append({"stage": what, "peak RSS GB": round(peak, 3), "child s": round(seconds, 1),
                          "h5 GB": round(size_gb, 2), "h5 write s": round(write_s, 1),

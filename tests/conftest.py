@@ -12,6 +12,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 EASY_CLASSES = (2, 8, 1)  # round smooth blob, edge-on streak, merging pair (Galaxy10 ids)
 
 
+def tiny(data, out, **overrides):
+    """A TrainConfig for the tiny backbone that trains in seconds."""
+    from galaxalign.training import TrainConfig
+
+    values = dict(data=str(data), out=str(out), backbone="tiny", image_size=32, epochs=2, batch_size=12,
+                  lr=2e-3, head_lr=5e-3, trainable_blocks=-1, symbol_variants=3, embed_dim=32, warmup_fraction=0.0,
+                  val_fraction=0.2, test_fraction=0.2, threads=1)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
 def easy_image(label: int, rng: np.random.Generator, size: int = 48) -> np.ndarray:
     """A clearly separable toy galaxy: a round blob, a thin streak, or two blobs."""
     y, x = np.mgrid[:size, :size] - size / 2 + rng.normal(0, 1.5, 2)[:, None, None]
@@ -50,3 +61,13 @@ def easy_h5(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "easy.h5"
     write_galaxy10_h5(path, images, labels)
     return path
+
+
+@pytest.fixture(scope="session")
+def stage1_run(easy_h5, tmp_path_factory):
+    """One tiny galaxalign-stage1 run, loaded, shared by the search, web and fault tests."""
+    from galaxalign.runs import load_run
+    from galaxalign.training import train
+
+    config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "stage1", method="galaxalign-stage1", epochs=1)
+    return load_run(train(config, progress=False))

@@ -6,7 +6,7 @@ import pytest
 
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
-from galaxalign.evaluation.benchmark import claim_check, epochs_for, run_benchmark, summarise
+from galaxalign.evaluation.benchmark import claim_check, epochs_for, summarise
 from galaxalign.evaluation.config import ALL_METHODS, BenchmarkConfig
 
 

@@ -30,8 +30,8 @@ from galaxalign.search import GalaxyIndex, build_index
 from galaxalign.synth import SynthConfig, write_synth
 from galaxalign.training import train
 
-from conftest import write_galaxy10_h5
-from test_training import checkpoint_weights, tiny
+from conftest import tiny, write_galaxy10_h5
+from test_training import checkpoint_weights
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
 

@@ -23,18 +23,15 @@ from galaxalign.search.index import (
     recall_at,
     tune_search,
 )
-from galaxalign.training import train
 
 from conftest import easy_image
-from test_training import tiny
 
 K = 5
 
 
 @pytest.fixture(scope="module")
-def run(easy_h5, tmp_path_factory):
-    config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "stage1", method="galaxalign-stage1", epochs=1)
-    return load_run(train(config, progress=False))
+def run(stage1_run):
+    return stage1_run
 
 
 @pytest.fixture(scope="module")

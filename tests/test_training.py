@@ -7,26 +7,18 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 import torch
-from safetensors.torch import load_file
 
 from galaxalign.cli import main
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.models.backbones import build_backbone
 from galaxalign.runs import load_run
-from galaxalign.training import TrainConfig, train
+from galaxalign.training import train
 from galaxalign.training.trainer import parameter_groups
 
-from conftest import EASY_CLASSES, easy_image
+from conftest import EASY_CLASSES, easy_image, tiny
 
 
-def tiny(data, out, **overrides) -> TrainConfig:
-    values = dict(data=str(data), out=str(out), backbone="tiny", image_size=32, epochs=2, batch_size=12,
-                  lr=2e-3, head_lr=5e-3, trainable_blocks=-1, symbol_variants=3, embed_dim=32, warmup_fraction=0.0,
-                  val_fraction=0.2, test_fraction=0.2, threads=1)
-    values.update(overrides)
-    return TrainConfig(**values)
 
 
 def checkpoint_weights(run_dir):

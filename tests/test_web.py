@@ -27,7 +27,6 @@ from galaxalign.training import train
 from galaxalign.web import create_app
 
 from conftest import easy_image
-from test_training import tiny
 
 N, K = 30, 5
 MAX_BYTES, MAX_PIXELS = 150_000, 300 * 300  # the page's 224 px sketch fits
@@ -60,9 +59,8 @@ def sketch_png() -> bytes:
 
 
 @pytest.fixture(scope="module")
-def run(easy_h5, tmp_path_factory):
-    config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "web", method="galaxalign-stage1", epochs=1)
-    return load_run(train(config, progress=False))
+def run(stage1_run):
+    return stage1_run
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 from galaxalign.errors import GalaxAlignError
+from galaxalign.io import read_json
 
 T = TypeVar("T")
 
@@ -106,11 +106,4 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>
 
 
 def load_config(cls: type[T], path: str | Path) -> T:
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GalaxAlignError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise GalaxAlignError(f"{path}: not a readable JSON config ({exc})") from None
-    return config_from_dict(cls, data, source=str(path))
+    return config_from_dict(cls, read_json(path, "JSON config"), source=str(path))

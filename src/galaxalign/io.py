@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from galaxalign.errors import GalaxAlignError
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[Path]:
@@ -49,6 +51,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """Parse a JSON file; a missing or unreadable one is a one-line error naming it and `what` it is."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GalaxAlignError(f"{path}: no such {what}") from None
+    except (OSError, ValueError) as exc:  # ValueError covers JSON and UTF-8 decoding errors
+        raise GalaxAlignError(f"{path}: not a readable {what} ({exc})") from None
 
 
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:

@@ -9,7 +9,6 @@ different dataset of the same size.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from galaxalign.errors import GalaxAlignError
-from galaxalign.io import write_json_atomic
+from galaxalign.io import read_json, write_json_atomic
 
 SPLIT_FORMAT = "galaxalign-split"
 SPLIT_VERSION = 1
@@ -67,12 +66,7 @@ class Split:
     def load(cls, path: str | os.PathLike) -> Split:
         """Read and validate a split file; any problem names the file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise GalaxAlignError(f"{path}: no such split file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise GalaxAlignError(f"{path}: not a readable split file ({exc})") from None
+        data = read_json(path, "split file")
         if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
             raise GalaxAlignError(f"{path}: not a split file (no \"format\": \"{SPLIT_FORMAT}\")")
         for key, kind in (("n", int), ("seed", int), ("source_fingerprint", str), ("fractions", dict)):

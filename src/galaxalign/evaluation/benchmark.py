@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 from galaxalign.data import Split, label_fraction, make_split, open_dataset
-from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.evaluate import evaluate_run
 from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
 from galaxalign.io import write_json_atomic, write_text_atomic

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from galaxalign.data import resize_square
 from galaxalign.errors import GalaxAlignError
-from galaxalign.io import atomic_path
+from galaxalign.io import atomic_path, read_json
 
 if TYPE_CHECKING:
     from galaxalign.data import GalaxyDataset
@@ -298,12 +298,7 @@ def read_manifest(index_dir: Path) -> dict:
     path = index_dir / MANIFEST_FILE
     if not index_dir.is_dir():
         raise GalaxAlignError(f"{index_dir}: no such index folder")
-    try:
-        manifest = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GalaxAlignError(f"{path}: missing (not an index folder, or an incomplete one)") from None
-    except (OSError, ValueError) as exc:
-        raise GalaxAlignError(f"{path}: unreadable manifest ({exc})") from None
+    manifest = read_json(path, "index manifest (not an index folder, or an incomplete one)")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise GalaxAlignError(f"{path}: not a GalaxAlign index manifest")
     if manifest.get("version") != FORMAT_VERSION:
