@@ -191,7 +191,8 @@ def test_synth_interrupted_keeps_the_previous_file(tmp_path, sig):
     out = tmp_path / "sim.h5"
     write_synth(out, SynthConfig(per_class=1, size=16, workers=1), progress=False)
     before = snapshot(out)
-    proc = galaxalign("synth", "--out", str(out), "--per-class", "100", "--size", "64", "--workers", "1", "--quiet")
+    # Big enough that it cannot finish before the signal lands, even on an idle machine.
+    proc = galaxalign("synth", "--out", str(out), "--per-class", "2000", "--size", "64", "--workers", "1", "--quiet")
     wait_for(proc, lambda: any(t.stat().st_size for t in temp_names(tmp_path, "sim.h5")), "the temporary file")
     time.sleep(0.3)
     rc = interrupt(proc, sig)
