@@ -57,7 +57,12 @@ def test_claim_check_reads_the_spread():
     ]
     lines = claim_check(summarise(rows))
     assert any("beats supervised" in line for line in lines)
-    assert any("ties (within the seed spread) clip" in line for line in lines)
+    assert any("ties with (within the uncertainty) clip" in line for line in lines)
+    # One seed has no spread; the test-set sampling error decides: 0.20 clears it on 100 galaxies
+    # (about 0.06) but not on 5 (about 0.28).
+    one_seed = summarise([r for r in rows if r["seed"] == 0])
+    assert "beats supervised" in claim_check(one_seed, n_test=100)[0]
+    assert "ties with (within the uncertainty) supervised" in claim_check(one_seed, n_test=5)[0]
 
 
 def test_bad_benchmark_options():

@@ -181,8 +181,12 @@ def summarise(rows: list[dict]) -> list[dict]:
     return table
 
 
-def claim_check(table: list[dict]) -> list[str]:
-    """Plain sentences: does galaxalign beat supervised and clip at each label fraction?"""
+def claim_check(table: list[dict], n_test: int | None = None) -> list[str]:
+    """Plain sentences: does galaxalign beat supervised and clip at each label fraction?
+
+    A gap counts only when it exceeds the uncertainty: the spread over seeds, or (with one seed,
+    or when larger) the binomial standard error of the two test accuracies on `n_test` galaxies.
+    """
     by_key = {(e["method"], e["label_fraction"]): e for e in table}
     lines = []
     for fraction in sorted({e["label_fraction"] for e in table if e["method"] == "galaxalign"}, reverse=True):
@@ -192,10 +196,13 @@ def claim_check(table: list[dict]) -> list[str]:
             if other is None:
                 continue
             gap = ours["accuracy"] - other["accuracy"]
-            spread = math.hypot(ours["accuracy_std"], other["accuracy_std"])
-            verdict = "beats" if gap > spread else ("trails" if gap < -spread else "ties (within the seed spread)")
-            lines.append(f"- {fraction:g} of labels: galaxalign {verdict} {rival}: accuracy "
-                         f"{ours['accuracy']:.3f} vs {other['accuracy']:.3f} ({gap:+.3f}, spread {spread:.3f})")
+            noise = math.hypot(ours["accuracy_std"], other["accuracy_std"])
+            if n_test:
+                sampling = math.sqrt(sum(a * (1 - a) for a in (ours["accuracy"], other["accuracy"])) / n_test)
+                noise = max(noise, sampling)
+            verdict = "beats" if gap > noise else ("trails" if gap < -noise else "ties with (within the uncertainty)")
+            lines.append(f"- {fraction:.0%} of labels: galaxalign {verdict} {rival}: accuracy "
+                         f"{ours['accuracy']:.3f} vs {other['accuracy']:.3f} ({gap:+.3f}, uncertainty {noise:.3f})")
     return lines
 
 
@@ -220,7 +227,7 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], dataset, split)
         fraction = "none" if e["method"] == "zero-shot" else f"{e['label_fraction']:g}"
         lines.append(f"| {e['method']} | {fraction} | {e['train_labelled']} | {pm(e, 'accuracy')} | "
                      f"{pm(e, 'macro_f1')} | {pm(e, 'map@10')} | {e['seconds']:.0f} |")
-    check = claim_check(table)
+    check = claim_check(table, n_test=len(split.test))
     if check:
         lines += ["", "## The claim, checked", "", *check]
     return "\n".join(lines) + "\n"
