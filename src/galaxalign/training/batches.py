@@ -79,7 +79,7 @@ class BatchBuilder:
         """Each image resampled with its own parameters, in one `apply` per image shape.
 
         Bitwise the same pixels as augmenting image by image, without ~10 small tensor ops per
-        image: those cost 2.6x the batched call in bench_train on 2 shared cores.
+        image: those took 2.5x as long (940 vs 371 ms for 32 images at 112 px, 2 shared cores).
         """
         out: list[torch.Tensor | None] = [None] * len(images)
         by_shape: dict[tuple[int, ...], list[int]] = {}
