@@ -113,8 +113,7 @@ class _Frozen:
         import torch
 
         with torch.no_grad():
-            projected = self.run.model.image_projection(torch.from_numpy(features))
-        return torch.nn.functional.normalize(projected, dim=-1).numpy()
+            return self.run.model.project_image(torch.from_numpy(features)).numpy()
 
 
 def _frozen_baseline(config, dataset, split, seed, out: Path) -> _Frozen:

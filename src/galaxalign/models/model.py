@@ -48,7 +48,11 @@ class GalaxAlignModel(nn.Module):
         return self.image_encoder(pixels)
 
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.image_projection(self.image_features(pixels)), dim=-1)
+        return self.project_image(self.image_features(pixels))
+
+    def project_image(self, features: torch.Tensor) -> torch.Tensor:
+        """Image-tower features into the shared space (unit vectors)."""
+        return F.normalize(self.image_projection(features), dim=-1)
 
     def encode_symbol(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.symbol_encoder is None:

@@ -57,13 +57,21 @@ def sketch_to_symbol(image: np.ndarray) -> np.ndarray:
     return np.repeat(canvas[:, :, None], 3, axis=2)
 
 
-def read_sketch(path: str | os.PathLike) -> np.ndarray:
-    """A sketch file as an array, keeping its alpha channel (a canvas export is often transparent)."""
-    rgb = load_image(path)  # validates the file, with one-line errors
-    with Image.open(path) as im:
-        if "A" in im.mode or "transparency" in im.info:
-            return np.asarray(im.convert("RGBA"))
+def keep_alpha(source, rgb: np.ndarray) -> np.ndarray:
+    """`rgb` decoded from `source` (a path or file object), or RGBA where the source has alpha:
+    on a transparent canvas export the opaque strokes are the ink."""
+    try:
+        with Image.open(source) as im:
+            if "A" in im.mode or "transparency" in im.info:
+                return np.asarray(im.convert("RGBA"))
+    except OSError:  # FITS and other formats PIL does not read carry no alpha
+        pass
     return rgb
+
+
+def read_sketch(path: str | os.PathLike) -> np.ndarray:
+    """A sketch file as an array, keeping its alpha channel."""
+    return keep_alpha(path, load_image(path))  # load_image validates, with one-line errors
 
 
 class Searcher:

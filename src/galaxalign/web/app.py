@@ -29,6 +29,7 @@ from galaxalign.data.images import TooManyPixels
 from galaxalign.errors import GalaxAlignError
 from galaxalign.runs import load_run
 from galaxalign.search import GalaxyIndex, Hit, Searcher
+from galaxalign.search.query import keep_alpha
 from galaxalign.symbols import render_symbol
 
 MAX_UPLOAD_BYTES = 10 * 2**20
@@ -190,13 +191,7 @@ class SearchService:
     def sketch_upload(self, upload: UploadFile) -> tuple[str, np.ndarray]:
         """A sketch keeps its alpha channel: on a transparent canvas the opaque strokes are the ink."""
         name, data, image = self.decode_upload(upload)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                if "A" in im.mode or "transparency" in im.info:
-                    return name, np.asarray(im.convert("RGBA"))
-        except OSError:  # FITS: no alpha
-            pass
-        return name, image
+        return name, keep_alpha(io.BytesIO(data), image)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
