@@ -129,6 +129,14 @@ def test_every_query_kind_returns_k_sorted_hits(index, run, dataset, tmp_path):
     assert_ranked(searcher.by_text("anything", 1000), len(dataset))  # k above the catalogue size
 
 
+def test_a_class_symbol_is_embedded_once_per_searcher(index, run, monkeypatch):
+    searcher = Searcher(index, run)
+    first = [h.id for h in searcher.by_symbol("merging", K)]
+    calls = []
+    monkeypatch.setattr(run, "embed_symbols", lambda images: calls.append(len(images)))
+    assert [h.id for h in searcher.by_symbol("merging", K)] == first and calls == []
+
+
 def test_sketch_becomes_light_strokes_on_black_centred(tmp_path):
     from galaxalign.search.query import read_sketch
 

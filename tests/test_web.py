@@ -126,6 +126,26 @@ def test_hit_probabilities_are_the_runs_own(client, run, dataset):
         assert top["probability"] == pytest.approx(float(probs.max()), abs=1e-4)
 
 
+def test_search_by_id_does_not_queue_behind_the_model(client, app):
+    """While another request holds the model, an id search (stored embeddings) is answered; a text search waits."""
+    answers = {}
+
+    def ask(kind, params):
+        answers[kind] = client.get(f"/api/search/{kind}", params=params)
+
+    text = threading.Thread(target=ask, args=("text", {"q": "an edge-on galaxy", "k": K}))
+    with app.state.service.lock:
+        by_id = threading.Thread(target=ask, args=("id", {"id": "3", "k": K}))
+        by_id.start()
+        by_id.join(timeout=30)
+        text.start()
+        text.join(timeout=1)
+        assert not by_id.is_alive() and answers["id"].status_code == 200
+        assert text.is_alive() and "text" not in answers
+    text.join(timeout=30)
+    assert answers["text"].status_code == 200
+
+
 def fits_garbage() -> bytes:
     return b"SIMPLE  =                    T" + b" " * 50 + b"NAXIS   = nonsense"
 

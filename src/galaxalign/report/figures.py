@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 CLASS_COLOURS = [
@@ -43,6 +44,7 @@ def training_curves(run_dirs: dict[str, Path]) -> bytes:
         val_ax.plot([r["epoch"] + 1 for r in vals], [r["val_accuracy"] for r in vals], marker="o", label=name)
     loss_ax.set(xlabel="batch", ylabel="training loss (moving mean)", title="Training loss")
     val_ax.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy", ylim=(0, 1))
+    val_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for ax in (loss_ax, val_ax):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -84,6 +84,7 @@ class Searcher:
         if run is not None:
             check_run(index.dir, index.manifest, run)
         self.index, self.run = index, run
+        self._symbol_vectors: dict[int, np.ndarray] = {}  # a class's symbol query never changes for a run
 
     def _need_run(self, what: str) -> Run:
         if self.run is None:
@@ -111,12 +112,14 @@ class Searcher:
         """Galaxies like a class's symbol: its canonical drawing and its family mean, weighted equally."""
         run = self._need_run("symbol")
         spec = run.scheme.by_key(str(class_key))
-        canonical = np.asarray(render_symbol(spec.symbol, run.image_size).convert("RGB"))
-        vector = normalise(run.embed_symbols([canonical]))[0]
-        if run.config.symbol_variants > 0:
-            family = run.symbols01[spec.id].mul(255).round().byte().permute(0, 2, 3, 1).numpy()
-            vector = vector + normalise(run.embed_symbols(list(family)).mean(axis=0))[0]
-        return self.by_vector(vector, k)
+        if spec.id not in self._symbol_vectors:
+            canonical = np.asarray(render_symbol(spec.symbol, run.image_size).convert("RGB"))
+            vector = normalise(run.embed_symbols([canonical]))[0]
+            if run.config.symbol_variants > 0:
+                family = run.symbols01[spec.id].mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+                vector = vector + normalise(run.embed_symbols(list(family)).mean(axis=0))[0]
+            self._symbol_vectors[spec.id] = vector
+        return self.by_vector(self._symbol_vectors[spec.id], k)
 
     def by_sketch(self, sketch: ImageInput, k: int = 10) -> list[Hit]:
         run = self._need_run("sketch")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from galaxalign.config import config_to_dict, load_config
 from galaxalign.data import GalaxyDataset, Split, label_fraction, make_split, open_dataset, to_tensor_batch
 from galaxalign.errors import GalaxAlignError
-from galaxalign.io import atomic_path, write_json_atomic
+from galaxalign.io import atomic_path, write_json_atomic, write_text_atomic
 from galaxalign.models.backbones import build_backbone
 from galaxalign.models.losses import contrastive_loss, gather_features
 from galaxalign.models.model import GalaxAlignModel
@@ -216,6 +216,16 @@ def _append_metrics(path: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def _keep_metrics(path: Path, lines: int) -> None:
+    """Cut metrics.jsonl back to the lines written before the checkpoint a resume starts from.
+
+    Steps redone after a crash would otherwise appear twice, and a kill mid-write leaves a
+    partial last line.
+    """
+    if path.exists():
+        write_text_atomic(path, "".join(path.read_text().splitlines(keepends=True)[:lines]))
+
+
 @torch.no_grad()
 def predict_logits(scorer: ClassScorer, dataset: GalaxyDataset, indices: np.ndarray, size: int, normalize, batch_size: int = 64) -> torch.Tensor:
     """Class logits for dataset[indices], unaugmented."""
@@ -291,7 +301,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
         return nn.parallel.DistributedDataParallel(module, find_unused_parameters=True) if world > 1 else module
 
     optimizer = make_optimizer()
-    step, start_epoch, start_batch, best_val = 0, 0, 0, -1.0
+    step, start_epoch, start_batch, best_val, metrics_lines = 0, 0, 0, -1.0, 0
     if checkpoint:
         try:
             model.load_state_dict(checkpoint["model"])
@@ -302,12 +312,16 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
         step, start_epoch, start_batch = int(checkpoint["step"]), int(checkpoint["epoch"]), int(checkpoint["batch"])
         best_val = float(checkpoint["best_val"])
         torch.set_rng_state(checkpoint["torch_rng"])
+        metrics_lines = int(checkpoint.get("metrics_lines", -1))
+        if rank == 0 and metrics_lines >= 0:
+            _keep_metrics(run_dir / METRICS_FILE, metrics_lines)
     loss_module = wrap()
 
     def checkpoint_now(epoch: int, next_batch: int) -> None:
         if rank == 0:
             _save_checkpoint(run_dir / CHECKPOINT_FILE, model, optimizer,
-                             {"step": step, "epoch": epoch, "batch": next_batch, "stage": stage, "best_val": best_val})
+                             {"step": step, "epoch": epoch, "batch": next_batch, "stage": stage, "best_val": best_val,
+                              "metrics_lines": metrics_lines})
 
     scoring = default_scoring(config.method)
     metrics_path = run_dir / METRICS_FILE
@@ -348,6 +362,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
             if rank == 0:
                 _append_metrics(metrics_path, {"epoch": epoch, "step": step, "stage": stage, "loss": loss.item(),
                                                **parts, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate})
+                metrics_lines += 1
             if stepped and pause_after_steps and step >= pause_after_steps:
                 checkpoint_now(epoch, index + 1)
                 bar.close()
@@ -360,6 +375,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
             scorer = ClassScorer(model, scheme, scoring, symbols01)
             val_acc = _accuracy(predict_logits(scorer, data.dataset, data.split.val, size, normalize), labels_all[data.split.val])
             _append_metrics(metrics_path, {"epoch": epoch, "step": step, "stage": stage, "val_accuracy": val_acc})
+            metrics_lines += 1
             if val_acc > best_val or not (run_dir / MODEL_FILE).exists():
                 best_val = max(best_val, val_acc)
                 save_weights(run_dir / MODEL_FILE, model)

@@ -2,7 +2,8 @@
 
 Everything is loaded once in `create_app`: the index, the run, its class prototypes and the class
 symbols, so a request only embeds its query and looks it up. Endpoints are plain functions, which
-FastAPI runs in its threadpool; the torch model is shared, so its use is serialised by a lock.
+FastAPI runs in its threadpool; the torch model is shared, so its use is serialised by a lock
+(searches by id, which read stored embeddings, do not wait for it).
 
 Requests never name files: thumbnails are addressed by index row and symbols by class key, and
 uploads are read into memory under a byte cap (the request body is cut off at the cap as it
@@ -10,6 +11,7 @@ streams in) and a pixel cap (checked from the image header before decoding where
 allows). Any bad input is a 4xx with a JSON `{"detail": message}`.
 """
 
+import contextlib
 import io
 import logging
 import threading
@@ -169,8 +171,10 @@ class SearchService:
         thumbnail = f"/api/thumbnail/{hit.index}.png" if self.index.thumbnails is not None else None
         return GalaxyHit(**fields, thumbnail=thumbnail, predicted=top[0] if top else None, top=top)
 
-    def search(self, kind: str, value: str, query: Callable[[int], list[Hit]], k: int) -> SearchResult:
-        with self.lock:
+    def search(self, kind: str, value: str, query: Callable[[int], list[Hit]], k: int, embeds: bool = True) -> SearchResult:
+        """`embeds=False` (search by id) reads stored embeddings only: it need not queue for the model."""
+        uses_model = embeds or self.scoring == "head"
+        with self.lock if uses_model else contextlib.nullcontext():
             hits = query(k)
             probs = self.probabilities([h.index for h in hits])
         tops = [self._classes(p) for p in probs] if probs is not None else [[] for _ in hits]
@@ -277,7 +281,7 @@ def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upl
     def search_id(galaxy_id: Annotated[str, Query(alias="id", min_length=1, max_length=200,
                                                   description="an indexed galaxy's id (left out of its results)")],
                   k: K = 10):
-        return service.search("id", galaxy_id, lambda n: service.searcher.by_id(galaxy_id, n), k)
+        return service.search("id", galaxy_id, lambda n: service.searcher.by_id(galaxy_id, n), k, embeds=False)
 
     @app.post("/api/search/image", response_model=SearchResult, responses=errors, max_body_size=body_cap)
     def search_image(file: Annotated[UploadFile, File(description="PNG, JPEG or FITS galaxy image")], k: K = 10):
