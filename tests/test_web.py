@@ -16,20 +16,14 @@ import numpy as np
 import pytest
 import uvicorn
 from astropy.io import fits
-from fastapi.testclient import TestClient
 from PIL import Image
 
 from galaxalign.cli import build_parser
-from galaxalign.data import DatasetView, open_dataset
-from galaxalign.runs import load_run
-from galaxalign.search import build_index
-from galaxalign.training import train
-from galaxalign.web import create_app
 
 from conftest import easy_image
+from web_fixtures import MAX_BYTES, MAX_PIXELS, N, app, client, dataset, run  # noqa: F401  (module fixtures)
 
-N, K = 30, 5
-MAX_BYTES, MAX_PIXELS = 150_000, 300 * 300  # the page's 224 px sketch fits
+K = 5
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -56,28 +50,6 @@ def sketch_png() -> bytes:
     y, x = np.mgrid[:96, :96] - 47.5
     ring = np.abs(np.hypot(x / 40, y / 20) - 1) < 0.08
     return png_bytes(np.repeat((ring * 230).astype(np.uint8)[:, :, None], 3, axis=2))
-
-
-@pytest.fixture(scope="module")
-def run(stage1_run):
-    return stage1_run
-
-
-@pytest.fixture(scope="module")
-def dataset(easy_h5, run):
-    return DatasetView(open_dataset(easy_h5, scheme=run.scheme), range(N))
-
-
-@pytest.fixture(scope="module")
-def app(run, dataset, tmp_path_factory):
-    index_dir = tmp_path_factory.mktemp("indexes") / "web"
-    build_index(run, dataset, index_dir, progress=False)
-    return create_app(index_dir, max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    return TestClient(app)  # a server error raises here: the API must never answer 500
 
 
 # ---------------------------------------------------------------- JSON API
