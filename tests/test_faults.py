@@ -48,8 +48,14 @@ def as_flags(config) -> list[str]:
     return flags
 
 
+def _default_ctrl_c() -> None:
+    """A shell starts background jobs with SIGINT ignored and children inherit that, so under
+    `make test &` the CLI would never see the test's Ctrl-C. Give the child the default back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def galaxalign(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "galaxalign", *args], env=ENV,
+    return subprocess.Popen([sys.executable, "-m", "galaxalign", *args], env=ENV, preexec_fn=_default_ctrl_c,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -198,7 +204,7 @@ def test_synth_interrupted_keeps_the_previous_file(tmp_path, sig):
     write_synth(out, SynthConfig(per_class=1, size=16, workers=1), progress=False)
     before = snapshot(out)
     # Big enough that it cannot finish before the signal lands, even on an idle machine.
-    proc = galaxalign("synth", "--out", str(out), "--per-class", "2000", "--size", "64", "--workers", "1", "--quiet")
+    proc = galaxalign("synth", "--out", str(out), "--per-class", "500", "--size", "64", "--workers", "1", "--quiet")
     wait_for(proc, lambda: any(t.stat().st_size for t in temp_names(tmp_path, "sim.h5")), "the temporary file")
     time.sleep(0.3)
     rc = interrupt(proc, sig)
