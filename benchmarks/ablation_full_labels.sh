@@ -7,7 +7,7 @@
 # Rule fixed before the runs: a default changes only for a validation gain of 0.03 or more.
 # Results and their reading: docs/results.md, "Investigating the gap with all labels".
 #
-#   bash benchmarks/ablation_full_labels.sh [OUT_DIR]      (about 40 min on 2 CPU cores)
+#   bash benchmarks/ablation_full_labels.sh [OUT_DIR]      (about an hour on 2 CPU cores)
 set -euo pipefail
 OUT=${1:-runs/ablation}
 mkdir -p "$OUT"
@@ -26,6 +26,8 @@ train clip --method clip "${split[@]}"
 train stage1_fraction_0.34 --method galaxalign --stage1-fraction 0.34 "${split[@]}"
 train w_symbol_text_0.5 --method galaxalign --w-symbol-text 0.5 "${split[@]}"
 train w_image_symbol_0.5 --method galaxalign --w-image-symbol 0.5 "${split[@]}"
+train targets_onehot --method galaxalign --targets onehot "${split[@]}"
+train symbol_variants_64 --method galaxalign --symbol-variants 64 "${split[@]}"
 python3 - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
