@@ -35,11 +35,22 @@ def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, caps
     assert "The claim, checked" in markdown
     printed = capsys.readouterr().out
     assert "| galaxalign | 0.25 |" in printed
+    assert "multi contrastive targets, 16 symbols per class" in markdown
 
     # A second call finds every run finished and only rebuilds the table.
     before = {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.safetensors")}
     assert main(args) == 0
     assert before == {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.safetensors")}
+
+
+def test_alignment_settings_reach_every_run(easy_h5, tmp_path):
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--image-size", "32",
+                 "--methods", "galaxalign", "--label-fractions", "1.0", "--seeds", "0", "--epochs", "1",
+                 "--min-steps", "1", "--batch-size", "12", "--targets", "onehot", "--symbol-variants", "2", "--quiet"]) == 0
+    run_config = json.loads((out / "runs" / "galaxalign_f1_s0" / "config.json").read_text())
+    assert (run_config["targets"], run_config["symbol_variants"]) == ("onehot", 2)
+    assert "onehot contrastive targets, 2 symbols per class" in (out / "results.md").read_text()
 
 
 def test_budget_gives_few_label_runs_enough_steps():

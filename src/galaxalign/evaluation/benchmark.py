@@ -88,7 +88,7 @@ def _trained_row(config, method, fraction, seed, dataset, split, run_dir: Path, 
             data=config.data, out=str(run_dir), method=method, backbone=config.backbone, scheme=config.scheme,
             label_fraction=fraction, epochs=epochs, val_every=math.ceil(epochs / MAX_VALIDATIONS), batch_size=config.batch_size,
             lr=config.lr, trainable_blocks=config.trainable_blocks, image_size=config.image_size, seed=seed,
-            split_file=str(Path(config.out) / "split.json"),
+            targets=config.targets, symbol_variants=config.symbol_variants, split_file=str(Path(config.out) / "split.json"),
         )
         train(train_config, progress=progress)
         evaluate_run(load_run(run_dir), dataset, "test", progress=progress)
@@ -215,7 +215,8 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], dataset, split)
         f"Data: `{Path(config.data).name}` ({len(dataset)} galaxies; split {len(split.train)}/{len(split.val)}/"
         f"{len(split.test)} train/val/test, seed {config.split_seed}). Backbone: `{config.backbone}`. "
         f"Seeds: {config.seeds}. Budget per run: {config.epochs} epochs over the labelled images, at least "
-        f"{config.min_steps} steps, batch {config.batch_size}, top {config.trainable_blocks} blocks trained, lr {config.lr:g}.",
+        f"{config.min_steps} steps, batch {config.batch_size}, top {config.trainable_blocks} blocks trained, lr {config.lr:g}, "
+        f"{config.targets} contrastive targets, {config.symbol_variants} symbols per class.",
         "Accuracy and macro-F1 on the test split; mAP@10 retrieves the test galaxies from the training split. "
         "Mean ± standard deviation over seeds; time is training time per run in seconds.",
         "",

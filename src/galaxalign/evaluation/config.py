@@ -29,6 +29,9 @@ class BenchmarkConfig:
     image_size: int = option(0, "input size; 0 = backbone default")
     trainable_blocks: int = option(3, "backbone blocks trained per tower, from the top")
     lr: float = option(2e-4, "peak learning rate of the top block")
+    targets: str = option("multi", "contrastive targets of the aligning methods: multi (same class = positive) or onehot",
+                          choices=("multi", "onehot"))
+    symbol_variants: int = option(16, "symbols per class in the galaxalign methods' training family")
     split_seed: int = option(0, "seed of the one train/val/test split all runs share")
     quick: bool = option(False, "a first look: fractions 1.0,0.1, seed 0, 1 epoch, 10 steps minimum")
 
@@ -42,6 +45,8 @@ class BenchmarkConfig:
             fractions, seeds = self.fraction_list, self.seed_list
         except ValueError as exc:
             raise GalaxAlignError(f"benchmark: cannot parse label fractions or seeds ({exc})") from None
+        if self.symbol_variants < 1:
+            raise GalaxAlignError("benchmark: --symbol-variants must be at least 1")
         if not fractions or not seeds or any(not 0 < f <= 1 for f in fractions):
             raise GalaxAlignError("benchmark: need at least one seed and label fractions in (0, 1]")
 
