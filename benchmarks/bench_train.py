@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from galaxalign.data import GalaxyAugment, open_dataset
-from galaxalign.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from galaxalign.models.backbones import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels
 from galaxalign.models.losses import contrastive_loss
 from galaxalign.models.prototypes import class_texts, symbol_pixels
 from galaxalign.taxonomy import load_scheme
@@ -116,10 +116,9 @@ def input_ms(config: TrainConfig, batches: int = 12) -> tuple[float, float]:
     """
     scheme = load_scheme(config.scheme)
     dataset = open_dataset(config.data, scheme=scheme)
-    mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
-    def normalize(pixels: torch.Tensor) -> torch.Tensor:  # what Backbone.normalize computes for packaged
-        return (pixels - mean) / std
+    def normalize(pixels: torch.Tensor) -> torch.Tensor:  # the packaged backbone's, without building it
+        return normalize_pixels(pixels, IMAGENET_MEAN, IMAGENET_STD)
 
     builder = BatchBuilder(dataset, np.arange(len(dataset)), dataset.labels, config.image_size, normalize,
                            class_texts(scheme)[1], config.symbol_variants, config.seed)

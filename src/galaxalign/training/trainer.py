@@ -325,6 +325,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
 
     scoring = default_scoring(config.method)
     metrics_path = run_dir / METRICS_FILE
+
+    def log(record: dict) -> None:
+        """One metrics line, counted so a checkpoint knows how much of the log it covers."""
+        nonlocal metrics_lines
+        _append_metrics(metrics_path, record)
+        metrics_lines += 1
     local = config.batch_size // world
     autocast = torch.autocast("cuda" if torch.cuda.is_available() else "cpu", dtype=torch.bfloat16, enabled=config.bf16)
     bar = tqdm(total=config.epochs * batches_per_epoch, initial=start_epoch * batches_per_epoch + start_batch,
@@ -360,9 +366,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
             if rank == 0:
-                _append_metrics(metrics_path, {"epoch": epoch, "step": step, "stage": stage, "loss": loss.item(),
-                                               **parts, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate})
-                metrics_lines += 1
+                log({"epoch": epoch, "step": step, "stage": stage, "loss": loss.item(),
+                     **parts, "lr": optimizer.param_groups[0]["lr"], "images_per_s": rate})
             if stepped and pause_after_steps and step >= pause_after_steps:
                 checkpoint_now(epoch, index + 1)
                 bar.close()
@@ -374,8 +379,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, paus
             model.eval()
             scorer = ClassScorer(model, scheme, scoring, symbols01)
             val_acc = _accuracy(predict_logits(scorer, data.dataset, data.split.val, size, normalize), labels_all[data.split.val])
-            _append_metrics(metrics_path, {"epoch": epoch, "step": step, "stage": stage, "val_accuracy": val_acc})
-            metrics_lines += 1
+            log({"epoch": epoch, "step": step, "stage": stage, "val_accuracy": val_acc})
             if val_acc > best_val or not (run_dir / MODEL_FILE).exists():
                 best_val = max(best_val, val_acc)
                 save_weights(run_dir / MODEL_FILE, model)
