@@ -1,12 +1,14 @@
 """The benchmark command end to end on a tiny backbone and the easy data set."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
-from galaxalign.evaluation.benchmark import claim_check, epochs_for, summarise
+from galaxalign.evaluation.benchmark import claim_check, epochs_for, paired_gap
 from galaxalign.evaluation.config import ALL_METHODS, BenchmarkConfig
 
 
@@ -35,22 +37,33 @@ def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, caps
     assert "The claim, checked" in markdown
     printed = capsys.readouterr().out
     assert "| galaxalign | 0.25 |" in printed
-    assert "multi contrastive targets, 16 symbols per class" in markdown
+    assert "onehot contrastive targets, 16 symbols per class" in markdown
+    # Every row knows which test galaxies it got right, so the claim check can pair methods.
+    n_test = len(json.loads((out / "split.json").read_text())["test"])
+    for row in rows:
+        assert len(row["correct"]) == n_test and sum(row["correct"]) == round(row["accuracy"] * n_test)
 
-    # A second call finds every run finished and only rebuilds the table.
+    # A second call finds every run finished and only rebuilds the table; a run evaluated
+    # before predictions.csv existed gets its predictions from a test-only pass.
     before = {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.safetensors")}
+    predictions = out / "runs" / "galaxalign_f1_s0" / "eval-test" / "predictions.csv"
+    predictions.unlink()
     assert main(args) == 0
     assert before == {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.safetensors")}
+    def untimed(table):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in table]
+
+    assert predictions.exists() and untimed(json.loads((out / "results.json").read_text())["rows"]) == untimed(rows)
 
 
 def test_alignment_settings_reach_every_run(easy_h5, tmp_path):
     out = tmp_path / "bench"
     assert main(["benchmark", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--image-size", "32",
                  "--methods", "galaxalign", "--label-fractions", "1.0", "--seeds", "0", "--epochs", "1",
-                 "--min-steps", "1", "--batch-size", "12", "--targets", "onehot", "--symbol-variants", "2", "--quiet"]) == 0
+                 "--min-steps", "1", "--batch-size", "12", "--targets", "multi", "--symbol-variants", "2", "--quiet"]) == 0
     run_config = json.loads((out / "runs" / "galaxalign_f1_s0" / "config.json").read_text())
-    assert (run_config["targets"], run_config["symbol_variants"]) == ("onehot", 2)
-    assert "onehot contrastive targets, 2 symbols per class" in (out / "results.md").read_text()
+    assert (run_config["targets"], run_config["symbol_variants"]) == ("multi", 2)
+    assert "multi contrastive targets, 2 symbols per class" in (out / "results.md").read_text()
 
 
 def test_budget_gives_few_label_runs_enough_steps():
@@ -59,21 +72,37 @@ def test_budget_gives_few_label_runs_enough_steps():
     assert epochs_for(config, 16) == 30  # one step per epoch: raised to 30 steps
 
 
-def test_claim_check_reads_the_spread():
-    rows = [
-        {"method": m, "label_fraction": 0.1, "seed": s, "train_labelled": 10, "accuracy": a, "macro_f1": a,
-         "map@10": a, "seconds": 1.0}
-        for m, accs in (("galaxalign", (0.80, 0.82)), ("supervised", (0.60, 0.62)), ("clip", (0.79, 0.83)))
-        for s, a in enumerate(accs)
-    ]
-    lines = claim_check(summarise(rows))
-    assert any("beats supervised" in line for line in lines)
-    assert any("ties with (within the uncertainty) clip" in line for line in lines)
-    # One seed has no spread; the test-set sampling error decides: 0.20 clears it on 100 galaxies
-    # (about 0.06) but not on 5 (about 0.28).
-    one_seed = summarise([r for r in rows if r["seed"] == 0])
-    assert "beats supervised" in claim_check(one_seed, n_test=100)[0]
-    assert "ties with (within the uncertainty) supervised" in claim_check(one_seed, n_test=5)[0]
+def _rows(method, per_seed):
+    return [{"method": method, "label_fraction": 0.1, "seed": seed, "correct": list(correct)}
+            for seed, correct in enumerate(per_seed)]
+
+
+def test_paired_gap_by_hand():
+    ours = np.array([[1, 1, 1, 0], [1, 1, 0, 1]])
+    other = np.array([[0, 1, 0, 0], [0, 1, 0, 1]])
+    # Differences [1,0,1,0] and [1,0,0,0]: gap 3/8. Per galaxy [1, 0, .5, 0]: variance 0.6875/3,
+    # over 4 galaxies. Per seed [.5, .25]: variance 0.03125, over 2 seeds.
+    gap, half_width = paired_gap(ours, other)
+    assert gap == pytest.approx(0.375)
+    assert half_width == pytest.approx(1.96 * math.sqrt(0.6875 / 3 / 4 + 0.03125 / 2))
+
+
+def test_claim_check_is_paired_over_galaxies_and_seeds():
+    ours, supervised = [[1, 1, 1, 0], [1, 1, 0, 1]], [[0, 1, 0, 0], [0, 1, 0, 1]]
+    lines = claim_check(_rows("galaxalign", ours) + _rows("supervised", supervised))
+    assert len(lines) == 1  # no clip rows: nothing to compare
+    assert "ties with (within the uncertainty) supervised" in lines[0]
+    assert "right where supervised was wrong 3 times, the reverse 0 times (2 seeds × 4 galaxies)" in lines[0]
+    # The same pattern over 100 galaxies: the interval narrows and the gap counts.
+    lines = claim_check(_rows("galaxalign", [row * 25 for row in ours]) + _rows("supervised", [row * 25 for row in supervised]))
+    assert "beats supervised" in lines[0]
+    # Pairing: the two methods agree on 92 of 100 galaxies and galaxalign alone gets 8 more.
+    # Independent errors of 0.78 and 0.70 on 100 galaxies (about ±0.12 at 95 %) would call
+    # +0.08 a tie; the paired interval (about ±0.05) does not.
+    both = [1] * 70 + [0] * 30
+    ours_right = [1] * 78 + [0] * 22
+    line = claim_check(_rows("galaxalign", [ours_right]) + _rows("clip", [both]))[0]
+    assert "beats clip" in line and "(+0.080 ± 0.053, 95 %)" in line and "wrong 8 times, the reverse 0 times" in line
 
 
 def test_bad_benchmark_options():

@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from galaxalign.cli import main
+from galaxalign.data import Split, open_dataset
 from galaxalign.evaluation import classification_metrics, evaluate_run, metrics, retrieval_metrics
+from galaxalign.evaluation.evaluate import predict_split, read_predictions
 from galaxalign.runs import load_run
 from galaxalign.training import TrainConfig, train
 
@@ -190,6 +192,14 @@ def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
         assert 0.0 <= written[key] <= 1.0
     with Image.open(run_dir / "eval-test" / "confusion.png") as png:
         assert png.format == "PNG" and min(png.size) > 400
+    # One row per galaxy: the predictions agree with the confusion matrix, and the light
+    # test-only pass (what the benchmark uses for runs evaluated before this file existed) with both.
+    indices, truth, predicted = read_predictions(run_dir / "eval-test" / "predictions.csv")
+    assert len(indices) == 24 and np.array_equal(indices, Split.load(run_dir / "split.json").test)
+    confusion = np.zeros((len(run.scheme),) * 2, dtype=int)
+    np.add.at(confusion, (truth, predicted), 1)
+    assert confusion.tolist() == written["confusion"]
+    assert np.array_equal(predict_split(run, open_dataset(easy_h5, scheme=run.scheme), "test"), predicted)
 
     # The same galaxies with generator parameters: graded nDCG, and a chosen mode and folder.
     with_params = tmp_path / "params.h5"

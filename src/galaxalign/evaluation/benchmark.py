@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from galaxalign.data import Split, label_fraction, make_split, open_dataset
-from galaxalign.evaluation.evaluate import evaluate_run
+from galaxalign.errors import GalaxAlignError
+from galaxalign.evaluation.evaluate import (
+    PREDICTIONS_FILE, evaluate_run, labelled_only, predict_split, read_predictions, write_predictions,
+)
 from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
 from galaxalign.io import write_json_atomic, write_text_atomic
 from galaxalign.runs import load_run
@@ -66,7 +69,7 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
                 rows.append(row)
                 write_json_atomic(out / "results.json", {"config": asdict(config), "rows": rows})
     table = summarise(rows)
-    write_text_atomic(out / "results.md", results_markdown(config, table, dataset, split))
+    write_text_atomic(out / "results.md", results_markdown(config, table, rows, dataset, split))
     return {"rows": rows, "table": table}
 
 
@@ -99,7 +102,24 @@ def _trained_row(config, method, fraction, seed, dataset, split, run_dir: Path, 
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "map@10": metrics["map@10"],
         "ndcg@10": metrics["ndcg@10"], "seconds": summary["train_seconds"],
         "epochs": json.loads((run_dir / "config.json").read_text())["epochs"],
+        "correct": _test_correctness(run_dir, dataset, split),
     }
+
+
+def _test_correctness(run_dir: Path, dataset, split: Split) -> list[int]:
+    """1/0 per labelled test galaxy, in split order, from the run's predictions.csv.
+
+    Runs evaluated before predictions were saved get them now (test images only).
+    """
+    path = run_dir / "eval-test" / PREDICTIONS_FILE
+    test = labelled_only(split.test, dataset.labels)
+    if not path.exists():
+        run = load_run(run_dir)
+        write_predictions(path, test, dataset.labels[test], predict_split(run, dataset, "test"), run.scheme.names)
+    indices, truth, predicted = read_predictions(path)
+    if not np.array_equal(indices, test):
+        raise GalaxAlignError(f"{path}: predictions are not for the benchmark's test split")
+    return (truth == predicted).astype(int).tolist()
 
 
 @dataclass
@@ -131,13 +151,14 @@ def _frozen_baseline(config, dataset, split, seed, out: Path) -> _Frozen:
         return [dataset[int(i)].image for i in indices]
 
     return _Frozen(run=run, train_features=run.image_features(images(split.train)),
-                   test_features=run.image_features(images(split.test)))
+                   test_features=run.image_features(images(labelled_only(split.test, dataset.labels))))
 
 
 def _no_training_row(method, frozen: _Frozen, dataset, split, fraction, seed, scheme) -> dict:
     """Zero-shot: text prototypes in the untrained space. Probe: logistic regression, fixed C."""
     labels = dataset.labels
-    test_labels = labels[split.test]
+    test = labelled_only(split.test, labels)
+    test_labels = labels[test]
     if method == "zero-shot":
         query, database = frozen.embeddings(frozen.test_features), frozen.embeddings(frozen.train_features)
         predicted = frozen.run.proba_from_embeddings(query, "text").argmax(1)
@@ -158,7 +179,7 @@ def _no_training_row(method, frozen: _Frozen, dataset, split, fraction, seed, sc
     scores = classification_metrics(test_labels, predicted, scheme.names)
     retrieval = retrieval_metrics(query, test_labels, database, labels[split.train], k=10)
     return {"method": method, "label_fraction": fraction if method != "zero-shot" else 0.0, "seed": seed,
-            "train_labelled": labelled, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "correct": (predicted == test_labels).astype(int).tolist(), "train_labelled": labelled, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
             "map@10": retrieval["map@10"], "ndcg@10": retrieval["ndcg@10"], "epochs": 0}
 
 
@@ -180,32 +201,46 @@ def summarise(rows: list[dict]) -> list[dict]:
     return table
 
 
-def claim_check(table: list[dict], n_test: int | None = None) -> list[str]:
+def claim_check(rows: list[dict]) -> list[str]:
     """Plain sentences: does galaxalign beat supervised and clip at each label fraction?
 
-    A gap counts only when it exceeds the uncertainty: the spread over seeds, or (with one seed,
-    or when larger) the binomial standard error of the two test accuracies on `n_test` galaxies.
+    The comparison is paired: both methods answered the same test galaxies with the same seeds.
+    The gap is the mean over seeds of the accuracy difference; its standard error adds the
+    spread of the per-galaxy differences (averaged over seeds) over the galaxies and, with more
+    than one seed, the spread of the per-seed gaps over the seeds. A gap counts only when it is
+    more than 1.96 standard errors from zero (a 95 % interval that excludes it).
     """
-    by_key = {(e["method"], e["label_fraction"]): e for e in table}
+    runs = {(r["method"], r["label_fraction"], r["seed"]): np.asarray(r["correct"], dtype=float) for r in rows}
     lines = []
-    for fraction in sorted({e["label_fraction"] for e in table if e["method"] == "galaxalign"}, reverse=True):
-        ours = by_key[("galaxalign", fraction)]
+    for fraction in sorted({r["label_fraction"] for r in rows if r["method"] == "galaxalign"}, reverse=True):
         for rival in ("supervised", "clip"):
-            other = by_key.get((rival, fraction))
-            if other is None:
+            seeds = sorted(s for m, f, s in runs if (m, f) == ("galaxalign", fraction) and (rival, f, s) in runs)
+            if not seeds:
                 continue
-            gap = ours["accuracy"] - other["accuracy"]
-            noise = math.hypot(ours["accuracy_std"], other["accuracy_std"])
-            if n_test:
-                sampling = math.sqrt(sum(a * (1 - a) for a in (ours["accuracy"], other["accuracy"])) / n_test)
-                noise = max(noise, sampling)
-            verdict = "beats" if gap > noise else ("trails" if gap < -noise else "ties with (within the uncertainty)")
+            ours = np.stack([runs[("galaxalign", fraction, s)] for s in seeds])
+            other = np.stack([runs[(rival, fraction, s)] for s in seeds])
+            gap, half_width = paired_gap(ours, other)
+            won, lost = int((ours > other).sum()), int((ours < other).sum())
+            verdict = "beats" if gap > half_width else ("trails" if gap < -half_width else "ties with (within the uncertainty)")
             lines.append(f"- {fraction:.0%} of labels: galaxalign {verdict} {rival}: accuracy "
-                         f"{ours['accuracy']:.3f} vs {other['accuracy']:.3f} ({gap:+.3f}, uncertainty {noise:.3f})")
+                         f"{ours.mean():.3f} vs {other.mean():.3f} ({gap:+.3f} ± {half_width:.3f}, 95 %); "
+                         f"right where {rival} was wrong {won} times, the reverse {lost} times "
+                         f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''} × {ours.shape[1]} galaxies)")
     return lines
 
 
-def results_markdown(config: BenchmarkConfig, table: list[dict], dataset, split) -> str:
+def paired_gap(ours: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """Mean accuracy difference of two (seeds, galaxies) 0/1 arrays and its 95 % half-width."""
+    difference = ours - other
+    n_seeds, n_galaxies = difference.shape
+    per_galaxy, per_seed = difference.mean(axis=0), difference.mean(axis=1)
+    variance = per_galaxy.var(ddof=1) / n_galaxies if n_galaxies > 1 else 0.0
+    if n_seeds > 1:
+        variance += per_seed.var(ddof=1) / n_seeds
+    return float(difference.mean()), float(1.96 * math.sqrt(variance))
+
+
+def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict], dataset, split) -> str:
     def pm(entry, key):
         return f"{entry[key]:.3f} ± {entry[key + '_std']:.3f}" if entry["seeds"] > 1 else f"{entry[key]:.3f}"
 
@@ -227,7 +262,7 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], dataset, split)
         fraction = "none" if e["method"] == "zero-shot" else f"{e['label_fraction']:g}"
         lines.append(f"| {e['method']} | {fraction} | {e['train_labelled']} | {pm(e, 'accuracy')} | "
                      f"{pm(e, 'macro_f1')} | {pm(e, 'map@10')} | {e['seconds']:.0f} |")
-    check = claim_check(table, n_test=len(split.test))
+    check = claim_check(rows)
     if check:
         lines += ["", "## The claim, checked", "", *check]
     return "\n".join(lines) + "\n"

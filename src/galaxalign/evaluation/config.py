@@ -29,7 +29,7 @@ class BenchmarkConfig:
     image_size: int = option(0, "input size; 0 = backbone default")
     trainable_blocks: int = option(3, "backbone blocks trained per tower, from the top")
     lr: float = option(2e-4, "peak learning rate of the top block")
-    targets: str = option("multi", "contrastive targets of the aligning methods: multi (same class = positive) or onehot",
+    targets: str = option("onehot", "contrastive targets of the aligning methods: onehot or multi (same class = positive)",
                           choices=TARGETS)
     symbol_variants: int = option(16, "symbols per class in the galaxalign methods' training family")
     split_seed: int = option(0, "seed of the one train/val/test split all runs share")

@@ -6,6 +6,8 @@ RUN_DIR/split.json and a dataset that does not match it is refused. See docs/eva
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -15,12 +17,14 @@ from galaxalign.data import GalaxyDataset, Split, open_dataset
 from galaxalign.data.splits import PARTS
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
-from galaxalign.io import atomic_path, write_json_atomic
+from galaxalign.io import atomic_path, write_json_atomic, write_text_atomic
 from galaxalign.runs import Run
 from galaxalign.training.trainer import SPLIT_FILE
 
 RETRIEVAL_K = 10
 ZERO_SHOT_MODES = ("text", "symbol", "fusion")
+PREDICTIONS_FILE = "predictions.csv"
+PREDICTION_COLUMNS = ("index", "label", "true_class", "predicted", "predicted_class")
 
 
 def evaluate_run(
@@ -48,8 +52,8 @@ def evaluate_run(
     parts = Split.load(split_path)
     parts.check_labels(dataset.labels, where=f"{dataset.source} against {split_path}")
     labels = dataset.labels
-    query = _labelled(getattr(parts, split), labels)
-    database = _labelled(parts.train, labels)
+    query = labelled_only(getattr(parts, split), labels)
+    database = labelled_only(parts.train, labels)
     for part, members in ((split, query), ("train", database)):
         if not len(members):
             raise GalaxAlignError(f"{dataset.source}: no labelled galaxies in the {part} split")
@@ -88,14 +92,43 @@ def evaluate_run(
         metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == labels[query])) for m in modes}
 
     out_dir = Path(out_dir) if out_dir is not None else run.run_dir / f"eval-{split}"
-    files = {"metrics": out_dir / "metrics.json", "confusion": out_dir / "confusion.png"}
+    files = {"metrics": out_dir / "metrics.json", "confusion": out_dir / "confusion.png",
+             "predictions": out_dir / PREDICTIONS_FILE}
     write_json_atomic(files["metrics"], metrics)
+    write_predictions(files["predictions"], query, labels[query], predicted[scoring], run.scheme.names)
     title = f"{run.run_dir.name}: {split}, {scoring} scoring (accuracy {metrics['accuracy']:.3f})"
     plot_confusion(metrics["confusion"], run.scheme.names, files["confusion"], title=title)
     return {**metrics, "files": {name: str(path) for name, path in files.items()}}
 
 
-def _labelled(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def write_predictions(path, indices, labels, predicted, class_names: list[str]) -> None:
+    """One row per galaxy (dataset index, true and predicted class): what paired comparisons need."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(PREDICTION_COLUMNS)
+    writer.writerows((int(i), int(t), class_names[int(t)], int(p), class_names[int(p)])
+                     for i, t, p in zip(indices, labels, predicted))
+    write_text_atomic(path, text.getvalue())
+
+
+def read_predictions(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(indices, true labels, predicted labels) from a file `write_predictions` wrote."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows or list(rows[0]) != list(PREDICTION_COLUMNS):
+        raise GalaxAlignError(f"{path}: not a predictions file (expected columns {', '.join(PREDICTION_COLUMNS)})")
+    return tuple(np.array([int(row[key]) for row in rows], dtype=np.int64) for key in ("index", "label", "predicted"))
+
+
+def predict_split(run: Run, dataset: GalaxyDataset, split: str = "test", batch_size: int = 64) -> np.ndarray:
+    """The run's predicted class for each labelled galaxy of one part of its split (no retrieval)."""
+    indices = labelled_only(getattr(Split.load(run.run_dir / SPLIT_FILE), split), dataset.labels)
+    _, predicted = _scan(run, dataset, indices, (run.scoring,), batch_size, progress=False, desc=split)
+    return predicted[run.scoring]
+
+
+def labelled_only(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The members of `indices` whose class is known: unknown (-1) ones are left out of every metric."""
     return indices[labels[indices] >= 0]
 
 

@@ -33,7 +33,8 @@ class TrainConfig:
     trainable_blocks: int = option(3, "backbone blocks trained per tower, counted from the top (the final norm counts as one): -1 all, 0 heads only")
     embed_dim: int = option(256, "shared embedding width (backbones with CLIP projections keep theirs)")
     image_size: int = option(0, "input size in pixels; 0 uses the backbone's default")
-    targets: str = option("multi", "contrastive targets: multi (same class = positive) or onehot", choices=TARGETS)
+    targets: str = option("onehot", "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md) "
+                                     "or multi (same class = positive)", choices=TARGETS)
     balanced: bool = option(True, "class-balanced batches")
     w_image_text: float = option(1.0, "weight of the image-text loss")
     w_symbol_text: float = option(1.0, "weight of the symbol-text loss")
