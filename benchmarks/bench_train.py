@@ -81,9 +81,10 @@ def plain_step_times(config: TrainConfig, steps: int) -> list[float]:
     model.train()
     times = []
     with h5py.File(config.data, "r") as f:
+        all_labels = f["ans"][()]
         for _ in range(steps):
             start = time.perf_counter()
-            labels, pixels = plain_batch(f, rng, config.batch_size, augment, normalize)
+            labels, pixels = plain_batch(f, all_labels, rng, config.batch_size, augment, normalize)
             if config.uses_text:
                 text_rows = torch.stack([by_class[c][rng.integers(len(by_class[c]))] for c in labels.tolist()])
                 symbol_rows = labels * config.symbol_variants + torch.from_numpy(rng.integers(config.symbol_variants, size=len(labels)))
@@ -100,11 +101,15 @@ def plain_step_times(config: TrainConfig, steps: int) -> list[float]:
     return times
 
 
-def plain_batch(f: h5py.File, rng: np.random.Generator, batch_size: int, augment, normalize) -> tuple[torch.Tensor, torch.Tensor]:
-    """Labels and model input of a random batch: images read in a loop, augmented in one call."""
-    index = np.sort(rng.choice(len(f["ans"]), batch_size, replace=False))
+def plain_batch(f: h5py.File, all_labels: np.ndarray, rng: np.random.Generator, batch_size: int, augment,
+                normalize) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and model input of a random batch: images read in a loop, augmented in one call.
+
+    `all_labels` is the file's label column, read once by the caller.
+    """
+    index = np.sort(rng.choice(len(all_labels), batch_size, replace=False))
     batch = np.stack([f["images"][i] for i in index])  # h5py fancy indexing, images[index], is ~100x slower
-    return torch.from_numpy(f["ans"][()][index]).long(), normalize(augment(torch.from_numpy(batch).permute(0, 3, 1, 2)))
+    return torch.from_numpy(all_labels[index]).long(), normalize(augment(torch.from_numpy(batch).permute(0, 3, 1, 2)))
 
 
 def input_ms(config: TrainConfig, batches: int = 12) -> tuple[float, float]:
@@ -126,10 +131,11 @@ def input_ms(config: TrainConfig, batches: int = 12) -> tuple[float, float]:
     augment, rng = GalaxyAugment(config.image_size), np.random.default_rng(config.seed)
     times = {"trainer": [], "plain": []}
     with h5py.File(config.data, "r") as f:
+        all_labels = f["ans"][()]
         for i in range(batches):
             first = i % (len(order) // config.batch_size) * config.batch_size
             for name, build in (("trainer", lambda: builder.build(0, order, range(first, first + config.batch_size))),
-                                ("plain", lambda: plain_batch(f, rng, config.batch_size, augment, normalize))):
+                                ("plain", lambda: plain_batch(f, all_labels, rng, config.batch_size, augment, normalize))):
                 start = time.perf_counter()
                 build()
                 times[name].append(time.perf_counter() - start)
