@@ -20,18 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
-from galaxalign.data import Split, open_dataset
-from galaxalign.evaluation.evaluate import ZERO_SHOT_MODES, labelled_only
+from galaxalign.data import open_dataset
+from galaxalign.evaluation.evaluate import ZERO_SHOT_MODES, predict_split
 from galaxalign.runs import load_run
 
 ALIGNED = ("clip", "galaxalign-stage1", "galaxalign")
 
 
-def validation_accuracy_by_mode(run, dataset, batch_size: int = 64) -> dict[str, float]:
-    val = labelled_only(Split.load(run.run_dir / "split.json").val, dataset.labels)
-    embeddings = run.embed_images([dataset[int(i)].image for i in val], batch_size=batch_size)
-    truth = dataset.labels[val]
-    return {mode: float(np.mean(run.proba_from_embeddings(embeddings, mode).argmax(1) == truth)) for mode in ZERO_SHOT_MODES}
+def validation_accuracy_by_mode(run, dataset) -> dict[str, float]:
+    val, predicted = predict_split(run, dataset, "val", modes=ZERO_SHOT_MODES)
+    return {mode: float(np.mean(predicted[mode] == dataset.labels[val])) for mode in ZERO_SHOT_MODES}
 
 
 def main() -> None:
@@ -54,7 +52,7 @@ def main() -> None:
         best = max(val.values())
         chosen = run.scoring if val[run.scoring] == best else max(val, key=val.get)
         test = json.loads(metrics_path.read_text())["accuracy_by_mode"]
-        rows[(method, float(fraction[1:]))].append((run.scoring, test[run.scoring], chosen, test[chosen], val))
+        rows[(method, float(fraction[1:]))].append((run.scoring, test[run.scoring], chosen, test[chosen]))
 
     print("| method | label fraction | default mode | test accuracy, default | mode chosen on validation (per seed) | test accuracy, chosen |")
     print("|---|---|---|---|---|---|")

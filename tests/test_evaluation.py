@@ -199,7 +199,8 @@ def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
     confusion = np.zeros((len(run.scheme),) * 2, dtype=int)
     np.add.at(confusion, (truth, predicted), 1)
     assert confusion.tolist() == written["confusion"]
-    assert np.array_equal(predict_split(run, open_dataset(easy_h5, scheme=run.scheme), "test"), predicted)
+    test_only, by_mode = predict_split(run, open_dataset(easy_h5, scheme=run.scheme), "test")
+    assert np.array_equal(test_only, indices) and np.array_equal(by_mode["fusion"], predicted)
 
     # The same galaxies with generator parameters: graded nDCG, and a chosen mode and folder.
     with_params = tmp_path / "params.h5"

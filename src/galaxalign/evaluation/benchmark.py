@@ -115,7 +115,8 @@ def _test_correctness(run_dir: Path, dataset, split: Split) -> list[int]:
     test = labelled_only(split.test, dataset.labels)
     if not path.exists():
         run = load_run(run_dir)
-        write_predictions(path, test, dataset.labels[test], predict_split(run, dataset, "test"), run.scheme.names)
+        indices, predicted = predict_split(run, dataset, "test")
+        write_predictions(path, indices, dataset.labels[indices], predicted[run.scoring], run.scheme.names)
     indices, truth, predicted = read_predictions(path)
     if not np.array_equal(indices, test):
         raise GalaxAlignError(f"{path}: predictions are not for the benchmark's test split")
@@ -179,8 +180,9 @@ def _no_training_row(method, frozen: _Frozen, dataset, split, fraction, seed, sc
     scores = classification_metrics(test_labels, predicted, scheme.names)
     retrieval = retrieval_metrics(query, test_labels, database, labels[split.train], k=10)
     return {"method": method, "label_fraction": fraction if method != "zero-shot" else 0.0, "seed": seed,
-            "correct": (predicted == test_labels).astype(int).tolist(), "train_labelled": labelled, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
-            "map@10": retrieval["map@10"], "ndcg@10": retrieval["ndcg@10"], "epochs": 0}
+            "train_labelled": labelled, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
+            "map@10": retrieval["map@10"], "ndcg@10": retrieval["ndcg@10"], "epochs": 0,
+            "correct": (predicted == test_labels).astype(int).tolist()}
 
 
 def summarise(rows: list[dict]) -> list[dict]:

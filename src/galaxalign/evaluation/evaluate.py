@@ -120,11 +120,13 @@ def read_predictions(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.array([int(row[key]) for row in rows], dtype=np.int64) for key in ("index", "label", "predicted"))
 
 
-def predict_split(run: Run, dataset: GalaxyDataset, split: str = "test", batch_size: int = 64) -> np.ndarray:
-    """The run's predicted class for each labelled galaxy of one part of its split (no retrieval)."""
+def predict_split(run: Run, dataset: GalaxyDataset, split: str = "test", modes=None,
+                  batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The labelled galaxies of one part of the run's split, and the class predicted for each
+    under every scoring mode in `modes` (default: the run's own). No retrieval."""
     indices = labelled_only(getattr(Split.load(run.run_dir / SPLIT_FILE), split), dataset.labels)
-    _, predicted = _scan(run, dataset, indices, (run.scoring,), batch_size, progress=False, desc=split)
-    return predicted[run.scoring]
+    _, predicted = _scan(run, dataset, indices, tuple(modes or (run.scoring,)), batch_size, progress=False, desc=split)
+    return indices, predicted
 
 
 def labelled_only(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
