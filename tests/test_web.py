@@ -277,7 +277,9 @@ def test_page_text_query_shows_a_grid(page):
     wait_for_grid(page, "round smooth galaxy")
     card = page.locator("#results .card").first
     assert card.locator(".pred").inner_text() and card.locator(".score").inner_text()
-    assert card.locator("img").evaluate("img => img.complete && img.naturalWidth") == 64
+    # The grid appears before its thumbnails arrive: wait for the first to load, then check it.
+    page.wait_for_function("() => document.querySelector('#results .card img').complete")
+    assert card.locator("img").evaluate("img => img.naturalWidth") == 64
 
 
 @needs_chromium
