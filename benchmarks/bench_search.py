@@ -90,7 +90,7 @@ def run(sizes=SIZES, queries: int = 1000, hnsw_max: int = HNSW_MAX, seed: int = 
         kinds = ["flat", *(["hnsw"] if n <= hnsw_max else []), "ivf"]
         for kind in kinds:
             index = new_faiss_index(kind, DIM, n)
-            build_s = _timed(lambda: fill_index(index, data))
+            build_s = _timed(lambda index=index: fill_index(index, data))
             start = time.perf_counter()
             tuned = tune_search(index, data, K)
             tune_s = time.perf_counter() - start

@@ -21,8 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from galaxalign.data import open_dataset
-from galaxalign.evaluation.evaluate import ZERO_SHOT_MODES, predict_split
+from galaxalign.evaluation.evaluate import predict_split
 from galaxalign.runs import load_run
+
+ZERO_SHOT_MODES = ("text", "symbol", "fusion")
 
 ALIGNED = ("clip", "galaxalign-stage1", "galaxalign")
 

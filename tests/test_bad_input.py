@@ -30,11 +30,10 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import galaxalign
+from conftest import WEB_N as N
 from galaxalign.cli import main
 from galaxalign.data import MAX_PIXELS, decode_image_bytes, open_dataset
 from galaxalign.errors import GalaxAlignError
-
-from web_fixtures import N, app, client, dataset, run  # noqa: F401  (module fixtures: a tiny run's web app)
 
 # 30 examples per property keeps the file fast; GALAXALIGN_FUZZ_EXAMPLES=2000 digs deeper.
 FAST = settings(max_examples=int(os.environ.get("GALAXALIGN_FUZZ_EXAMPLES", 30)), deadline=None,

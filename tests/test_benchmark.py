@@ -8,8 +8,10 @@ import pytest
 
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
-from galaxalign.evaluation.benchmark import claim_check, epochs_for, paired_gap
-from galaxalign.evaluation.config import ALL_METHODS, BenchmarkConfig
+from galaxalign.evaluation.metrics import paired_gap
+from galaxalign.jobs.benchmark import claim_check, epochs_for
+from galaxalign.jobs.config import ALL_METHODS, BenchmarkConfig
+from galaxalign.training import TrainConfig
 
 
 def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, capsys):
@@ -67,7 +69,7 @@ def test_alignment_settings_reach_every_run(easy_h5, tmp_path):
 
 
 def test_budget_gives_few_label_runs_enough_steps():
-    config = BenchmarkConfig(data="x", out="y", epochs=3, min_steps=30, batch_size=32)
+    config = BenchmarkConfig(data="x", out="y", min_steps=30, train=TrainConfig(data="", out="", epochs=3, batch_size=32))
     assert epochs_for(config, 1600) == 3  # 50 steps per epoch already
     assert epochs_for(config, 16) == 30  # one step per epoch: raised to 30 steps
 

@@ -8,7 +8,7 @@ from galaxalign.cli import main
 
 def test_quick_demo_writes_a_self_contained_report(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--backbone", "tiny", "--per-class", "6", "--out", str(out), "--no-progress"]) == 0
+    assert main(["demo", "--quick", "--backbone", "tiny", "--per-class", "6", "--out", str(out), "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "report:" in printed and f"galaxalign serve --index {out / 'index'}" in printed
     html = (out / "report.html").read_text()

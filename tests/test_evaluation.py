@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import EASY_CLASSES, easy_image, write_galaxy10_h5
 from galaxalign.cli import main
 from galaxalign.data import Split, open_dataset
 from galaxalign.evaluation import classification_metrics, evaluate_run, metrics, retrieval_metrics
 from galaxalign.evaluation.evaluate import predict_split, read_predictions
 from galaxalign.runs import load_run
 from galaxalign.training import TrainConfig, train
-
-from conftest import EASY_CLASSES, easy_image, write_galaxy10_h5
 
 
 def at(degrees, length=1.0):

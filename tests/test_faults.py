@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from conftest import tiny, write_galaxy10_h5
 from galaxalign.cli import main
 from galaxalign.config import config_to_dict
 from galaxalign.data import DatasetView, open_dataset
@@ -29,8 +30,6 @@ from galaxalign.runs import load_run
 from galaxalign.search import GalaxyIndex, build_index
 from galaxalign.synth import SynthConfig, write_synth
 from galaxalign.training import train
-
-from conftest import tiny, write_galaxy10_h5
 from test_training import checkpoint_weights
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}

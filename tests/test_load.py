@@ -12,8 +12,6 @@ import pytest
 
 from galaxalign.search import build_index
 
-from web_fixtures import dataset, run  # noqa: F401  (module fixtures: a tiny run and 30 galaxies)
-
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 CLIENTS, SECONDS = 8, 8.0
 

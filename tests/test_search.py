@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 from safetensors.torch import load_file, save_file
 
 import galaxalign
+from conftest import easy_image
 from galaxalign.cli import main
 from galaxalign.data import DatasetView, open_dataset
 from galaxalign.errors import GalaxAlignError
@@ -23,8 +24,6 @@ from galaxalign.search.index import (
     recall_at,
     tune_search,
 )
-
-from conftest import easy_image
 
 K = 5
 

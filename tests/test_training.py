@@ -9,16 +9,13 @@ import sys
 import numpy as np
 import torch
 
+from conftest import EASY_CLASSES, easy_image, tiny
 from galaxalign.cli import main
-from galaxalign.models.model import GalaxAlignModel
 from galaxalign.models.backbones import build_backbone
+from galaxalign.models.model import GalaxAlignModel
 from galaxalign.runs import load_run
 from galaxalign.training import train
-from galaxalign.training.trainer import parameter_groups
-
-from conftest import EASY_CLASSES, easy_image, tiny
-
-
+from galaxalign.training.optim import parameter_groups
 
 
 def checkpoint_weights(run_dir):
@@ -95,6 +92,17 @@ def test_resume_gives_the_same_final_weights(easy_h5, tmp_path):
     a, b = checkpoint_weights(straight), checkpoint_weights(tmp_path / "paused")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_worker_processes_train_to_identical_weights(easy_h5, tmp_path):
+    """Images read by 0 or 2 DataLoader workers give the same batches, so the same weights."""
+    config = dict(method="galaxalign", epochs=2, stage1_fraction=0.5)
+    alone = train(tiny(easy_h5, tmp_path / "w0", workers=0, **config), progress=False)
+    helped = train(tiny(easy_h5, tmp_path / "w2", workers=2, **config), progress=False)
+    a, b = checkpoint_weights(alone), checkpoint_weights(helped)
+    assert a.keys() == b.keys() and any(k.startswith("symbol_encoder.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(alone) == losses(helped)
 
 
 def test_label_fraction_is_stratified_subset(easy_h5, tmp_path):

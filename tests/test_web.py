@@ -18,10 +18,11 @@ import uvicorn
 from astropy.io import fits
 from PIL import Image
 
-from galaxalign.cli import build_parser
-
+from conftest import WEB_MAX_BYTES as MAX_BYTES
+from conftest import WEB_MAX_PIXELS as MAX_PIXELS
+from conftest import WEB_N as N
 from conftest import easy_image
-from web_fixtures import MAX_BYTES, MAX_PIXELS, N, app, client, dataset, run  # noqa: F401  (module fixtures)
+from galaxalign.cli import build_parser
 
 K = 5
 CHROMIUM = "/usr/bin/chromium"

@@ -1,11 +1,14 @@
 """GalaxAlign: align galaxy images, schematic symbols and text labels in one embedding space."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from galaxalign.errors import GalaxAlignError  # noqa: E402
 from galaxalign.taxonomy import load_scheme  # noqa: E402
 
-__all__ = ["GalaxAlignError", "Searcher", "evaluate_run", "load_index", "load_run", "load_scheme", "train", "__version__"]
+__all__ = [
+    "GalaxAlignError", "Searcher", "evaluate_run", "load_index", "load_run", "load_scheme", "run_benchmark", "run_demo",
+    "train", "__version__",
+]
 
 # Loaded on first use, so `import galaxalign` stays light (no torch, no faiss).
 _LAZY = {
@@ -14,6 +17,8 @@ _LAZY = {
     "Searcher": "galaxalign.search",
     "train": "galaxalign.training",
     "evaluate_run": "galaxalign.evaluation",
+    "run_benchmark": "galaxalign.jobs",
+    "run_demo": "galaxalign.jobs",
 }
 
 

@@ -1,9 +1,13 @@
 """Typed dataclass configs: JSON beside each run, and CLI flags that mirror the fields.
 
-One dataclass describes a job; `add_config_arguments` turns its fields into `--kebab-case`
+One dataclass describes a command; `add_config_arguments` turns its fields into `--kebab-case`
 flags (help text from the field's `help` metadata), `config_from_args` builds it back, and
 `config_to_dict`/`config_from_dict` round-trip it through JSON with type checks, so a run's
 `config.json` is the whole truth about how it was made.
+
+A job that trains runs (the benchmark, the demo) carries a base `TrainConfig` as a `nested`
+field instead of re-declaring its fields: the base's fields become the job's flags too, with
+the job's own defaults, and the job fills in what differs per run with `dataclasses.replace`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,8 +27,29 @@ T = TypeVar("T")
 
 
 def option(default, help: str, **extra):
-    """A dataclass field with a default and the help text its CLI flag shows."""
+    """A dataclass field with a default and the help text its CLI flag shows.
+
+    `choices=` limits the values; `positional=True` makes the flag a positional argument
+    (with `nargs=` for a list).
+    """
     return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def required(help: str, **extra):
+    """A dataclass field without a default: a required flag (or positional argument)."""
+    return dataclasses.field(metadata={"help": help, **extra})
+
+
+def nested(factory: Callable[[], Any], help: str, skip: tuple[str, ...] = ()):
+    """A field holding another config (a job's base `TrainConfig`), its flags mirrored flat.
+
+    `skip` names the nested fields the job sets itself per run; they get no flag.
+    """
+    return dataclasses.field(default_factory=factory, metadata={"help": help, "nested": True, "skip": skip})
+
+
+def _is_nested(f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("nested"))
 
 
 def _base_type(annotation) -> tuple[type, bool]:
@@ -39,20 +65,34 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (), optional: tuple[str, ...] = ()) -> None:
-    """Add one flag per dataclass field; defaults come from the dataclass itself.
+def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (), optional: tuple[str, ...] = (),
+                         defaults: Any = None) -> None:
+    """Add one flag per dataclass field; defaults come from the dataclass (or the `defaults` instance).
 
     Fields without a default become required flags, except those named in `optional`.
+    A `nested` field adds the nested config's flags, defaulting to the field's own instance.
     """
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
+        if _is_nested(f):
+            add_config_arguments(parser, hints[f.name], skip=f.metadata["skip"], defaults=f.default_factory())
+            continue
         kind, _ = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
         help_text = f.metadata.get("help", "")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in optional
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else None
+        is_required = (defaults is None and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                       and f.name not in optional)
+        if f.metadata.get("positional"):
+            choices = f.metadata.get("choices")
+            parser.add_argument(f.name, type=_item_type(hints[f.name]), nargs=f.metadata.get("nargs"), choices=choices,
+                                metavar=None if choices else f.metadata.get("metavar", f.name.upper()), help=help_text)
+            continue
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
             continue
@@ -62,15 +102,31 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             dest=f.name,
             type=kind,
             default=default,
-            required=required,
+            required=is_required,
             choices=choices,
-            metavar=f.name.upper() if choices is None else None,
-            help=f"{help_text} (default: {default})" if not required else help_text,
+            metavar=f.metadata.get("metavar", f.name.upper()) if choices is None else None,
+            help=f"{help_text} (default: {default})" if not is_required and f.metadata.get("show_default", True) else help_text,
         )
 
 
+def _item_type(annotation) -> type:
+    """The element type of `list[X]` (positional lists), else the type itself."""
+    kind, _ = _base_type(annotation)
+    args = typing.get_args(kind)
+    return args[0] if typing.get_origin(kind) is list and args else kind
+
+
 def config_from_args(cls: type[T], args: argparse.Namespace, **overrides) -> T:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    """The config whose flags `add_config_arguments` added; nested configs start from their default."""
+    values = {}
+    for f in dataclasses.fields(cls):
+        if _is_nested(f):
+            base = f.default_factory()
+            mirrored = {g.name: getattr(args, g.name) for g in dataclasses.fields(base)
+                        if g.name not in f.metadata["skip"] and hasattr(args, g.name)}
+            values[f.name] = dataclasses.replace(base, **mirrored)
+        elif hasattr(args, f.name):
+            values[f.name] = getattr(args, f.name)
     values.update(overrides)
     return cls(**values)
 
@@ -93,6 +149,14 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>
         kind, optional = _base_type(hints[name])
         if value is None and optional:
             values[name] = None
+            continue
+        if dataclasses.is_dataclass(kind):
+            values[name] = config_from_dict(kind, value, source=f"{source}: field {name}")
+            continue
+        if typing.get_origin(kind) is list:
+            if not isinstance(value, list):
+                raise GalaxAlignError(f"{source}: field {name}: expected a list, got {value!r}")
+            values[name] = value
             continue
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)

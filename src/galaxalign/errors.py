@@ -9,7 +9,3 @@ anything else is a bug and keeps its traceback.
 class GalaxAlignError(Exception):
     """A problem with user input; its message names the file and the problem."""
 
-
-def user_error(path, problem: str) -> GalaxAlignError:
-    """Build the one-line error `PATH: problem`."""
-    return GalaxAlignError(f"{path}: {problem}")

@@ -1,41 +1,176 @@
-"""Load a trained run from its folder alone, and use it: classify and embed.
+"""A run: its folder, how it is built, and how a trained one is used (classify, embed).
 
-`load_run(RUN_DIR)` rebuilds the model from `config.json` and `model.safetensors`; the returned
-`Run` is the one object the CLI, the report and the web app use.
+Everything about a run folder lives here: the file names, building the model of a config,
+preparing its data and split, writing weights, and `load_run`, which rebuilds a run from its
+folder alone. The trainer writes runs through this module; evaluation, search, the jobs, the
+report and the web app read them through it. Nothing outside this module spells a file name.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
 
-from galaxalign.config import load_config
-from galaxalign.data import load_image, to_tensor_batch
+from galaxalign.config import config_to_dict, load_config, option, required
+from galaxalign.data import GalaxyDataset, Split, label_fraction, load_image, make_split, open_dataset, to_tensor_batch
+from galaxalign.devices import DEVICE_HELP, autocast, check_device_name, resolve_device
 from galaxalign.errors import GalaxAlignError
+from galaxalign.io import atomic_path, read_json, write_json_atomic
+from galaxalign.models.backbones import build_backbone
 from galaxalign.models.model import GalaxAlignModel
-from galaxalign.models.prototypes import ClassScorer, default_scoring, symbol_pixels
+from galaxalign.models.prototypes import SCORING_MODES, ClassScorer, symbol_pixels
 from galaxalign.taxonomy import Scheme, load_scheme
 from galaxalign.training.config import TrainConfig
-from galaxalign.training.trainer import CONFIG_FILE, MODEL_FILE, build_model, image_size_of
+
+CONFIG_FILE, SPLIT_FILE, MODEL_FILE = "config.json", "split.json", "model.safetensors"
+CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE = "checkpoint.pt", "metrics.jsonl", "summary.json"
+EVAL_METRICS_FILE, PREDICTIONS_FILE, CONFUSION_FILE = "metrics.json", "predictions.csv", "confusion.png"
 
 ImageLike = np.ndarray | str | Path
 
 
-class Run:
-    """A trained GalaxAlign model with its scheme, preprocessing and default scoring."""
+# ------------------------------------------------------------------ the folder
 
-    def __init__(self, run_dir: Path, config: TrainConfig, model: GalaxAlignModel, scheme: Scheme):
-        self.run_dir, self.config, self.model, self.scheme = run_dir, config, model, scheme
+
+def eval_dir(run_dir: str | Path, split: str = "test") -> Path:
+    """Where `evaluate` writes a split's metrics, predictions and confusion matrix by default."""
+    return Path(run_dir) / f"eval-{split}"
+
+
+def read_config(run_dir: str | Path) -> TrainConfig:
+    return load_config(TrainConfig, Path(run_dir) / CONFIG_FILE)
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    """The summary the trainer writes when a run finishes (test accuracy, time, best stage)."""
+    return read_json(Path(run_dir) / SUMMARY_FILE, "run summary")
+
+
+def read_eval_metrics(run_dir: str | Path, split: str = "test") -> dict:
+    return read_json(eval_dir(run_dir, split) / EVAL_METRICS_FILE, "evaluation metrics file")
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    return (Path(run_dir) / SUMMARY_FILE).exists()
+
+
+def is_evaluated(run_dir: str | Path, split: str = "test") -> bool:
+    return (eval_dir(run_dir, split) / EVAL_METRICS_FILE).exists()
+
+
+def build_model(config: TrainConfig, n_classes: int, stage: int = 1) -> GalaxAlignModel:
+    """The model of a run, at a given stage, with the run's seed for fresh weights."""
+    torch.manual_seed(config.seed)
+    backbone = build_backbone(config.backbone)
+    model = GalaxAlignModel(backbone, embed_dim=config.embed_dim, num_classes=n_classes if config.spec.head else 0)
+    if stage == 2:
+        model.split_symbol_encoder()
+    return model
+
+
+def image_size_of(config: TrainConfig, model: GalaxAlignModel) -> int:
+    return config.image_size or model.backbone.image_size
+
+
+def save_weights(path: Path, model: GalaxAlignModel) -> None:
+    """Device-independent safetensors weights: a run trained on a GPU loads on a CPU-only machine."""
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+
+
+@dataclass
+class RunData:
+    dataset: GalaxyDataset
+    split: Split
+    train_indices: np.ndarray  # labelled subset of the training split
+
+
+def prepare_data(config: TrainConfig, run_dir: Path, write: bool) -> RunData:
+    """The run's dataset, its split (the folder's, a given file's, or a new one) and labelled subset."""
+    scheme = load_scheme(config.scheme)
+    dataset = open_dataset(config.data, scheme=scheme)
+    labels = dataset.labels
+    split_path = run_dir / SPLIT_FILE
+    if split_path.exists():
+        split = Split.load(split_path)
+    elif config.split_file:
+        split = Split.load(config.split_file)
+    else:
+        split = make_split(labels, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+    split.check_labels(labels, where=str(split_path if split_path.exists() else config.split_file or config.data))
+    if write and not split_path.exists():
+        split.save(split_path)
+    train = label_fraction(split.train, labels, config.label_fraction, config.seed)
+    return RunData(dataset=dataset, split=split, train_indices=np.asarray(train))
+
+
+def load_split(run_dir: str | Path) -> Split:
+    return Split.load(Path(run_dir) / SPLIT_FILE)
+
+
+def write_config(run_dir: Path, config: TrainConfig) -> None:
+    write_json_atomic(run_dir / CONFIG_FILE, config_to_dict(config))
+
+
+def init_run(config: TrainConfig) -> Path:
+    """A run folder holding the model as built, untrained: the zero-shot and frozen-feature rows."""
+    run_dir = Path(config.out)
+    if (run_dir / CONFIG_FILE).exists():
+        raise GalaxAlignError(f"{run_dir}: a run already exists here")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(run_dir, config)
+    prepare_data(config, run_dir, write=True)
+    save_weights(run_dir / MODEL_FILE, build_model(config, len(load_scheme(config.scheme))))
+    return run_dir
+
+
+def write_summary(run_dir: Path, record: dict) -> None:
+    write_json_atomic(run_dir / SUMMARY_FILE, record)
+
+
+# ------------------------------------------------------------------ a run in use
+
+
+@dataclass
+class Embedded:
+    """What one pass of a run over galaxies gave: unit embeddings, optional features, predictions."""
+
+    indices: np.ndarray
+    embeddings: np.ndarray  # (N, D) in the shared space
+    features: np.ndarray | None = None  # (N, F) pooled image-tower features, when asked for
+    predicted: dict[str, np.ndarray] = field(default_factory=dict)  # class per scoring mode asked for
+
+
+class Run:
+    """A GalaxAlign model with its scheme, preprocessing and default scoring.
+
+    Built by `load_run` from a folder, or by the trainer around the model it is training (then
+    the scorers see the weights as they are at each validation).
+    """
+
+    def __init__(self, run_dir: Path, config: TrainConfig, model: GalaxAlignModel, scheme: Scheme,
+                 symbols01: torch.Tensor | None = None):
+        self.run_dir, self.config, self.model, self.scheme = Path(run_dir), config, model, scheme
         self.image_size = image_size_of(config, model)
-        self.scoring = default_scoring(config.method)
+        self.scoring = config.spec.scoring
         self._scorers: dict[str, ClassScorer] = {}
+        if symbols01 is not None:
+            self.__dict__["symbols01"] = symbols01  # the trainer's copy: no second rendering
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     @cached_property
     def fingerprint(self) -> str:
@@ -60,60 +195,118 @@ class Run:
                 raise GalaxAlignError(f"{self.run_dir}: {exc}") from None
         return self._scorers[mode]
 
+    def modes(self) -> tuple[str, ...]:
+        """Every scoring mode this run supports, its own first."""
+        available = ("text", "symbol", "fusion") if self.config.uses_text else ()
+        if self.model.classifier is not None:
+            available += ("head",)
+        return (self.scoring, *(m for m in available if m != self.scoring))
+
     def pixels(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """Model input for images given as arrays (H, W, 3) uint8 or file paths."""
+        """Model input on the run's device for images given as arrays (H, W, 3) uint8 or file paths."""
         arrays = [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
-        return self.model.backbone.normalize(to_tensor_batch(arrays, self.image_size))
+        batch = to_tensor_batch(arrays, self.image_size).to(self.device, non_blocking=True)
+        return self.model.backbone.normalize(batch)
+
+    @torch.no_grad()
+    def _forward(self, pixels: torch.Tensor, modes: Sequence[str], features: bool):
+        """One pass through the image tower: embeddings, optional features, logits per mode."""
+        with autocast(self.device):
+            feats = self.model.image_features(pixels)
+            logits = {m: self.model.classify_features(feats) for m in modes if m == "head"}
+        feats = feats.float()
+        embeddings = self.model.project_image(feats)
+        for m in modes:
+            if m != "head":
+                logits[m] = self.scorer(m).logits_from_embeddings(embeddings)
+        return embeddings, (feats if features else None), {m: v.float() for m, v in logits.items()}
+
+    @torch.no_grad()
+    def embed_dataset(self, dataset: GalaxyDataset, indices: Sequence[int] | np.ndarray | None = None, *,
+                      modes: Sequence[str] = (), features: bool = False, batch_size: int = 64,
+                      progress: bool = False, desc: str = "embed",
+                      on_batch: Callable[[np.ndarray, list[np.ndarray]], None] | None = None) -> Embedded:
+        """Embed dataset[indices] (default: all) unaugmented, each image decoded and encoded once.
+
+        `modes` adds the class predicted under each scoring mode; `features` keeps the pooled
+        image features (linear probes); `on_batch(indices, images)` sees each batch's decoded
+        images (thumbnails for a search index).
+        """
+        if batch_size < 1:
+            raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
+        indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
+        for mode in modes:
+            self.scorer(mode)  # an unsupported mode fails before any image is read
+        embeddings, feats, predicted = [], [], {m: [] for m in modes}
+        with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+            for start in range(0, len(indices), batch_size):
+                rows = indices[start : start + batch_size]
+                images = [dataset[int(i)].image for i in rows]
+                if on_batch is not None:
+                    on_batch(rows, images)
+                emb, feat, logits = self._forward(self.pixels(images), modes, features)
+                embeddings.append(emb.cpu().numpy())
+                if feat is not None:
+                    feats.append(feat.cpu().numpy())
+                for m, value in logits.items():
+                    predicted[m].append(value.argmax(1).cpu().numpy())
+                bar.update(len(rows))
+        dim = self.model.embed_dim
+        return Embedded(
+            indices=indices,
+            embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
+            features=(np.concatenate(feats) if feats else np.zeros((0, self.model.backbone.image_dim), np.float32))
+            if features else None,
+            predicted={m: np.concatenate(v) if v else np.zeros(0, np.int64) for m, v in predicted.items()},
+        )
 
     @torch.no_grad()
     def predict_proba(self, images: Sequence[ImageLike], mode: str | None = None, batch_size: int = 64) -> np.ndarray:
-        scorer = self.scorer(mode)
-        chunks = [
-            torch.softmax(scorer.logits(self.pixels(images[i : i + batch_size])), dim=1)
-            for i in range(0, len(images), batch_size)
-        ]
-        return torch.cat(chunks).numpy() if chunks else np.zeros((0, len(self.scheme)))
+        mode = mode or self.scoring
+        self.scorer(mode)
+        chunks = [torch.softmax(self._forward(self.pixels(images[i : i + batch_size]), (mode,), False)[2][mode], dim=1)
+                  for i in range(0, len(images), batch_size)]
+        return torch.cat(chunks).cpu().numpy() if chunks else np.zeros((0, len(self.scheme)))
 
     @torch.no_grad()
     def proba_from_embeddings(self, embeddings: np.ndarray, mode: str | None = None) -> np.ndarray:
         """Class probabilities of images already embedded with `embed_images` (prototype modes)."""
-        logits = self.scorer(mode).logits_from_embeddings(torch.as_tensor(embeddings, dtype=torch.float32))
-        return torch.softmax(logits, dim=1).numpy()
+        vectors = torch.as_tensor(embeddings, dtype=torch.float32).to(self.device)
+        return torch.softmax(self.scorer(mode).logits_from_embeddings(vectors), dim=1).cpu().numpy()
 
     def classify(self, images: Sequence[ImageLike], mode: str | None = None, top_k: int = 3) -> list[dict]:
         """For each image: the class, its probability and the top-k classes."""
         results = []
         for probs in self.predict_proba(images, mode):
             order = np.argsort(-probs)[:top_k]
-            top = [{"id": int(i), "key": self.scheme[i].key, "name": self.scheme[i].name, "probability": float(probs[i])} for i in order]
+            top = [{"id": int(i), "key": self.scheme[i].key, "name": self.scheme[i].name, "probability": float(probs[i])}
+                   for i in order]
             results.append({**top[0], "top": top})
         return results
 
     @torch.no_grad()
     def embed_images(self, images: Sequence[ImageLike], batch_size: int = 64) -> np.ndarray:
-        chunks = [self.model.encode_image(self.pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
+        chunks = [self._forward(self.pixels(images[i : i + batch_size]), (), False)[0].cpu()
+                  for i in range(0, len(images), batch_size)]
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.embed_dim), np.float32)
-
-    @torch.no_grad()
-    def image_features(self, images: Sequence[ImageLike], batch_size: int = 64) -> np.ndarray:
-        """The image tower's pooled features, before the projection: for linear probes."""
-        chunks = [self.model.image_features(self.pixels(images[i : i + batch_size])) for i in range(0, len(images), batch_size)]
-        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.backbone.image_dim), np.float32)
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.model.backbone.tokenize(list(texts))
-        return self.model.encode_text(tokens["input_ids"], tokens["attention_mask"]).numpy()
+        ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)
+        return self.model.encode_text(ids, mask).float().cpu().numpy()
 
     @torch.no_grad()
     def embed_symbols(self, images: Sequence[ImageLike]) -> np.ndarray:
         """Embed symbol or sketch drawings through the symbol encoder."""
-        return self.model.encode_symbol(self.pixels(images)).numpy()
+        return self.model.encode_symbol(self.pixels(images)).float().cpu().numpy()
 
 
-def load_run(run_dir: str | Path) -> Run:
+def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
+    """Rebuild a run from its folder alone, on `device` (auto, cpu, cuda, cuda:N)."""
     run_dir = Path(run_dir)
-    config = load_config(TrainConfig, run_dir / CONFIG_FILE)
+    target = resolve_device(device)
+    config = read_config(run_dir)
     weights_path = run_dir / MODEL_FILE
     if not weights_path.exists():
         raise GalaxAlignError(f"{weights_path}: no weights (has the run finished an epoch?)")
@@ -130,5 +323,28 @@ def load_run(run_dir: str | Path) -> Run:
             f"{weights_path}: weights do not fit backbone {config.backbone!r} "
             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
         )
-    model.eval()
+    model.eval().to(target)
     return Run(run_dir, config, model, scheme)
+
+
+def metrics_records(run_dir: str | Path) -> list[dict]:
+    """The run's metrics log, one dict per line (training steps and validations)."""
+    path = Path(run_dir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@dataclass
+class ClassifyConfig:
+    """`galaxalign classify`: class, probability and top-k of galaxy image files."""
+
+    run: str = required("run folder")
+    images: list[str] = required("image files (PNG, JPEG, FITS, ...)", positional=True, nargs="+", metavar="IMAGE")
+    mode: str | None = option(None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES)
+    top_k: int = option(3, "classes listed per image")
+    json: bool = option(False, "print a JSON list instead of a table")
+    device: str = option("cpu", DEVICE_HELP)
+
+    def __post_init__(self):
+        check_device_name(self.device)
+        if self.top_k < 1:
+            raise GalaxAlignError(f"classify: --top-k must be at least 1, got {self.top_k}")

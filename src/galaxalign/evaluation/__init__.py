@@ -1,15 +1,15 @@
-"""Evaluation: classification and retrieval metrics, scoring a run on its split, the benchmark.
+"""Evaluation: classification and retrieval metrics, and scoring a run on its own split.
 
 Imports are lazy so that building the CLI (which reads the benchmark config) stays fast.
 """
 
-__all__ = ["classification_metrics", "evaluate_run", "retrieval_metrics", "run_benchmark"]
+__all__ = ["classification_metrics", "evaluate_run", "paired_gap", "retrieval_metrics"]
 
 _HOMES = {
     "classification_metrics": "galaxalign.evaluation.metrics",
     "retrieval_metrics": "galaxalign.evaluation.metrics",
     "evaluate_run": "galaxalign.evaluation.evaluate",
-    "run_benchmark": "galaxalign.evaluation.benchmark",
+    "paired_gap": "galaxalign.evaluation.metrics",
 }
 
 

@@ -8,22 +8,38 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from galaxalign.data import GalaxyDataset, Split, open_dataset
+from galaxalign.config import option, required
+from galaxalign.data import GalaxyDataset, open_dataset
 from galaxalign.data.splits import PARTS
+from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
 from galaxalign.io import atomic_path, write_json_atomic, write_text_atomic
-from galaxalign.runs import Run
-from galaxalign.training.trainer import SPLIT_FILE
+from galaxalign.models.prototypes import SCORING_MODES
+from galaxalign.runs import CONFUSION_FILE, EVAL_METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE, Run, eval_dir, load_split
 
 RETRIEVAL_K = 10
-ZERO_SHOT_MODES = ("text", "symbol", "fusion")
-PREDICTIONS_FILE = "predictions.csv"
+
+
+@dataclass
+class EvaluateConfig:
+    """`galaxalign evaluate`: a run's metrics on one part of its own split."""
+
+    run: str = required("run folder")
+    data: str = required("the dataset the run was trained on")
+    split: str = option("test", "part to evaluate", choices=PARTS)
+    out: str | None = option(None, "output folder (default: RUN/eval-SPLIT)")
+    mode: str | None = option(None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES)
+    batch_size: int = option(64, "images embedded at once")
+    device: str = option("auto", DEVICE_HELP)
+
+    def __post_init__(self):
+        check_device_name(self.device)
 PREDICTION_COLUMNS = ("index", "label", "true_class", "predicted", "predicted_class")
 
 
@@ -48,9 +64,8 @@ def evaluate_run(
         raise GalaxAlignError(f"split must be one of {', '.join(PARTS)}, got {split!r}")
     if not isinstance(dataset, GalaxyDataset):
         dataset = open_dataset(dataset, scheme=run.scheme)
-    split_path = run.run_dir / SPLIT_FILE
-    parts = Split.load(split_path)
-    parts.check_labels(dataset.labels, where=f"{dataset.source} against {split_path}")
+    parts = load_split(run.run_dir)
+    parts.check_labels(dataset.labels, where=f"{dataset.source} against {run.run_dir / SPLIT_FILE}")
     labels = dataset.labels
     query = labelled_only(getattr(parts, split), labels)
     database = labelled_only(parts.train, labels)
@@ -59,14 +74,14 @@ def evaluate_run(
             raise GalaxAlignError(f"{dataset.source}: no labelled galaxies in the {part} split")
 
     scoring = mode or run.scoring
-    contrastive = run.config.method != "supervised"
-    extra = ZERO_SHOT_MODES + (("head",) if run.model.classifier is not None else ()) if contrastive else ()
-    modes = (scoring, *(m for m in extra if m != scoring))
-    query_emb, predicted = _scan(run, dataset, query, modes, batch_size, progress, desc=split)
+    modes = (scoring, *(m for m in run.modes() if m != scoring)) if run.config.uses_text else (scoring,)
+    scanned = run.embed_dataset(dataset, query, modes=modes, batch_size=batch_size, progress=progress, desc=split)
+    query_emb, predicted = scanned.embeddings, scanned.predicted
     if split == "train":
         db_emb = query_emb
     else:
-        db_emb, _ = _scan(run, dataset, database, (), batch_size, progress, desc="train (database)")
+        db_emb = run.embed_dataset(dataset, database, batch_size=batch_size, progress=progress,
+                                   desc="train (database)").embeddings
 
     attrs = dataset.attributes()
     matrix = np.column_stack([np.asarray(attrs[name], dtype=np.float64) for name in sorted(attrs)]) if attrs else None
@@ -88,11 +103,11 @@ def evaluate_run(
         "database": {"split": "train", "n": int(len(database))},
         **retrieval,
     }
-    if contrastive:
+    if run.config.uses_text:
         metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == labels[query])) for m in modes}
 
-    out_dir = Path(out_dir) if out_dir is not None else run.run_dir / f"eval-{split}"
-    files = {"metrics": out_dir / "metrics.json", "confusion": out_dir / "confusion.png",
+    out_dir = Path(out_dir) if out_dir is not None else eval_dir(run.run_dir, split)
+    files = {"metrics": out_dir / EVAL_METRICS_FILE, "confusion": out_dir / CONFUSION_FILE,
              "predictions": out_dir / PREDICTIONS_FILE}
     write_json_atomic(files["metrics"], metrics)
     write_predictions(files["predictions"], query, labels[query], predicted[scoring], run.scheme.names)
@@ -124,33 +139,14 @@ def predict_split(run: Run, dataset: GalaxyDataset, split: str = "test", modes=N
                   batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The labelled galaxies of one part of the run's split, and the class predicted for each
     under every scoring mode in `modes` (default: the run's own). No retrieval."""
-    indices = labelled_only(getattr(Split.load(run.run_dir / SPLIT_FILE), split), dataset.labels)
-    _, predicted = _scan(run, dataset, indices, tuple(modes or (run.scoring,)), batch_size, progress=False, desc=split)
-    return indices, predicted
+    indices = labelled_only(getattr(load_split(run.run_dir), split), dataset.labels)
+    scanned = run.embed_dataset(dataset, indices, modes=tuple(modes or (run.scoring,)), batch_size=batch_size)
+    return indices, scanned.predicted
 
 
 def labelled_only(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """The members of `indices` whose class is known: unknown (-1) ones are left out of every metric."""
     return indices[labels[indices] >= 0]
-
-
-def _scan(run: Run, dataset: GalaxyDataset, indices: np.ndarray, modes, batch_size: int, progress: bool, desc: str):
-    """Embeddings of dataset[indices], and the predicted class under each scoring mode.
-
-    Each batch is decoded and embedded once; prototype modes score that embedding, only the
-    linear head needs its own pass through the image tower.
-    """
-    embeddings, predicted = [], {m: [] for m in modes}
-    with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, len(indices), batch_size):
-            images = [dataset[int(i)].image for i in indices[start : start + batch_size]]
-            batch_emb = run.embed_images(images, batch_size=batch_size)
-            embeddings.append(batch_emb)
-            for m in modes:
-                proba = run.predict_proba(images, m, batch_size) if m == "head" else run.proba_from_embeddings(batch_emb, m)
-                predicted[m].append(proba.argmax(axis=1))
-            bar.update(len(images))
-    return np.concatenate(embeddings), {m: np.concatenate(v) for m, v in predicted.items()}
 
 
 def plot_confusion(confusion, class_names: list[str], path: str | Path, title: str = "") -> None:

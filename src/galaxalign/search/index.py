@@ -7,11 +7,9 @@ catalogue (FAISS itself keeps the vectors in RAM, as it must to answer queries).
 and swapped in only when complete, so an interrupted build leaves any previous index intact.
 
 Kinds: `flat` (exact), `hnsw` (graph, no training) and `ivf` (k-means cells, trained on a sample).
-`auto` is exact below AUTO_ANN_FROM vectors: up to there an exact search reads at most ~200 MB
-(dim 256), ~20 ms at 10 GB/s, and exact results need no tuning; from there on IVF. IVF rather
-than HNSW because on 1M clustered vectors (2 cores, benchmarks/bench_search.py) IVF built in
-~100 s and answered in 0.3 ms at recall@10 0.98, while HNSW (M=16, efConstruction=40) took 6 min
-to build and reached recall@10 0.82 only, even at efSearch 1024.
+`auto` is exact below AUTO_ANN_FROM vectors, where an exact search is still cheap and needs no
+tuning; from there on IVF, which built faster and reached a higher recall than HNSW on clustered
+vectors (the measurements are in docs/performance.md).
 HNSW's efSearch and IVF's nprobe are tuned at build time: the smallest setting whose recall@10
 against exact search, for a sample of indexed vectors as queries, reaches TUNE_RECALL. Such
 queries are found more easily than unseen ones (1-4 points of recall on clustered data, see
@@ -31,9 +29,10 @@ from typing import TYPE_CHECKING
 
 import faiss
 import numpy as np
-from tqdm import tqdm
 
+from galaxalign.config import option, required
 from galaxalign.data import resize_square
+from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path, read_json
 
@@ -48,7 +47,7 @@ THUMBNAILS_FILE, MANIFEST_FILE = "thumbnails.npy", "manifest.json"
 THUMBNAIL_SIZE = 64
 KINDS = ("auto", "flat", "hnsw", "ivf")
 AUTO_ANN_FROM = 200_000
-HNSW_M, HNSW_EF_CONSTRUCTION = 16, 40  # builds 100k in ~30 s on 2 cores (1M: 6 min)
+HNSW_M, HNSW_EF_CONSTRUCTION = 16, 40  # build time measured in docs/performance.md
 EF_SEARCH_STEPS = (16, 32, 64, 128, 256, 512, 1024)
 NPROBE_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 TUNE_RECALL = 0.98
@@ -356,7 +355,7 @@ def _load_meta(path: Path, n: int) -> dict[str, np.ndarray]:
 def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: int, thumbnails: bool,
            progress: bool, base: GalaxyIndex | None) -> None:
     """Write a complete index folder into `tmp`: `base`'s galaxies (if any), then `dataset`'s."""
-    if batch_size < 1:
+    if batch_size < 1:  # checked before anything is written
         raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
     if dataset.scheme.name != run.scheme.name and (dataset.labels >= 0).any():
         raise GalaxAlignError(
@@ -386,19 +385,18 @@ def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: i
                 thumbs[block] = base.thumbnails[block]
         ids[:n_old], labels[:n_old], source_of[:n_old] = base.ids, base.labels, base.source_of
         ra[:n_old], dec[:n_old] = base.ra, base.dec
-    with tqdm(total=n_new, desc="index", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, n_new, batch_size):
-            rows = range(start, min(start + batch_size, n_new))
-            samples = [dataset[i] for i in rows]
-            at = slice(n_old + rows.start, n_old + rows.stop)
-            embeddings[at] = normalise(run.embed_images([s.image for s in samples], batch_size))
-            if thumbs is not None:
-                thumbs[at] = np.stack([resize_square(s.image, THUMBNAIL_SIZE) for s in samples])
-            for j, (i, s) in enumerate(zip(rows, samples), at.start):
-                meta = dataset.metadata(i)
-                ids[j], labels[j], source_of[j] = s.id, s.label, new_source
-                ra[j], dec[j] = meta.get("ra", np.nan), meta.get("dec", np.nan)
-            bar.update(len(rows))
+    def keep(rows: np.ndarray, images: list[np.ndarray]) -> None:
+        """Thumbnails and metadata of each batch, from the images the run just decoded."""
+        at = slice(n_old + int(rows[0]), n_old + int(rows[-1]) + 1)
+        if thumbs is not None:
+            thumbs[at] = np.stack([resize_square(image, THUMBNAIL_SIZE) for image in images])
+        for j, i in enumerate(rows, at.start):
+            meta = dataset.metadata(int(i))
+            ids[j], labels[j], source_of[j] = dataset.ids[int(i)], dataset.labels[int(i)], new_source
+            ra[j], dec[j] = meta.get("ra", np.nan), meta.get("dec", np.nan)
+
+    scanned = run.embed_dataset(dataset, batch_size=batch_size, progress=progress, desc="index", on_batch=keep)
+    embeddings[n_old:] = normalise(scanned.embeddings)
     embeddings.flush()
     if thumbs is not None:
         thumbs.flush()
@@ -434,3 +432,22 @@ def _check_unique_ids(existing: list[str], dataset: GalaxyDataset) -> None:
                 f"{dataset.source}: galaxy id {galaxy_id!r} is already in the index (ids must be unique)"
             )
         seen.add(galaxy_id)
+
+
+@dataclass
+class IndexConfig:
+    """`galaxalign index`: embed a catalogue with a run into a similarity-search index folder."""
+
+    run: str = required("run folder")
+    data: str = required("galaxies to index: .h5, a folder, or a table/catalogue")
+    out: str = required("index folder (replaced atomically)")
+    kind: str | None = option(None, "auto (default): exact below 200k galaxies, IVF above", choices=KINDS)
+    batch_size: int = option(64, "images embedded at once")
+    thumbnails: bool = option(True, "store 64x64 thumbnails for the web page")
+    add: bool = option(False, "append to the existing index in --out")
+    device: str = option("auto", DEVICE_HELP)
+
+    def __post_init__(self):
+        check_device_name(self.device)
+        if self.add and (self.kind or not self.thumbnails):
+            raise GalaxAlignError("index: --add keeps the existing index's kind and thumbnails; drop --kind/--no-thumbnails")

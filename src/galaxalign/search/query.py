@@ -8,12 +8,15 @@ trained on light strokes on a black sky: a sketch is first converted to that loo
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
+from galaxalign.config import option, required
 from galaxalign.data import load_image
+from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
 from galaxalign.search.index import GalaxyIndex, Hit, check_run, normalise
 from galaxalign.symbols import render_symbol
@@ -126,3 +129,33 @@ class Searcher:
         image = read_sketch(sketch) if isinstance(sketch, (str, os.PathLike)) else sketch
         return self.by_vector(run.embed_symbols([sketch_to_symbol(image)]), k)
 
+
+QUERY_KINDS = ("image", "id", "text", "symbol", "sketch")
+
+
+@dataclass
+class SearchConfig:
+    """`galaxalign search`: one query (exactly one of the kinds) against an index."""
+
+    index: str = required("index folder")
+    run: str | None = option(None, "run folder (default: the one that built the index)")
+    image: str | None = option(None, "a galaxy image file")
+    id: str | None = option(None, "an indexed galaxy's id (itself excluded)")
+    text: str | None = option(None, 'words, e.g. "barred spiral with tight arms"')
+    symbol: str | None = option(None, "a class key, id or name: search by its symbol", metavar="CLASS")
+    sketch: str | None = option(None, "a drawing like a symbol (PNG; dark on light is fine)", metavar="FILE")
+    k: int = option(10, "results", flag="-k")
+    json: bool = option(False, "print JSON instead of a table")
+    device: str = option("cpu", DEVICE_HELP)
+
+    def __post_init__(self):
+        check_device_name(self.device)
+        given = [kind for kind in QUERY_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            flags = ", ".join(f"--{kind}" for kind in QUERY_KINDS)
+            raise GalaxAlignError(f"search: give exactly one query of {flags} (got {len(given)})")
+
+    @property
+    def query(self) -> tuple[str, str]:
+        """(kind, value) of the one query given."""
+        return next((kind, getattr(self, kind)) for kind in QUERY_KINDS if getattr(self, kind) is not None)

@@ -13,14 +13,15 @@ import multiprocessing
 import os
 import signal
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import h5py
 import numpy as np
 from tqdm import tqdm
 
 from galaxalign import __version__
+from galaxalign.config import option, required
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
 from galaxalign.synth.params import DEFAULT_DIFFICULTY, PARAM_NAMES, sample_params
@@ -41,12 +42,12 @@ DEC_RANGE = (-20.0, 35.0)
 class SynthConfig:
     """What to render; `difficulty=None` means DEFAULT_DIFFICULTY and `workers=0` all cores."""
 
-    per_class: int
-    size: int = 256
-    seed: int = 0
-    scheme: str = "galaxy10"
-    difficulty: float | None = None
-    workers: int = 0
+    per_class: int = required("galaxies per class")
+    size: int = option(256, "image size in pixels")
+    seed: int = option(0, "seed of the parameters and noise")
+    scheme: str = option("galaxy10", "galaxy10, gz2, or a scheme JSON/YAML file")
+    difficulty: float | None = option(None, "0 easy .. 1 hard (default: calibrated)")
+    workers: int = option(0, "processes (0: all cores)")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Training: the typed run config and the one trainer for every method."""
 
-from galaxalign.training.config import METHODS, TrainConfig
+from galaxalign.training.config import METHODS, Method, TrainConfig
 
-__all__ = ["METHODS", "TrainConfig", "train"]
+__all__ = ["METHODS", "Method", "TrainConfig", "train"]
 
 
 def __getattr__(name):

@@ -37,14 +37,29 @@ def epoch_order(labels: np.ndarray, batch_size: int, seed: int, epoch: int, bala
 
 @dataclass
 class Batch:
-    pixels: torch.Tensor  # (b, 3, S, S), normalised for the backbone
+    pixels: torch.Tensor  # (b, 3, S, S), normalised for the backbone, on the training device
     labels: torch.Tensor  # (b,)
     text_rows: torch.Tensor  # (b,) index into the text bank
     symbol_rows: torch.Tensor  # (b,) index into the flattened symbol bank (class * V + variant)
 
 
+@dataclass
+class BatchPlan:
+    """Every random choice of a batch, made before any image is read (cheap, in the main process)."""
+
+    indices: list[int]  # dataset indices, in batch order
+    params: list[dict[str, torch.Tensor]]  # augmentation parameters, one set per image
+    labels: list[int]
+    text_rows: list[int]
+    symbol_rows: list[int]
+
+
 class BatchBuilder:
-    """Assembles the samples at given epoch positions into model input."""
+    """Plans the samples at given epoch positions, then turns their decoded images into model input.
+
+    Planning and reading are separate so that images can be read by DataLoader workers while
+    every random choice stays in the seeded plan: a batch is the same for any worker count.
+    """
 
     def __init__(self, dataset: GalaxyDataset, indices: np.ndarray, labels: np.ndarray, image_size: int,
                  normalize, text_owners: torch.Tensor, symbol_variants: int, seed: int):
@@ -55,38 +70,57 @@ class BatchBuilder:
         self.symbol_variants = symbol_variants
         self.seed = seed
 
-    def build(self, epoch: int, order: np.ndarray, positions: range) -> Batch:
-        images, params, labels, text_rows, symbol_rows = [], [], [], [], []
+    def plan(self, epoch: int, order: np.ndarray, positions: range) -> BatchPlan:
+        plan = BatchPlan([], [], [], [], [])
         for position in positions:
             local = int(order[position])
             label = int(self.labels[local])
             rng = np.random.default_rng([self.seed, epoch, position])
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            images.append(torch.from_numpy(self.dataset[int(self.indices[local])].image).permute(2, 0, 1))
-            params.append(self.augment.sample_params(1, generator))
-            labels.append(label)
+            plan.indices.append(int(self.indices[local]))
+            plan.params.append(self.augment.sample_params(1, generator))
+            plan.labels.append(label)
             candidates = self.texts_by_class[label]
-            text_rows.append(int(candidates[rng.integers(len(candidates))]))
-            symbol_rows.append(label * self.symbol_variants + int(rng.integers(self.symbol_variants)))
+            plan.text_rows.append(int(candidates[rng.integers(len(candidates))]))
+            plan.symbol_rows.append(label * self.symbol_variants + int(rng.integers(self.symbol_variants)))
+        return plan
+
+    def read(self, plan: BatchPlan) -> list[torch.Tensor]:
+        """The plan's images as (3, H, W) uint8 tensors, read in this process."""
+        return [torch.from_numpy(self.dataset[i].image).permute(2, 0, 1) for i in plan.indices]
+
+    def assemble(self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor,
+                 device: torch.device | None = None) -> Batch:
+        """Augment the decoded images on `device` with the plan's parameters."""
+        device = device or torch.device("cpu")
         return Batch(
-            pixels=self.normalize(self._augmented(images, params)),
-            labels=torch.tensor(labels),
-            text_rows=torch.tensor(text_rows),
-            symbol_rows=torch.tensor(symbol_rows),
+            pixels=self.normalize(self._augmented(images, plan.params, device)),
+            labels=torch.tensor(plan.labels, device=device),
+            text_rows=torch.tensor(plan.text_rows, device=device),
+            symbol_rows=torch.tensor(plan.symbol_rows, device=device),
         )
 
-    def _augmented(self, images: list[torch.Tensor], params: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    def build(self, epoch: int, order: np.ndarray, positions: range, device: torch.device | None = None) -> Batch:
+        plan = self.plan(epoch, order, positions)
+        return self.assemble(plan, self.read(plan), device)
+
+    def _augmented(self, images: list[torch.Tensor] | torch.Tensor, params: list[dict[str, torch.Tensor]],
+                   device: torch.device) -> torch.Tensor:
         """Each image resampled with its own parameters, in one `apply` per image shape.
 
         Bitwise the same pixels as augmenting image by image, without ~10 small tensor ops per
-        image: those took 2.5x as long (940 vs 371 ms for 32 images at 112 px, 2 shared cores).
+        image (docs/performance.md has the timing).
         """
+        if isinstance(images, torch.Tensor):  # one shape (an h5): one apply
+            group = {key: torch.cat([p[key] for p in params]).to(device) for key in params[0]}
+            return self.augment.apply(images.to(device, non_blocking=True), group)
         out: list[torch.Tensor | None] = [None] * len(images)
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(tuple(image.shape), []).append(i)
         for rows in by_shape.values():
-            group = {key: torch.cat([params[i][key] for i in rows]) for key in params[0]}
-            for i, pixels in zip(rows, self.augment.apply(torch.stack([images[i] for i in rows]), group)):
+            group = {key: torch.cat([params[i][key] for i in rows]).to(device) for key in params[0]}
+            stacked = torch.stack([images[i] for i in rows]).to(device, non_blocking=True)
+            for i, pixels in zip(rows, self.augment.apply(stacked, group)):
                 out[i] = pixels
         return torch.stack(out)

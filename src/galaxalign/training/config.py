@@ -1,23 +1,58 @@
-"""The typed configuration of one training run (saved as RUN_DIR/config.json)."""
+"""The typed configuration of one training run (saved as RUN_DIR/config.json), and the methods.
+
+A method is a value: one row of `METHODS` says what it trains and how its runs classify. The
+trainer, the run loader and evaluation read the row; none of them interprets the method's name.
+Adding a method is one row here plus its loss in `training/objectives.py`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from galaxalign.config import option
-
+from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
 
-METHODS = ("supervised", "clip", "galaxalign-stage1", "galaxalign")
-TARGETS = ("multi", "onehot")
 
+@dataclass(frozen=True)
+class Method:
+    """What a method trains: a classifier head, which modalities it aligns with text, its stages."""
+
+    name: str
+    loss: str  # a key of training.objectives.OBJECTIVES
+    head: bool  # a linear classifier on the image features
+    aligns: tuple[str, ...]  # modalities contrasted with text ("image", "symbol")
+    two_stages: bool  # stage 2 splits off a symbol encoder of its own
+    scoring: str  # how its runs classify by default (a mode of models.prototypes.SCORING_MODES)
+
+    @property
+    def uses_text(self) -> bool:
+        return bool(self.aligns)
+
+    @property
+    def uses_symbols(self) -> bool:
+        return "symbol" in self.aligns
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("supervised", loss="cross_entropy", head=True, aligns=(), two_stages=False, scoring="head"),
+        Method("clip", loss="contrastive", head=False, aligns=("image",), two_stages=False, scoring="text"),
+        Method("galaxalign-stage1", loss="contrastive", head=False, aligns=("image", "symbol"), two_stages=False,
+               scoring="fusion"),
+        Method("galaxalign", loss="contrastive", head=False, aligns=("image", "symbol"), two_stages=True,
+               scoring="fusion"),
+    )
+}
+TARGETS = ("multi", "onehot")
 
 
 @dataclass
 class TrainConfig:
     data: str = field(metadata={"help": "dataset: Galaxy10-layout .h5, catalog CSV/parquet, or image folder"})
     out: str = field(metadata={"help": "run folder to create (or resume)"})
-    method: str = option("galaxalign", "what to train", choices=METHODS)
+    method: str = option("galaxalign", "what to train", choices=tuple(METHODS))
     backbone: str = option("packaged", "backbone name: packaged, packaged-effnet, hf:<path>, openclip:<arch>:<tag>, tiny")
     scheme: str = option("galaxy10", "class scheme: galaxy10, gz2, or a scheme file")
     label_fraction: float = option(1.0, "fraction of the training split whose labels are used (stratified)")
@@ -44,10 +79,12 @@ class TrainConfig:
     test_fraction: float = option(0.1, "test share of the stratified split")
     split_file: str | None = option(None, "reuse this split file instead of making one")
     seed: int = option(0, "seed of split, label subset, data order and initialisation")
-    bf16: bool = option(False, "bf16 autocast")
+    bf16: bool = option(False, "bf16 autocast on CPU too (on CUDA it is always on)")
     val_every: int = option(1, "epochs between validations (the last epoch is always validated)")
     checkpoint_every: int = option(0, "steps between checkpoints; 0 checkpoints at the end of each epoch")
     threads: int = option(0, "torch CPU threads; 0 leaves torch's default")
+    device: str = option("auto", DEVICE_HELP)
+    workers: int = option(0, "processes that read and decode images ahead of training (0: the training process)")
 
     def __post_init__(self):
         checks = [
@@ -63,16 +100,23 @@ class TrainConfig:
             (self.image_size == 0 or 16 <= self.image_size <= 1024, "image_size must be 0 or 16..1024"),
             (self.symbol_variants >= 1, "symbol_variants must be at least 1"),
             (self.val_every >= 1, "val_every must be at least 1"),
+            (self.workers >= 0, "workers must be 0 or more"),
             (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1, "val/test fractions must be in (0, 1)"),
         ]
+        check_device_name(self.device)
         for ok, message in checks:
             if not ok:
                 raise GalaxAlignError(f"config: {message}")
 
     @property
+    def spec(self) -> Method:
+        """The row of `METHODS` this run trains."""
+        return METHODS[self.method]
+
+    @property
     def uses_text(self) -> bool:
-        return self.method != "supervised"
+        return self.spec.uses_text
 
     @property
     def uses_symbols(self) -> bool:
-        return self.method.startswith("galaxalign")
+        return self.spec.uses_symbols

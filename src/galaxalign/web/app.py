@@ -15,8 +15,10 @@ import contextlib
 import io
 import logging
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Callable
+from typing import Annotated
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -26,8 +28,10 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from galaxalign import __version__
+from galaxalign.config import option, required
 from galaxalign.data import MAX_PIXELS, decode_image_bytes
 from galaxalign.data.images import TooManyPixels
+from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
 from galaxalign.runs import load_run
 from galaxalign.search import GalaxyIndex, Hit, Searcher
@@ -136,9 +140,10 @@ def _read_capped(upload: UploadFile, cap: int) -> bytes:
 class SearchService:
     """The loaded index, run and searcher, and the answers the API gives from them."""
 
-    def __init__(self, index_dir: str | Path, run_dir: str | Path | None, max_upload_bytes: int, max_pixels: int):
+    def __init__(self, index_dir: str | Path, run_dir: str | Path | None, max_upload_bytes: int, max_pixels: int,
+                 device: str = "cpu"):
         self.index = GalaxyIndex.load(index_dir)
-        self.run = load_run(run_dir or self.index.run_dir)
+        self.run = load_run(run_dir or self.index.run_dir, device=device)
         self.searcher = Searcher(self.index, self.run)  # refuses a run other than the index's
         self.max_upload_bytes, self.max_pixels = max_upload_bytes, max_pixels
         self.lock = threading.Lock()
@@ -207,13 +212,13 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_QUERY_PIXELS, max_k: int = MAX_K) -> FastAPI:
+               max_pixels: int = MAX_QUERY_PIXELS, max_k: int = MAX_K, device: str = "cpu") -> FastAPI:
     """The search app for `index_dir`, answered with `run_dir` (default: the run that built the index)."""
     if not 0 < max_pixels <= MAX_PIXELS:
         raise GalaxAlignError(f"serve: the pixel limit must be from 1 to {MAX_PIXELS}, got {max_pixels}")
     if max_upload_bytes < 1 or max_k < 1:
         raise GalaxAlignError("serve: the upload and k limits must be at least 1")
-    service = SearchService(index_dir, run_dir, max_upload_bytes, max_pixels)
+    service = SearchService(index_dir, run_dir, max_upload_bytes, max_pixels, device)
     page = (STATIC / "index.html").read_bytes()
     assets = {name: (STATIC / name).read_bytes() for name in STATIC_TYPES}
     app = FastAPI(title="GalaxAlign galaxy search", version=__version__,
@@ -310,3 +315,17 @@ def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upl
         return Response(service.symbols[class_key], media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
     return app
+
+
+@dataclass
+class ServeConfig:
+    """`galaxalign serve`: the search page and JSON API for an index."""
+
+    index: str = required("index folder")
+    run: str | None = option(None, "run folder (default: the one that built the index)")
+    host: str = option("127.0.0.1", "address to bind (default 127.0.0.1: this machine only)", show_default=False)
+    port: int = option(8000, "port")
+    device: str = option("cpu", DEVICE_HELP)
+
+    def __post_init__(self):
+        check_device_name(self.device)

@@ -11,11 +11,10 @@ hyper-parameters.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,15 +22,30 @@ import numpy as np
 from galaxalign.data import Split, label_fraction, make_split, open_dataset
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.evaluate import (
-    PREDICTIONS_FILE, evaluate_run, labelled_only, predict_split, read_predictions, write_predictions,
+    evaluate_run,
+    labelled_only,
+    predict_split,
+    read_predictions,
+    write_predictions,
 )
-from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
+from galaxalign.evaluation.metrics import classification_metrics, paired_gap, retrieval_metrics
 from galaxalign.io import write_json_atomic, write_text_atomic
-from galaxalign.runs import load_run
+from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, BenchmarkConfig
+from galaxalign.runs import (
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    SPLIT_FILE,
+    eval_dir,
+    init_run,
+    is_evaluated,
+    is_finished,
+    load_run,
+    read_config,
+    read_eval_metrics,
+    read_summary,
+)
 from galaxalign.taxonomy import load_scheme
-from galaxalign.evaluation.config import ALL_METHODS, NO_TRAINING, BenchmarkConfig
-from galaxalign.training import TrainConfig
-from galaxalign.training.trainer import init_run, train
+from galaxalign.training import train
 
 # Few-label runs make many short epochs; validating each would cost more than training.
 MAX_VALIDATIONS = 4
@@ -41,11 +55,12 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "benchmark_config.json", asdict(config))
-    scheme = load_scheme(config.scheme)
+    scheme = load_scheme(config.train.scheme)
     dataset = open_dataset(config.data, scheme=scheme)
-    split_path = out / "split.json"
+    split_path = out / SPLIT_FILE
     if not split_path.exists():
-        make_split(dataset.labels, seed=config.split_seed).save(split_path)
+        make_split(dataset.labels, val_fraction=config.train.val_fraction, test_fraction=config.train.test_fraction,
+                   seed=config.split_seed).save(split_path)
     split = Split.load(split_path)
     split.check_labels(dataset.labels, where=str(split_path))
 
@@ -75,46 +90,41 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
 
 def epochs_for(config: BenchmarkConfig, n_labelled: int) -> int:
     """The shared budget: `epochs` passes, raised so that every run makes `min_steps` steps."""
-    steps_per_epoch = max(1, n_labelled // config.batch_size)
-    return max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    steps_per_epoch = max(1, n_labelled // config.train.batch_size)
+    return max(config.train.epochs, math.ceil(config.min_steps / steps_per_epoch))
 
 
 def _trained_row(config, method, fraction, seed, dataset, split, run_dir: Path, progress: bool) -> dict:
     n_labelled = len(label_fraction(split.train, dataset.labels, fraction, seed))
-    metrics_path = run_dir / "eval-test" / "metrics.json"
-    summary_path = run_dir / "summary.json"
-    if not (metrics_path.exists() and summary_path.exists()):
+    if not (is_evaluated(run_dir) and is_finished(run_dir)):
         if run_dir.exists():
             shutil.rmtree(run_dir)  # an unfinished run from an interrupted benchmark: start it again
         epochs = epochs_for(config, n_labelled)
-        train_config = TrainConfig(
-            data=config.data, out=str(run_dir), method=method, backbone=config.backbone, scheme=config.scheme,
-            label_fraction=fraction, epochs=epochs, val_every=math.ceil(epochs / MAX_VALIDATIONS), batch_size=config.batch_size,
-            lr=config.lr, trainable_blocks=config.trainable_blocks, image_size=config.image_size, seed=seed,
-            targets=config.targets, symbol_variants=config.symbol_variants, split_file=str(Path(config.out) / "split.json"),
+        train_config = replace(
+            config.train, data=config.data, out=str(run_dir), method=method, label_fraction=fraction, epochs=epochs,
+            val_every=math.ceil(epochs / MAX_VALIDATIONS), seed=seed, split_file=str(Path(config.out) / SPLIT_FILE),
         )
         train(train_config, progress=progress)
-        evaluate_run(load_run(run_dir), dataset, "test", progress=progress)
-    metrics = json.loads(metrics_path.read_text())
-    summary = json.loads(summary_path.read_text())
+        evaluate_run(load_run(run_dir, device=config.train.device), dataset, "test", progress=progress)
+    metrics = read_eval_metrics(run_dir)
+    summary = read_summary(run_dir)
     return {
         "method": method, "label_fraction": fraction, "seed": seed, "train_labelled": summary["train_labelled"],
         "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "map@10": metrics["map@10"],
-        "ndcg@10": metrics["ndcg@10"], "seconds": summary["train_seconds"],
-        "epochs": json.loads((run_dir / "config.json").read_text())["epochs"],
-        "correct": _test_correctness(run_dir, dataset, split),
+        "ndcg@10": metrics["ndcg@10"], "seconds": summary["train_seconds"], "epochs": read_config(run_dir).epochs,
+        "correct": _test_correctness(run_dir, dataset, split, config.train.device),
     }
 
 
-def _test_correctness(run_dir: Path, dataset, split: Split) -> list[int]:
+def _test_correctness(run_dir: Path, dataset, split: Split, device: str) -> list[int]:
     """1/0 per labelled test galaxy, in split order, from the run's predictions.csv.
 
     Runs evaluated before predictions were saved get them now (test images only).
     """
-    path = run_dir / "eval-test" / PREDICTIONS_FILE
+    path = eval_dir(run_dir) / PREDICTIONS_FILE
     test = labelled_only(split.test, dataset.labels)
     if not path.exists():
-        run = load_run(run_dir)
+        run = load_run(run_dir, device=device)
         indices, predicted = predict_split(run, dataset, "test")
         write_predictions(path, indices, dataset.labels[indices], predicted[run.scoring], run.scheme.names)
     indices, truth, predicted = read_predictions(path)
@@ -134,25 +144,25 @@ class _Frozen:
         import torch
 
         with torch.no_grad():
-            return self.run.model.project_image(torch.from_numpy(features)).numpy()
+            vectors = torch.from_numpy(features).to(self.run.device)
+            return self.run.model.project_image(vectors).cpu().numpy()
 
 
 def _frozen_baseline(config, dataset, split, seed, out: Path) -> _Frozen:
     """The backbone as built (pre-trained towers, fresh projections) and its frozen features."""
     run_dir = out / "runs" / f"untrained_s{seed}"
-    if not (run_dir / "model.safetensors").exists():
+    if not (run_dir / MODEL_FILE).exists():
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        init_run(TrainConfig(data=config.data, out=str(run_dir), method="clip", backbone=config.backbone,
-                             scheme=config.scheme, image_size=config.image_size, seed=seed,
-                             split_file=str(out / "split.json")))
-    run = load_run(run_dir)
+        init_run(replace(config.train, data=config.data, out=str(run_dir), method="clip", seed=seed,
+                         split_file=str(out / SPLIT_FILE)))
+    run = load_run(run_dir, device=config.train.device)
 
-    def images(indices):
-        return [dataset[int(i)].image for i in indices]
+    def features(indices):
+        return run.embed_dataset(dataset, indices, features=True).features
 
-    return _Frozen(run=run, train_features=run.image_features(images(split.train)),
-                   test_features=run.image_features(images(labelled_only(split.test, dataset.labels))))
+    return _Frozen(run=run, train_features=features(split.train),
+                   test_features=features(labelled_only(split.test, dataset.labels)))
 
 
 def _no_training_row(method, frozen: _Frozen, dataset, split, fraction, seed, scheme) -> dict:
@@ -231,18 +241,9 @@ def claim_check(rows: list[dict]) -> list[str]:
     return lines
 
 
-def paired_gap(ours: np.ndarray, other: np.ndarray) -> tuple[float, float]:
-    """Mean accuracy difference of two (seeds, galaxies) 0/1 arrays and its 95 % half-width."""
-    difference = ours - other
-    n_seeds, n_galaxies = difference.shape
-    per_galaxy, per_seed = difference.mean(axis=0), difference.mean(axis=1)
-    variance = per_galaxy.var(ddof=1) / n_galaxies if n_galaxies > 1 else 0.0
-    if n_seeds > 1:
-        variance += per_seed.var(ddof=1) / n_seeds
-    return float(difference.mean()), float(1.96 * math.sqrt(variance))
-
-
 def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict], dataset, split) -> str:
+    t = config.train
+
     def pm(entry, key):
         return f"{entry[key]:.3f} ± {entry[key + '_std']:.3f}" if entry["seeds"] > 1 else f"{entry[key]:.3f}"
 
@@ -250,10 +251,10 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict
         "# GalaxAlign benchmark",
         "",
         f"Data: `{Path(config.data).name}` ({len(dataset)} galaxies; split {len(split.train)}/{len(split.val)}/"
-        f"{len(split.test)} train/val/test, seed {config.split_seed}). Backbone: `{config.backbone}`. "
-        f"Seeds: {config.seeds}. Budget per run: {config.epochs} epochs over the labelled images, at least "
-        f"{config.min_steps} steps, batch {config.batch_size}, top {config.trainable_blocks} blocks trained, lr {config.lr:g}, "
-        f"{config.targets} contrastive targets, {config.symbol_variants} symbols per class.",
+        f"{len(split.test)} train/val/test, seed {config.split_seed}). Backbone: `{t.backbone}`. "
+        f"Seeds: {config.seeds}. Budget per run: {t.epochs} epochs over the labelled images, at least "
+        f"{config.min_steps} steps, batch {t.batch_size}, top {t.trainable_blocks} blocks trained, lr {t.lr:g}, "
+        f"{t.targets} contrastive targets, {t.symbol_variants} symbols per class.",
         "Accuracy and macro-F1 on the test split; mAP@10 retrieves the test galaxies from the training split. "
         "Mean ± standard deviation over seeds; time is training time per run in seconds.",
         "",

@@ -1,0 +1,88 @@
+"""The typed configurations of the jobs (light to import: the CLI builds its flags from them).
+
+Each job carries a base `TrainConfig` (`train`): its fields are the job's flags too, with the
+job's own defaults, and each run the job trains is that base with the per-run fields replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from galaxalign.config import nested, option, required
+from galaxalign.errors import GalaxAlignError
+from galaxalign.training.config import METHODS, TrainConfig
+
+NO_TRAINING = ("zero-shot", "linear-probe")
+ALL_METHODS = (*METHODS, *NO_TRAINING)
+
+# Set by the benchmark for each run; the other TrainConfig fields are shared by every run.
+BENCHMARK_PER_RUN = ("data", "out", "method", "label_fraction", "seed", "split_file", "val_every")
+DEMO_PER_RUN = ("data", "out", "method", "seed", "split_file")
+
+
+def _job_base() -> TrainConfig:
+    """The jobs' shared budget: the trainer's defaults at 3 epochs (the per-run fields are filled in later)."""
+    return TrainConfig(data="", out="", epochs=3)
+
+
+@dataclass
+class BenchmarkConfig:
+    data: str = required("dataset (Galaxy10-layout .h5, catalog or folder)")
+    out: str = required("output folder (runs/, results.json, results.md)")
+    label_fractions: str = option("1.0,0.1,0.01", "comma-separated label fractions")
+    seeds: str = option("0,1,2", "comma-separated seeds (label subset, order, initialisation)")
+    methods: str = option(",".join(ALL_METHODS), "comma-separated methods")
+    min_steps: int = option(30, "at least this many optimiser steps per run, so few-label runs still train")
+    split_seed: int = option(0, "seed of the one train/val/test split all runs share")
+    quick: bool = option(False, "a first look: fractions 1.0,0.1, seed 0, 1 epoch, 10 steps minimum")
+    train: TrainConfig = nested(_job_base, "settings shared by every trained run", skip=BENCHMARK_PER_RUN)
+
+    def __post_init__(self):
+        if self.quick:
+            self.label_fractions, self.seeds, self.min_steps = "1.0,0.1", "0", 10
+            self.train = replace(self.train, epochs=1)
+        unknown = sorted(set(self.method_list) - set(ALL_METHODS))
+        if unknown:
+            raise GalaxAlignError(f"benchmark: unknown method(s) {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})")
+        try:
+            fractions, seeds = self.fraction_list, self.seed_list
+        except ValueError as exc:
+            raise GalaxAlignError(f"benchmark: cannot parse label fractions or seeds ({exc})") from None
+        if not fractions or not seeds or any(not 0 < f <= 1 for f in fractions):
+            raise GalaxAlignError("benchmark: need at least one seed and label fractions in (0, 1]")
+
+    @property
+    def fraction_list(self) -> list[float]:
+        return [float(x) for x in self.label_fractions.split(",") if x.strip()]
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [int(x) for x in self.seeds.split(",") if x.strip()]
+
+    @property
+    def method_list(self) -> list[str]:
+        return [m.strip() for m in self.methods.split(",") if m.strip()]
+
+
+@dataclass
+class DemoConfig:
+    out: str = option("runs/demo", "output folder (data, runs, index, report.html)")
+    quick: bool = option(False, "a smaller first look (about 2 minutes on 2 cores): 16 per class at 64 px, "
+                                "56 px input, 2 epochs (replaces --epochs and --image-size)")
+    per_class: int = option(0, "galaxies per class to render; 0: 60 (16 with --quick)")
+    seed: int = option(0, "seed of the data, split and runs")
+    train: TrainConfig = nested(_job_base, "settings of both runs", skip=DEMO_PER_RUN)
+
+    def __post_init__(self):
+        if self.per_class < 0:
+            raise GalaxAlignError("demo: --per-class must be positive (or 0 for the default)")
+        if self.quick:
+            self.train = replace(self.train, epochs=2, image_size=56)
+
+    @property
+    def galaxies_per_class(self) -> int:
+        return self.per_class or (16 if self.quick else 60)
+
+    @property
+    def synth_size(self) -> int:
+        return 64 if self.quick else 128

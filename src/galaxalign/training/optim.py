@@ -1,0 +1,78 @@
+"""What trains and how fast: optimiser parameter groups and the learning-rate schedule.
+
+Only the top blocks of each tower train (`trainable_blocks`), each block below the top at a
+learning rate `layer_decay` times the one above it; projections, the classifier and the
+temperature train at `head_lr` without weight decay.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from galaxalign.models.model import GalaxAlignModel
+from galaxalign.training.config import TrainConfig
+
+
+def _tower_groups(blocks: list[nn.Module], trainable_blocks: int, lr: float, layer_decay: float, tag: str) -> list[dict]:
+    """Freeze all but the top `trainable_blocks` blocks; give each trained block a decayed lr."""
+    for block in blocks:
+        block.requires_grad_(False)
+    chosen = blocks if trainable_blocks == -1 else blocks[len(blocks) - trainable_blocks :] if trainable_blocks else []
+    groups = []
+    for depth_from_top, block in enumerate(reversed(chosen)):
+        block.requires_grad_(True)
+        params = [p for p in block.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "base_lr": lr * layer_decay**depth_from_top, "name": f"{tag}{depth_from_top}"})
+    return groups
+
+
+def _symbol_blocks(model: GalaxAlignModel) -> list[nn.Module]:
+    """The symbol encoder's blocks, matched by position to the image encoder's."""
+    image_modules = dict(model.image_encoder.named_modules())
+    symbol_modules = dict(model.symbol_encoder.named_modules())
+    names = {id(module): name for name, module in image_modules.items()}
+    return [symbol_modules[names[id(block)]] for block in model.backbone.image_blocks()]
+
+
+def parameter_groups(model: GalaxAlignModel, config: TrainConfig) -> list[dict]:
+    """Optimiser groups: decayed backbone blocks, then heads and temperature at head_lr."""
+    backbone = model.backbone
+    groups = _tower_groups(backbone.image_blocks(), config.trainable_blocks, config.lr, config.layer_decay, "image")
+    if config.uses_text:
+        groups += _tower_groups(backbone.text_blocks(), config.trainable_blocks, config.lr, config.layer_decay, "text")
+    else:
+        model.text_encoder.requires_grad_(False)
+    if model.symbol_encoder is not None:
+        groups += _tower_groups(_symbol_blocks(model), config.trainable_blocks, config.lr, config.layer_decay, "symbol")
+    heads = [model.logit_scale]
+    for head in (model.image_projection, model.text_projection, model.symbol_projection, model.classifier):
+        if head is not None:
+            head.requires_grad_(True)
+            heads += list(head.parameters())
+    if not config.uses_text:
+        model.text_projection.requires_grad_(False)
+        model.logit_scale.requires_grad_(False)
+        heads = [p for p in heads if p.requires_grad]
+    groups.append({"params": heads, "base_lr": config.head_lr, "name": "heads", "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(model: GalaxAlignModel, config: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_learning_rates(optimizer: torch.optim.Optimizer, factor: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor

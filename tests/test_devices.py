@@ -1,0 +1,72 @@
+"""`--device`: resolved in one place, checked before anything is written, and runs that load anywhere."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from galaxalign.cli import main
+from galaxalign.devices import autocast, check_device_name, resolve_device
+from galaxalign.errors import GalaxAlignError
+from galaxalign.runs import MODEL_FILE, load_run
+
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+
+
+def test_auto_is_cpu_without_cuda_and_names_are_checked():
+    if not torch.cuda.is_available():
+        assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad in ("gpu", "cuda:x", "cuda:-1", ""):
+        with pytest.raises(GalaxAlignError, match="device must be"):
+            check_device_name(bad)
+    with autocast(torch.device("cpu")):  # CPU inference stays float32 by default
+        assert torch.ones(2, 2) @ torch.ones(2, 2) is not None
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def one_line_error(capsys, argv) -> str:
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+@no_cuda
+def test_train_on_cuda_without_cuda_writes_nothing(easy_h5, tmp_path, capsys):
+    out = tmp_path / "run"
+    err = one_line_error(capsys, ["train", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny",
+                                  "--device", "cuda", "--quiet"])
+    assert "CUDA is not available" in err
+    assert not out.exists()
+
+
+@no_cuda
+@pytest.mark.parametrize("command", ["evaluate", "index", "classify"])
+def test_run_commands_on_cuda_without_cuda_write_nothing(stage1_run, easy_h5, tmp_path, capsys, command):
+    out = tmp_path / "out"
+    image = tmp_path / "galaxy.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(image)
+    argv = {
+        "evaluate": ["evaluate", "--run", str(stage1_run.run_dir), "--data", str(easy_h5), "--out", str(out)],
+        "index": ["index", "--run", str(stage1_run.run_dir), "--data", str(easy_h5), "--out", str(out)],
+        "classify": ["classify", "--run", str(stage1_run.run_dir), str(image)],
+    }[command]
+    err = one_line_error(capsys, [*argv, "--device", "cuda:0"])
+    assert "CUDA is not available" in err
+    assert not out.exists()
+
+
+def test_bad_device_name_is_a_config_error(easy_h5, tmp_path, capsys):
+    err = one_line_error(capsys, ["train", "--data", str(easy_h5), "--out", str(tmp_path / "r"), "--device", "tpu"])
+    assert "device must be" in err and not (tmp_path / "r").exists()
+
+
+def test_saved_weights_are_cpu_tensors_and_load_on_any_device(stage1_run):
+    state = load_file(str(stage1_run.run_dir / MODEL_FILE))
+    assert all(t.device.type == "cpu" for t in state.values())
+    run = load_run(stage1_run.run_dir, device="auto")
+    assert run.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert run.embed_texts(["a bar"]).shape == (1, run.model.embed_dim)
