@@ -11,7 +11,9 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import paired_gap
 from galaxalign.jobs.benchmark import claim_check, epochs_for
 from galaxalign.jobs.config import ALL_METHODS, BenchmarkConfig
-from galaxalign.training import TrainConfig
+from galaxalign.training import METHODS, TrainConfig
+
+from conftest import EASY_CLASSES, easy_image
 
 
 def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, capsys):
@@ -23,7 +25,7 @@ def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, caps
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
     trained = [r for r in rows if r["method"] not in ("zero-shot", "linear-probe")]
-    assert len(trained) == 4 * 2
+    assert len(trained) == len(METHODS) * 2  # every trained method, zero-label included, at both fractions
     assert sum(r["method"] == "zero-shot" for r in rows) == 1  # no labels: once per seed
     assert sum(r["method"] == "linear-probe" for r in rows) == 2
     for row in rows:
@@ -68,10 +70,54 @@ def test_alignment_settings_reach_every_run(easy_h5, tmp_path):
     assert "multi contrastive targets, 2 symbols per class" in (out / "results.md").read_text()
 
 
+def test_separate_test_file_validation_only_and_step_budgets(easy_h5, tmp_path):
+    """A test file of its own is scored whole, each first reading is logged, probes choose C on
+    validation; a validation-only benchmark never reads the test set; step budgets make rows."""
+    import h5py
+
+    heldout = tmp_path / "heldout.h5"
+    rng = np.random.default_rng(7)
+    labels = np.repeat(EASY_CLASSES, 5)
+    with h5py.File(heldout, "w") as f:
+        f["images"] = np.stack([easy_image(int(c), rng) for c in labels])
+        f["ans"] = labels
+    common = ["--data", str(easy_h5), "--backbone", "tiny", "--image-size", "32", "--methods",
+              "supervised,galaxalign,linear-probe", "--label-fractions", "0.5", "--seeds", "0",
+              "--batch-size", "12", "--trainable-blocks", "-1", "--lr", "1e-3", "--quiet"]
+    out = tmp_path / "val"
+    assert main(["benchmark", "--out", str(out), "--steps", "3,6", "--validation-only", *common]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert sorted((r["method"], r["steps_budget"]) for r in rows) == [
+        ("galaxalign", 3), ("galaxalign", 6), ("supervised", 3), ("supervised", 6)]
+    assert all("accuracy" not in r and 0 <= r["val_accuracy"] <= 1 and r["steps"] >= r["steps_budget"] for r in rows)
+    assert not (out / "test_readings.jsonl").exists() and not list(out.glob("runs/*/eval-*"))
+    assert "Validation only: the test set was not read" in (out / "results.md").read_text()
+
+    out = tmp_path / "held"
+    assert main(["benchmark", "--out", str(out), "--epochs", "1", "--min-steps", "2", "--test-data", str(heldout),
+                 *common]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["method"] for r in rows} == {"supervised", "galaxalign", "linear-probe"}
+    for row in rows:
+        assert len(row["correct"]) == 15 and sum(row["correct"]) == round(row["accuracy"] * 15)
+    trained = [r for r in rows if r["method"] != "linear-probe"]
+    for row in trained:
+        assert len(row["probe_correct"]) == 15 and row["probe_C"] in (0.01, 0.1, 1.0, 10.0)
+        assert (out / "runs" / f"{row['method']}_f0.5_s0" / "eval-heldout" / "metrics.json").exists()
+    readings = [json.loads(line) for line in (out / "test_readings.jsonl").read_text().splitlines()]
+    assert sorted(r["run"] for r in readings) == ["galaxalign_f0.5_s0", "supervised_f0.5_s0"]
+    assert all(r["galaxies"] == 15 and r["test"].endswith("heldout.h5") for r in readings)
+    assert "separate test file `heldout.h5` (15)" in (out / "results.md").read_text()
+    assert main(["benchmark", "--out", str(out), "--epochs", "1", "--min-steps", "2", "--test-data", str(heldout),
+                 *common]) == 0  # resumed: nothing read again
+    assert len((out / "test_readings.jsonl").read_text().splitlines()) == 2
+
+
 def test_budget_gives_few_label_runs_enough_steps():
     config = BenchmarkConfig(data="x", out="y", min_steps=30, train=TrainConfig(data="", out="", epochs=3, batch_size=32))
     assert epochs_for(config, 1600) == 3  # 50 steps per epoch already
     assert epochs_for(config, 16) == 30  # one step per epoch: raised to 30 steps
+    assert epochs_for(config, 1600, steps=75) == 2 and epochs_for(config, 16, steps=75) == 75  # whole epochs
 
 
 def _rows(method, per_seed):

@@ -181,11 +181,12 @@ def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
     written = json.loads((run_dir / "eval-test" / "metrics.json").read_text())
     assert set(REQUIRED) <= set(written)
     assert written == {k: v for k, v in result.items() if k != "files"}
-    assert written["n"] == 24 and written["split"] == "test" and written["scoring"] == "fusion"
+    assert written["n"] == 24 and written["split"] == "test" and written["scoring"] == run.scoring  # chosen on val
+    assert written["retrieval_space"] == "embeddings"
     assert written["fingerprint"] == run.fingerprint and written["database"]["n"] == 72
     assert written["graded"] is False  # easy_h5 has no attributes
     assert set(written["accuracy_by_mode"]) == {"text", "symbol", "fusion"}
-    assert written["accuracy_by_mode"]["fusion"] == written["accuracy"]
+    assert written["accuracy_by_mode"][run.scoring] == written["accuracy"]
     assert sum(map(sum, written["confusion"])) == 24 and len(written["confusion"]) == len(run.scheme)
     for key in ("map@10", "precision@10", "recall@10", "ndcg@10"):
         assert 0.0 <= written[key] <= 1.0

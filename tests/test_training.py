@@ -7,15 +7,19 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import EASY_CLASSES, easy_image, tiny
 from galaxalign.cli import main
+from galaxalign.evaluation import evaluate_run
 from galaxalign.models.backbones import build_backbone
 from galaxalign.models.model import GalaxAlignModel
-from galaxalign.runs import load_run
+from galaxalign.models.prototypes import fuse
+from galaxalign.runs import build_model, load_run
 from galaxalign.training import train
-from galaxalign.training.optim import parameter_groups
+from galaxalign.training.batches import epoch_order
+from galaxalign.training.optim import Schedule, parameter_groups
 
 
 def checkpoint_weights(run_dir):
@@ -35,6 +39,9 @@ def test_supervised_tiny_run_learns(easy_h5, tmp_path):
     assert np.mean(history[-3:]) < 0.6 * np.mean(history[:3])
     for name in ("config.json", "split.json", "model.safetensors", "checkpoint.pt", "metrics.jsonl"):
         assert (run_dir / name).exists()
+    # Its projection never trains, so it retrieves by its pooled features.
+    metrics = evaluate_run(load_run(run_dir), easy_h5, progress=False)
+    assert metrics["retrieval_space"] == "features" and metrics["scoring"] == "head"
 
 
 def test_galaxalign_runs_both_stages_and_loss_falls(easy_h5, tmp_path):
@@ -48,7 +55,8 @@ def test_galaxalign_runs_both_stages_and_loss_falls(easy_h5, tmp_path):
     assert np.mean(stage1[-4:]) < np.mean(stage1[:4])
     assert any(k.startswith("symbol_encoder.") for k in checkpoint_weights(run_dir))
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["scoring"] == "fusion" and summary["test_size"] == 24
+    assert summary["scoring"] == load_run(run_dir).scoring and summary["test_size"] == 24
+    assert summary["best_stage"] == 2  # a two-stage method keeps stage-2 weights
 
 
 def test_stage2_symbol_encoder_is_an_exact_independent_copy():
@@ -174,3 +182,134 @@ def test_validation_every_n_epochs_and_always_last(easy_h5, tmp_path):
     run_dir = train(tiny(easy_h5, tmp_path / "v", method="supervised", epochs=3, val_every=2), progress=False)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if "val_accuracy" in r] == [1, 2]
+
+
+def test_each_stage_has_its_own_warmup_and_decay():
+    schedule = Schedule((10, 10), warmup_fraction=0.2)
+    assert schedule.factor(0) == pytest.approx(0.5) and schedule.factor(1) == pytest.approx(1.0)
+    assert schedule.factor(9) < 0.05  # stage 1 has decayed
+    assert schedule.factor(10) == pytest.approx(0.5) and schedule.factor(11) == pytest.approx(1.0)  # stage 2 warms up again
+    assert schedule.factor(19) < 0.05
+    assert Schedule((8,), 0.0).factor(0) == pytest.approx(1.0)
+
+
+def test_stage2_trains_a_separate_symbol_encoder_at_full_rate(easy_h5, tmp_path):
+    """Stage 2 starts from the peak rate again; its symbol encoder gets gradients and leaves the
+    image encoder it was copied from; the kept weights are stage-2 weights."""
+    config = tiny(easy_h5, tmp_path / "ga", method="galaxalign", epochs=4, stage1_fraction=0.5, warmup_fraction=0.2)
+    steps_per_stage = 2 * (72 // 12)  # 72 training galaxies, batch 12, 2 epochs per stage
+    train(config, progress=False, pause_after_steps=steps_per_stage)  # the end of stage 1
+    at_split = {k: v.clone() for k, v in checkpoint_weights(tmp_path / "ga").items() if k.startswith("image_encoder.")}
+    assert main(["train", "--out", str(tmp_path / "ga"), "--resume", "--quiet"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "ga" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    lr = {stage: [r["lr"] for r in steps if r["stage"] == stage] for stage in (1, 2)}
+    assert max(lr[2]) == pytest.approx(max(lr[1])) and np.mean(lr[2]) == pytest.approx(np.mean(lr[1]), rel=0.05)
+    final = checkpoint_weights(tmp_path / "ga")
+    trained = [k for k in at_split if k.startswith("image_encoder.blocks") or "norm" in k]
+    moved = [k for k in trained if not torch.equal(final["symbol" + k[len("image"):]], at_split[k])]
+    apart = [k for k in trained if not torch.equal(final["symbol" + k[len("image"):]], final[k])]
+    assert moved and apart and len(moved) == len(apart) == len(trained)
+    summary = json.loads((tmp_path / "ga" / "summary.json").read_text())
+    assert summary["best_stage"] == 2 and summary["best_step"] > steps_per_stage
+
+
+def test_scoring_is_chosen_on_validation_and_saved_with_the_weights(easy_h5, tmp_path):
+    run_dir = train(tiny(easy_h5, tmp_path / "s1", method="galaxalign-stage1", epochs=3), progress=False)
+    validations = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_accuracy" in r]
+    assert all(set(r["val_by_scoring"]) == {"fusion@0.5", "fusion@0.25", "fusion@0.75", "text", "symbol"}
+               for r in validations)
+    for r in validations:  # the epoch's score is its best scoring's
+        assert r["val_accuracy"] == max(r["val_by_scoring"].values()) == r["val_by_scoring"][r["scoring"]]
+    best = max(validations, key=lambda r: r["val_accuracy"])
+    run = load_run(run_dir)
+    name = "fusion@%g" % run.fusion_weight if run.scoring == "fusion" else run.scoring
+    assert name == best["scoring"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["scoring"] == run.scoring and summary["best_stage"] == 1
+
+
+def test_fusion_mixes_standardised_scores():
+    text = torch.tensor([[10.0, 9.0, 0.0], [0.0, 1.0, 2.0]])
+    symbol = torch.tensor([[0.1, 0.3, 0.2], [0.1, 0.5, 0.2]])
+    assert torch.equal(fuse(text, symbol, 1.0).argmax(1), text.argmax(1))
+    assert torch.equal(fuse(text, symbol, 0.0).argmax(1), symbol.argmax(1))
+    # Raw sums let the wide text scores decide; standardised, the symbol scores count as much.
+    assert (text + symbol).argmax(1).tolist() == [0, 2]
+    assert fuse(text, symbol, 0.5).argmax(1).tolist() == [1, 1]
+
+
+@pytest.fixture(scope="module")
+def sim_h5(tmp_path_factory):
+    """A small Galaxy10-Sim file: each galaxy's generating parameters are stored beside it."""
+    from galaxalign.synth import SynthConfig, write_synth
+
+    path = tmp_path_factory.mktemp("sim") / "g10sim.h5"
+    write_synth(path, SynthConfig(per_class=6, size=32, seed=3, workers=1), progress=False)
+    return path
+
+
+def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
+    """With --symbols galaxy each labelled galaxy brings its own symbol (posed like its image) and caption."""
+    from galaxalign.data import open_dataset
+    from galaxalign.data.answers import caption, dataset_answers
+    from galaxalign.training.trainer import Trainer
+
+    config = tiny(sim_h5, tmp_path / "g", method="galaxalign", symbols="galaxy", epochs=2,
+                  batch_size=8, val_fraction=0.25, test_fraction=0.25)
+    trainer = Trainer(config, resume=False, progress=False)
+    n_labelled = len(trainer.data.train_indices)
+    assert trainer.galaxy_symbols.shape == (n_labelled, 1, 32, 32) and trainer.galaxy_symbols.dtype == torch.uint8
+    answers = dataset_answers(open_dataset(sim_h5))
+    captions = [caption(answers[int(i)]) for i in trainer.data.train_indices]
+    by_class: dict[int, set[str]] = {}
+    for label, text in zip(trainer.train_labels, captions):
+        by_class.setdefault(int(label), set()).add(text)
+    assert any(len(texts) > 1 for texts in by_class.values())  # structure differs within a class, so captions do
+    order = epoch_order(trainer.train_labels, 8, 0, 0, True)
+    plan = trainer.builder.plan(0, order, range(8))
+    batch = trainer.builder.assemble(plan, trainer.builder.read(plan))
+    assert batch.symbol_pixels.shape == batch.pixels.shape
+    tokens_of = trainer.text_tokens["input_ids"]
+    for local, row in zip(plan.locals, batch.text_rows.tolist()):
+        expected = trainer.model.backbone.tokenize([captions[local]])["input_ids"][0]
+        assert torch.equal(tokens_of[row][: len(expected)], expected)  # its own caption, not a class phrase
+    run_dir = trainer.fit()
+    assert json.loads((run_dir / "config.json").read_text())["symbols"] == "galaxy"
+    assert (run_dir / "summary.json").exists()
+
+
+def test_galaxy_symbols_need_attributes(easy_h5, tmp_path, capsys):
+    assert main(["train", "--data", str(easy_h5), "--out", str(tmp_path / "r"), "--backbone", "tiny", "--image-size",
+                 "32", "--symbols", "galaxy", "--quiet"]) == 2
+    assert "needs each galaxy's attributes" in capsys.readouterr().err
+
+
+def test_zero_label_reads_no_galaxy_images_or_labels(easy_h5, tmp_path, monkeypatch):
+    """The zero-label method learns from class symbols and phrases alone: no training image is read."""
+    from galaxalign.training import trainer as trainer_module
+
+    read = []
+    real = trainer_module.image_batches
+    monkeypatch.setattr(trainer_module, "image_batches", lambda *a, **k: read.append(1) or real(*a, **k))
+    run_dir = train(tiny(easy_h5, tmp_path / "z", method="zero-label", epochs=2), progress=False)
+    assert not read
+    steps = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert steps and all(set(r) >= {"symbol_text"} and "image_text" not in r for r in steps)
+    assert load_run(run_dir).classify([easy_image(2, np.random.default_rng(0))])[0]["key"]
+
+
+def test_towers_train_separate_block_counts(easy_h5, tmp_path):
+    config = tiny(easy_h5, tmp_path / "b", method="clip", trainable_blocks=-1, image_trainable_blocks=1,
+                  text_trainable_blocks=0)
+    model = build_model(config, 10)
+    names = [g["name"] for g in parameter_groups(model, config)]
+    assert names == ["image0", "heads"]
+
+
+def test_class_level_targets_train(easy_h5, tmp_path):
+    run_dir = train(tiny(easy_h5, tmp_path / "c", method="galaxalign", targets="classes", epochs=4), progress=False)
+    steps = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    stage1 = [r["image_text"] for r in steps if r["stage"] == 1]
+    assert np.mean(stage1[-3:]) < np.mean(stage1[:3])
+    assert {"image_text", "symbol_text", "image_symbol"} <= set(steps[-1])

@@ -77,7 +77,8 @@ def _evaluate(config, args) -> None:
     from galaxalign.runs import load_run
 
     m = evaluate_run(load_run(config.run, device=config.device), config.data, split=config.split, out_dir=config.out,
-                     mode=config.mode, batch_size=config.batch_size, progress=not args.quiet)
+                     mode=config.mode, batch_size=config.batch_size, progress=not args.quiet,
+                     queries=config.queries, workers=config.workers)
     k = m["k"]
 
     def score(value: float | None) -> str:
@@ -100,9 +101,11 @@ def _index(config, args) -> None:
     run = load_run(config.run, device=config.device)
     dataset = open_dataset(config.data, scheme=run.scheme)
     if config.add:
-        index = GalaxyIndex.load(config.out, run).add(run, dataset, batch_size=config.batch_size, progress=not args.quiet)
+        index = GalaxyIndex.load(config.out, run).add(run, dataset, batch_size=config.batch_size,
+                                                       progress=not args.quiet, workers=config.workers)
     else:
         index = build_index(run, dataset, config.out, kind=config.kind or "auto", batch_size=config.batch_size,
+                            workers=config.workers,
                             thumbnails=config.thumbnails, progress=not args.quiet)
     print(f"{index.kind} index of {len(index)} galaxies in {config.out}")
 

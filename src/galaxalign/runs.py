@@ -17,24 +17,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from galaxalign.config import config_to_dict, load_config, option, required
 from galaxalign.data import GalaxyDataset, Split, label_fraction, load_image, make_split, open_dataset, to_tensor_batch
+from galaxalign.data.loader import image_batches, index_batches
 from galaxalign.devices import DEVICE_HELP, autocast, check_device_name, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path, read_json, write_json_atomic
 from galaxalign.models.backbones import build_backbone
 from galaxalign.models.model import GalaxAlignModel
-from galaxalign.models.prototypes import SCORING_MODES, ClassScorer, symbol_pixels
+from galaxalign.models.prototypes import FUSION_WEIGHTS, SCORING_MODES, ClassScorer, fuse, symbol_pixels
 from galaxalign.taxonomy import Scheme, load_scheme
 from galaxalign.training.config import TrainConfig
 
 CONFIG_FILE, SPLIT_FILE, MODEL_FILE = "config.json", "split.json", "model.safetensors"
 CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE = "checkpoint.pt", "metrics.jsonl", "summary.json"
 EVAL_METRICS_FILE, PREDICTIONS_FILE, CONFUSION_FILE = "metrics.json", "predictions.csv", "confusion.png"
+FEATURES_FILE = "features.npy"  # an evaluation's image-tower features, in predictions order
 
 ImageLike = np.ndarray | str | Path
 
@@ -82,11 +84,39 @@ def image_size_of(config: TrainConfig, model: GalaxAlignModel) -> int:
     return config.image_size or model.backbone.image_size
 
 
-def save_weights(path: Path, model: GalaxAlignModel) -> None:
-    """Device-independent safetensors weights: a run trained on a GPU loads on a CPU-only machine."""
+@dataclass(frozen=True)
+class Scoring:
+    """How a run classifies: a mode, and for fusion the text share; chosen on validation, saved with the weights."""
+
+    mode: str
+    fusion_weight: float = 0.5
+
+    @property
+    def name(self) -> str:
+        return f"fusion@{self.fusion_weight:g}" if self.mode == "fusion" else self.mode
+
+
+def save_weights(path: Path, model: GalaxAlignModel, scoring: Scoring | None = None) -> None:
+    """Device-independent safetensors weights (a run trained on a GPU loads on a CPU-only machine),
+    with the scoring chosen on validation in the file's metadata, so the two cannot drift apart."""
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt"}
+    if scoring is not None:
+        metadata |= {"scoring": scoring.mode, "fusion_weight": repr(scoring.fusion_weight)}
     with atomic_path(path) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+        save_file(state, str(tmp), metadata=metadata)
+
+
+def _saved_scoring(path: Path, config: TrainConfig) -> Scoring:
+    """The scoring stored with the weights; the method's first choice for runs saved before there was one."""
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if metadata.get("scoring") in SCORING_MODES:
+        try:
+            return Scoring(metadata["scoring"], float(metadata.get("fusion_weight", 0.5)))
+        except ValueError:
+            raise GalaxAlignError(f"{path}: unreadable fusion weight {metadata.get('fusion_weight')!r}") from None
+    return Scoring(config.spec.scoring[0])
 
 
 @dataclass
@@ -160,10 +190,11 @@ class Run:
     """
 
     def __init__(self, run_dir: Path, config: TrainConfig, model: GalaxAlignModel, scheme: Scheme,
-                 symbols01: torch.Tensor | None = None):
+                 symbols01: torch.Tensor | None = None, scoring: Scoring | None = None):
         self.run_dir, self.config, self.model, self.scheme = Path(run_dir), config, model, scheme
         self.image_size = image_size_of(config, model)
-        self.scoring = config.spec.scoring
+        chosen = scoring or Scoring(config.spec.scoring[0])
+        self.scoring, self.fusion_weight = chosen.mode, chosen.fusion_weight
         self._scorers: dict[str, ClassScorer] = {}
         if symbols01 is not None:
             self.__dict__["symbols01"] = symbols01  # the trainer's copy: no second rendering
@@ -190,7 +221,8 @@ class Run:
         if mode not in self._scorers:
             needs_symbols = mode in ("symbol", "fusion")
             try:
-                self._scorers[mode] = ClassScorer(self.model, self.scheme, mode, self.symbols01 if needs_symbols else None)
+                self._scorers[mode] = ClassScorer(self.model, self.scheme, mode, self.symbols01 if needs_symbols else None,
+                                                  fusion_weight=self.fusion_weight)
             except ValueError as exc:
                 raise GalaxAlignError(f"{self.run_dir}: {exc}") from None
         return self._scorers[mode]
@@ -224,13 +256,13 @@ class Run:
     @torch.no_grad()
     def embed_dataset(self, dataset: GalaxyDataset, indices: Sequence[int] | np.ndarray | None = None, *,
                       modes: Sequence[str] = (), features: bool = False, batch_size: int = 64,
-                      progress: bool = False, desc: str = "embed",
+                      workers: int = 0, progress: bool = False, desc: str = "embed",
                       on_batch: Callable[[np.ndarray, list[np.ndarray]], None] | None = None) -> Embedded:
         """Embed dataset[indices] (default: all) unaugmented, each image decoded and encoded once.
 
         `modes` adds the class predicted under each scoring mode; `features` keeps the pooled
         image features (linear probes); `on_batch(indices, images)` sees each batch's decoded
-        images (thumbnails for a search index).
+        images (thumbnails for a search index). `workers` processes read and decode ahead.
         """
         if batch_size < 1:
             raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
@@ -238,10 +270,12 @@ class Run:
         for mode in modes:
             self.scorer(mode)  # an unsupported mode fails before any image is read
         embeddings, feats, predicted = [], [], {m: [] for m in modes}
+        batches = index_batches(indices, batch_size)
+        decoded = image_batches(dataset, batches, workers=workers) if batches else iter(())
         with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            for start in range(0, len(indices), batch_size):
-                rows = indices[start : start + batch_size]
-                images = [dataset[int(i)].image for i in rows]
+            for rows, chw in zip(batches, decoded):
+                rows = np.asarray(rows, dtype=np.int64)
+                images = [image.permute(1, 2, 0).numpy() for image in chw]
                 if on_batch is not None:
                     on_batch(rows, images)
                 emb, feat, logits = self._forward(self.pixels(images), modes, features)
@@ -302,6 +336,31 @@ class Run:
         return self.model.encode_symbol(self.pixels(images)).float().cpu().numpy()
 
 
+def choose_scoring(run: Run, dataset: GalaxyDataset, indices: np.ndarray, choices: Sequence[str],
+                   workers: int = 0) -> tuple[Scoring, dict[str, float]]:
+    """Accuracy on dataset[indices] of every scoring in `choices` (fusion at each of FUSION_WEIGHTS),
+    from one pass over the images; the best, ties going to the earlier choice (and to fusion@0.5)."""
+    plain = tuple(m for m in choices if m != "fusion")
+    scanned = run.embed_dataset(dataset, indices, modes=plain, workers=workers)
+    labels = dataset.labels[np.asarray(indices, dtype=np.int64)]
+    candidates: dict[str, tuple[Scoring, np.ndarray]] = {}
+    for mode in choices:
+        if mode != "fusion":
+            candidates[mode] = (Scoring(mode), scanned.predicted[mode])
+            continue
+        with torch.no_grad():
+            vectors = torch.from_numpy(scanned.embeddings).to(run.device)
+            text = vectors @ run.scorer("text").text.t()
+            symbol = vectors @ run.scorer("symbol").symbol.t()
+            for weight in sorted(FUSION_WEIGHTS, key=lambda w: abs(w - 0.5)):
+                chosen = Scoring("fusion", weight)
+                candidates[chosen.name] = (chosen, fuse(text, symbol, weight).argmax(1).cpu().numpy())
+    accuracy = {name: float((predicted == labels).mean()) if len(labels) else float("nan")
+                for name, (_, predicted) in candidates.items()}
+    best = max(accuracy, key=lambda name: accuracy[name])  # max keeps the first of equals
+    return candidates[best][0], accuracy
+
+
 def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
     """Rebuild a run from its folder alone, on `device` (auto, cpu, cuda, cuda:N)."""
     run_dir = Path(run_dir)
@@ -324,7 +383,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
             f"({len(missing)} missing, {len(unexpected)} unexpected tensors)"
         )
     model.eval().to(target)
-    return Run(run_dir, config, model, scheme)
+    return Run(run_dir, config, model, scheme, scoring=_saved_scoring(weights_path, config))
 
 
 def metrics_records(run_dir: str | Path) -> list[dict]:

@@ -4,7 +4,7 @@ The trainer used to read and decode every image itself (h5 chunk inflate, PIL de
 a GPU host leaves the accelerator waiting most of the time. `image_batches` moves that work into
 `workers` processes and hands back batches in the order asked for, as uint8 (b, 3, H, W)
 tensors: no resizing and no randomness here, so a batch is bitwise the same for any worker
-count, and augmentation (seeded per sample, see `training.batches`) stays where it is.
+count; augmentation (seeded per sample, see `training.batches`) is left to the caller.
 
 Workers are forked on Linux. That is safe with h5py here, checked in tests/test_loader.py:
 `H5Dataset` opens its handle again in a new process (in a fork, HDF5 hands the child the file
@@ -46,7 +46,7 @@ class RawImages(Dataset):
         image = self.dataset[i].image
         if not image.flags.writeable:  # PIL-backed arrays are read-only; torch wants memory it may write
             image = image.copy()
-        # A channels-first view, not a copy: stacking the batch does the one transposing copy.
+        # A channels-first view, not a copy: `image_batches` copies once, into the batch.
         return torch.from_numpy(image).permute(2, 0, 1)
 
 
@@ -127,45 +127,39 @@ class _Failed:
         self.error = error
 
 
-class _Guarded(Dataset):
-    """The decoded (H, W, 3) arrays, with GalaxAlignErrors returned as `_Failed` values."""
+class _Guarded(RawImages):
+    """RawImages whose GalaxAlignErrors come back as `_Failed` values."""
 
-    def __init__(self, dataset: GalaxyDataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> np.ndarray | _Failed:
+    def __getitem__(self, i: int) -> torch.Tensor | _Failed:  # type: ignore[override]
         try:
-            return self.dataset[i].image
+            return super().__getitem__(i)
         except GalaxAlignError as exc:
             return _Failed(exc.with_traceback(None))
 
 
-def _collate(items: list[np.ndarray | _Failed]) -> Batch | _Failed:
-    """Channels-first uint8: one tensor for one shape, else a list.
+def _collate(items: list[torch.Tensor | _Failed]) -> Batch | _Failed:
+    """One tensor for one shape, else a list of contiguous ones.
 
     The transposing copy is numpy's, into one preallocated batch: single-threaded, it took
-    0.08 ms per 256 px image where `torch.stack` of permuted views took 0.15 ms with 1 thread
-    and 0.3-1.4 ms with 2 OpenMP threads on 2 shared cores (bench_input, workers 0).
+    0.06-0.08 ms per 256 px image where `torch.stack` of the permuted views took 0.15 ms with
+    1 thread and 0.3-0.4 ms with 2 OpenMP threads on 2 shared cores.
     """
-    images: list[np.ndarray] = []
+    images: list[torch.Tensor] = []
     for item in items:
         if isinstance(item, _Failed):
             return item  # the batch's first bad image, as a sequential read would report it
         images.append(item)
     shape = images[0].shape
     if any(image.shape != shape for image in images):
-        return [torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))) for image in images]
-    batch = _empty_batch((len(images), shape[2], shape[0], shape[1]))
+        return [image.contiguous() for image in images]
+    batch = _empty_batch((len(images), *shape))
     out = batch.numpy()
     for k, image in enumerate(images):
-        out[k] = image.transpose(2, 0, 1)
+        out[k] = image.numpy()
     return batch
 
 
-def _empty_batch(shape: tuple[int, int, int, int]) -> torch.Tensor:
+def _empty_batch(shape: tuple[int, ...]) -> torch.Tensor:
     """A uint8 tensor; in a worker, allocated in shared memory (as `default_collate` does), so
     handing it to the parent copies nothing."""
     if get_worker_info() is None:

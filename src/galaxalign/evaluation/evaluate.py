@@ -21,9 +21,19 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import classification_metrics, retrieval_metrics
 from galaxalign.io import atomic_path, write_json_atomic, write_text_atomic
 from galaxalign.models.prototypes import SCORING_MODES
-from galaxalign.runs import CONFUSION_FILE, EVAL_METRICS_FILE, PREDICTIONS_FILE, SPLIT_FILE, Run, eval_dir, load_split
+from galaxalign.runs import (
+    CONFUSION_FILE,
+    EVAL_METRICS_FILE,
+    FEATURES_FILE,
+    PREDICTIONS_FILE,
+    SPLIT_FILE,
+    Run,
+    eval_dir,
+    load_split,
+)
 
 RETRIEVAL_K = 10
+HELDOUT = "heldout"  # the name of a separate test file's evaluation (RUN_DIR/eval-heldout)
 
 
 @dataclass
@@ -34,8 +44,11 @@ class EvaluateConfig:
     data: str = required("the dataset the run was trained on")
     split: str = option("test", "part to evaluate", choices=PARTS)
     out: str | None = option(None, "output folder (default: RUN/eval-SPLIT)")
+    queries: str | None = option(None, "a separate test file (same scheme) scored instead of the split part; "
+                                       "written to RUN/eval-heldout")
     mode: str | None = option(None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES)
     batch_size: int = option(64, "images embedded at once")
+    workers: int = option(0, "processes that read and decode images ahead (0: this process)")
     device: str = option("auto", DEVICE_HELP)
 
     def __post_init__(self):
@@ -51,6 +64,8 @@ def evaluate_run(
     mode: str | None = None,
     batch_size: int = 64,
     progress: bool = True,
+    queries: GalaxyDataset | str | Path | None = None,
+    workers: int = 0,
 ) -> dict:
     """Score `run` on one part of its split; write metrics.json and confusion.png to `out_dir`.
 
@@ -59,6 +74,10 @@ def evaluate_run(
     the dataset has attributes. Galaxies of unknown class (-1) are left out of both. `dataset`
     is a dataset or a path opened with the run's scheme; `out_dir` defaults to
     RUN_DIR/eval-<split>. Returns the metrics, plus `files` naming what was written.
+
+    `queries`, a separate file (a test set rendered or drawn on its own), replaces the split
+    part: every labelled galaxy in it is scored and queries the run's training split; the
+    output goes to RUN_DIR/eval-heldout.
     """
     if split not in PARTS:
         raise GalaxAlignError(f"split must be one of {', '.join(PARTS)}, got {split!r}")
@@ -67,53 +86,78 @@ def evaluate_run(
     parts = load_split(run.run_dir)
     parts.check_labels(dataset.labels, where=f"{dataset.source} against {run.run_dir / SPLIT_FILE}")
     labels = dataset.labels
-    query = labelled_only(getattr(parts, split), labels)
     database = labelled_only(parts.train, labels)
-    for part, members in ((split, query), ("train", database)):
+    if queries is None:
+        asked, query = dataset, labelled_only(getattr(parts, split), labels)
+    else:
+        asked = queries if isinstance(queries, GalaxyDataset) else open_dataset(queries, scheme=run.scheme)
+        if asked.scheme.name != run.scheme.name:
+            raise GalaxAlignError(f"{asked.source}: labelled in scheme {asked.scheme.name}, the run uses {run.scheme.name}")
+        split, query = HELDOUT, labelled_only(np.arange(len(asked)), asked.labels)
+    for part, members, where in ((split, query, asked), ("train", database, dataset)):
         if not len(members):
-            raise GalaxAlignError(f"{dataset.source}: no labelled galaxies in the {part} split")
+            raise GalaxAlignError(f"{where.source}: no labelled galaxies in the {part} split")
 
     scoring = mode or run.scoring
     modes = (scoring, *(m for m in run.modes() if m != scoring)) if run.config.uses_text else (scoring,)
-    scanned = run.embed_dataset(dataset, query, modes=modes, batch_size=batch_size, progress=progress, desc=split)
-    query_emb, predicted = scanned.embeddings, scanned.predicted
+    # A run that aligns nothing never trains its projection: it retrieves by its pooled features.
+    space = "embeddings" if run.config.uses_text else "features"
+    scanned = run.embed_dataset(asked, query, modes=modes, features=True, batch_size=batch_size,
+                                workers=workers, progress=progress, desc=split)
+    query_emb, predicted = _unit(getattr(scanned, space)), scanned.predicted
     if split == "train":
         db_emb = query_emb
     else:
-        db_emb = run.embed_dataset(dataset, database, batch_size=batch_size, progress=progress,
-                                   desc="train (database)").embeddings
+        db_emb = _unit(getattr(run.embed_dataset(dataset, database, features=space == "features", batch_size=batch_size,
+                                                 workers=workers, progress=progress, desc="train (database)"), space))
 
-    attrs = dataset.attributes()
-    matrix = np.column_stack([np.asarray(attrs[name], dtype=np.float64) for name in sorted(attrs)]) if attrs else None
+    query_attrs, db_attrs = _attribute_matrix(asked), _attribute_matrix(dataset)
+    graded = query_attrs is not None and db_attrs is not None and query_attrs.shape[1] == db_attrs.shape[1]
+    same_ids = asked is dataset  # a galaxy is not its own neighbour; a separate file shares no galaxies
     retrieval = retrieval_metrics(
-        query_emb, labels[query], db_emb, labels[database], k=RETRIEVAL_K,
-        query_attrs=None if matrix is None else matrix[query],
-        db_attrs=None if matrix is None else matrix[database],
-        query_ids=query, db_ids=database,
+        query_emb, asked.labels[query], db_emb, labels[database], k=RETRIEVAL_K,
+        query_attrs=query_attrs[query] if graded else None,
+        db_attrs=db_attrs[database] if graded else None,
+        query_ids=query if same_ids else None, db_ids=database if same_ids else None,
     )
     metrics = {
+        "retrieval_space": space,
         "run": str(run.run_dir),
         "fingerprint": run.fingerprint,
         "method": run.config.method,
-        "dataset": dataset.source,
+        "dataset": asked.source,
         "split": split,
         "n": int(len(query)),
         "scoring": scoring,
-        **classification_metrics(labels[query], predicted[scoring], run.scheme.names),
-        "database": {"split": "train", "n": int(len(database))},
+        "fusion_weight": run.fusion_weight if scoring == "fusion" else None,
+        **classification_metrics(asked.labels[query], predicted[scoring], run.scheme.names),
+        "database": {"dataset": dataset.source, "split": "train", "n": int(len(database))},
         **retrieval,
     }
     if run.config.uses_text:
-        metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == labels[query])) for m in modes}
+        metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == asked.labels[query])) for m in modes}
 
     out_dir = Path(out_dir) if out_dir is not None else eval_dir(run.run_dir, split)
     files = {"metrics": out_dir / EVAL_METRICS_FILE, "confusion": out_dir / CONFUSION_FILE,
-             "predictions": out_dir / PREDICTIONS_FILE}
+             "predictions": out_dir / PREDICTIONS_FILE, "features": out_dir / FEATURES_FILE}
+    with atomic_path(files["features"]) as tmp:  # the image-tower features, in predictions order: for probes
+        with open(tmp, "wb") as handle:
+            np.save(handle, scanned.features.astype(np.float32))
     write_json_atomic(files["metrics"], metrics)
-    write_predictions(files["predictions"], query, labels[query], predicted[scoring], run.scheme.names)
+    write_predictions(files["predictions"], query, asked.labels[query], predicted[scoring], run.scheme.names)
     title = f"{run.run_dir.name}: {split}, {scoring} scoring (accuracy {metrics['accuracy']:.3f})"
     plot_confusion(metrics["confusion"], run.scheme.names, files["confusion"], title=title)
     return {**metrics, "files": {name: str(path) for name, path in files.items()}}
+
+
+def _attribute_matrix(dataset: GalaxyDataset) -> np.ndarray | None:
+    """Each galaxy's attributes (generating parameters or vote fractions) as columns, for graded nDCG."""
+    attrs = dataset.attributes()
+    return np.column_stack([np.asarray(attrs[name], dtype=np.float64) for name in sorted(attrs)]) if attrs else None
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 def write_predictions(path, indices, labels, predicted, class_names: list[str]) -> None:

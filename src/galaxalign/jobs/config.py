@@ -33,6 +33,12 @@ class BenchmarkConfig:
     seeds: str = option("0,1,2", "comma-separated seeds (label subset, order, initialisation)")
     methods: str = option(",".join(ALL_METHODS), "comma-separated methods")
     min_steps: int = option(30, "at least this many optimiser steps per run, so few-label runs still train")
+    steps: str = option("", "comma-separated step budgets (a learning curve); each replaces --epochs and --min-steps")
+    test_data: str | None = option(None, "a separate test file (rendered with its own seed, same scheme): every run "
+                                         "is tested on all of it instead of the split's test part")
+    validation_only: bool = option(False, "train and select on validation, never read the test set (for choosing "
+                                          "settings); the table shows validation accuracy")
+    probe: bool = option(True, "also fit a linear probe on each trained run's image features (C chosen on validation)")
     split_seed: int = option(0, "seed of the one train/val/test split all runs share")
     quick: bool = option(False, "a first look: fractions 1.0,0.1, seed 0, 1 epoch, 10 steps minimum")
     train: TrainConfig = nested(_job_base, "settings shared by every trained run", skip=BENCHMARK_PER_RUN)
@@ -45,9 +51,11 @@ class BenchmarkConfig:
         if unknown:
             raise GalaxAlignError(f"benchmark: unknown method(s) {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})")
         try:
-            fractions, seeds = self.fraction_list, self.seed_list
+            fractions, seeds, budgets = self.fraction_list, self.seed_list, self.step_list
         except ValueError as exc:
-            raise GalaxAlignError(f"benchmark: cannot parse label fractions or seeds ({exc})") from None
+            raise GalaxAlignError(f"benchmark: cannot parse label fractions, seeds or steps ({exc})") from None
+        if any(n is not None and n < 1 for n in budgets):
+            raise GalaxAlignError("benchmark: step budgets must be at least 1")
         if not fractions or not seeds or any(not 0 < f <= 1 for f in fractions):
             raise GalaxAlignError("benchmark: need at least one seed and label fractions in (0, 1]")
 
@@ -58,6 +66,11 @@ class BenchmarkConfig:
     @property
     def seed_list(self) -> list[int]:
         return [int(x) for x in self.seeds.split(",") if x.strip()]
+
+    @property
+    def step_list(self) -> list[int | None]:
+        """The step budgets; [None] when the budget is epochs (with at least min_steps)."""
+        return [int(x) for x in self.steps.split(",") if x.strip()] or [None]
 
     @property
     def method_list(self) -> list[str]:

@@ -66,15 +66,31 @@ def symbol_prototypes(model: GalaxAlignModel, symbols01: torch.Tensor, batch_siz
     return _mean_by_class(embeddings, owners, n_classes)
 
 
-class ClassScorer:
-    """Turns normalised model input into class logits with one of SCORING_MODES."""
+FUSION_WEIGHTS = (0.25, 0.5, 0.75)  # the text share tried on validation (0 and 1 are symbol and text)
 
-    def __init__(self, model: GalaxAlignModel, scheme: Scheme, mode: str, symbols01: torch.Tensor | None = None):
+
+def standardise(logits: torch.Tensor) -> torch.Tensor:
+    """Each row centred and scaled over the classes: scores of different modes on one footing."""
+    return (logits - logits.mean(dim=1, keepdim=True)) / logits.std(dim=1, keepdim=True).clamp_min(1e-6)
+
+
+class ClassScorer:
+    """Turns normalised model input into class logits with one of SCORING_MODES.
+
+    Fusion mixes the standardised text and symbol scores, `fusion_weight` of text: image-text and
+    image-symbol cosines have different offsets and spreads, so adding raw prototypes (or raw
+    scores) would let one mode drown the other. The weight is chosen on validation by the trainer.
+    """
+
+    def __init__(self, model: GalaxAlignModel, scheme: Scheme, mode: str, symbols01: torch.Tensor | None = None,
+                 fusion_weight: float = 0.5):
         if mode not in SCORING_MODES:
             raise ValueError(f"scoring mode must be one of {SCORING_MODES}")
         if mode == "head" and model.classifier is None:
             raise ValueError("this run has no classifier head; use text, symbol or fusion scoring")
-        self.model, self.mode = model, mode
+        if not 0.0 <= fusion_weight <= 1.0:
+            raise ValueError(f"fusion weight must be in [0, 1], got {fusion_weight}")
+        self.model, self.mode, self.fusion_weight = model, mode, fusion_weight
         self.text = text_prototypes(model, scheme) if mode in ("text", "fusion") else None
         if mode in ("symbol", "fusion"):
             if symbols01 is None:
@@ -82,17 +98,6 @@ class ClassScorer:
             self.symbol = symbol_prototypes(model, symbols01)
         else:
             self.symbol = None
-
-    @property
-    def prototypes(self) -> torch.Tensor | None:
-        """(C, D) class anchors in the shared space; None for the linear head."""
-        if self.mode == "text":
-            return self.text
-        if self.mode == "symbol":
-            return self.symbol
-        if self.mode == "fusion":
-            return F.normalize(self.text + self.symbol, dim=-1)
-        return None
 
     @torch.no_grad()
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -105,4 +110,15 @@ class ClassScorer:
         """Prototype scores of already-embedded images (no second pass through the encoder)."""
         if self.mode == "head":
             raise ValueError("head scoring needs image features, not embeddings")
-        return self.model.logit_scale.exp() * embeddings.float() @ self.prototypes.t()
+        scale = self.model.logit_scale.exp()
+        embeddings = embeddings.float()
+        if self.mode == "text":
+            return scale * embeddings @ self.text.t()
+        if self.mode == "symbol":
+            return scale * embeddings @ self.symbol.t()
+        return fuse(embeddings @ self.text.t(), embeddings @ self.symbol.t(), self.fusion_weight)
+
+
+def fuse(text_scores: torch.Tensor, symbol_scores: torch.Tensor, weight: float) -> torch.Tensor:
+    """`weight` of the standardised text scores plus the rest of the standardised symbol scores."""
+    return weight * standardise(text_scores) + (1.0 - weight) * standardise(symbol_scores)

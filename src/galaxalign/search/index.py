@@ -266,7 +266,8 @@ class GalaxyIndex:
         scores, rows = self.index.search(queries, min(k, len(self)))
         return [[self.hit(r, s) for s, r in zip(qs, qr) if r >= 0] for qs, qr in zip(scores, rows)]
 
-    def add(self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, progress: bool = True) -> GalaxyIndex:
+    def add(self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, progress: bool = True,
+            workers: int = 0) -> GalaxyIndex:
         """Append a dataset's galaxies (embedded by the same run), rewriting the folder atomically.
 
         The index keeps its kind, thumbnail setting and search tuning; this object then reflects
@@ -274,19 +275,20 @@ class GalaxyIndex:
         """
         check_run(self.dir, self.manifest, run)
         with atomic_path(self.dir, directory=True) as tmp:
-            _write(tmp, run, dataset, self.kind, batch_size, self.thumbnails is not None, progress, base=self)
+            _write(tmp, run, dataset, self.kind, batch_size, self.thumbnails is not None, progress, base=self,
+                   workers=workers)
         vars(self).update(vars(GalaxyIndex.load(self.dir)))
         return self
 
 
 def build_index(run: Run, dataset: GalaxyDataset, out_dir: str | os.PathLike, kind: str = "auto",
-                batch_size: int = 64, thumbnails: bool = True, progress: bool = True) -> GalaxyIndex:
+                batch_size: int = 64, thumbnails: bool = True, progress: bool = True, workers: int = 0) -> GalaxyIndex:
     """Embed every galaxy of `dataset` with `run` and save a searchable index folder at `out_dir`."""
     if len(dataset) == 0:
         raise GalaxAlignError(f"{dataset.source}: no galaxies to index")
     kind = choose_kind(kind, len(dataset))
     with atomic_path(out_dir, directory=True) as tmp:
-        _write(tmp, run, dataset, kind, batch_size, thumbnails, progress, base=None)
+        _write(tmp, run, dataset, kind, batch_size, thumbnails, progress, base=None, workers=workers)
     return GalaxyIndex.load(out_dir)
 
 
@@ -353,7 +355,7 @@ def _load_meta(path: Path, n: int) -> dict[str, np.ndarray]:
 
 
 def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: int, thumbnails: bool,
-           progress: bool, base: GalaxyIndex | None) -> None:
+           progress: bool, base: GalaxyIndex | None, workers: int = 0) -> None:
     """Write a complete index folder into `tmp`: `base`'s galaxies (if any), then `dataset`'s."""
     if batch_size < 1:  # checked before anything is written
         raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
@@ -395,7 +397,8 @@ def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: i
             ids[j], labels[j], source_of[j] = dataset.ids[int(i)], dataset.labels[int(i)], new_source
             ra[j], dec[j] = meta.get("ra", np.nan), meta.get("dec", np.nan)
 
-    scanned = run.embed_dataset(dataset, batch_size=batch_size, progress=progress, desc="index", on_batch=keep)
+    scanned = run.embed_dataset(dataset, batch_size=batch_size, workers=workers, progress=progress, desc="index",
+                                on_batch=keep)
     embeddings[n_old:] = normalise(scanned.embeddings)
     embeddings.flush()
     if thumbs is not None:
@@ -443,6 +446,7 @@ class IndexConfig:
     out: str = required("index folder (replaced atomically)")
     kind: str | None = option(None, "auto (default): exact below 200k galaxies, IVF above", choices=KINDS)
     batch_size: int = option(64, "images embedded at once")
+    workers: int = option(0, "processes that read and decode images ahead (0: this process)")
     thumbnails: bool = option(True, "store 64x64 thumbnails for the web page")
     add: bool = option(False, "append to the existing index in --out")
     device: str = option("auto", DEVICE_HELP)

@@ -37,10 +37,11 @@ def epoch_order(labels: np.ndarray, batch_size: int, seed: int, epoch: int, bala
 
 @dataclass
 class Batch:
-    pixels: torch.Tensor  # (b, 3, S, S), normalised for the backbone, on the training device
+    pixels: torch.Tensor | None  # (b, 3, S, S), normalised, on the training device; None: no galaxy images
     labels: torch.Tensor  # (b,)
     text_rows: torch.Tensor  # (b,) index into the text bank
     symbol_rows: torch.Tensor  # (b,) index into the flattened symbol bank (class * V + variant)
+    symbol_pixels: torch.Tensor | None = None  # (b, 3, S, S): each galaxy's own symbol, posed like its image
 
 
 @dataclass
@@ -48,6 +49,7 @@ class BatchPlan:
     """Every random choice of a batch, made before any image is read (cheap, in the main process)."""
 
     indices: list[int]  # dataset indices, in batch order
+    locals: list[int]  # positions in the labelled training set (rows of per-galaxy symbols and captions)
     params: list[dict[str, torch.Tensor]]  # augmentation parameters, one set per image
     labels: list[int]
     text_rows: list[int]
@@ -59,29 +61,37 @@ class BatchBuilder:
 
     Planning and reading are separate so that images can be read by DataLoader workers while
     every random choice stays in the seeded plan: a batch is the same for any worker count.
+    With per-galaxy symbols (`galaxy_symbols`, uint8 (N, 1, S, S), one per labelled galaxy) and
+    captions (`galaxy_text_rows`), a galaxy's symbol gets its image's pose and its text is its
+    own caption: image, symbol and text are a true triple.
     """
 
     def __init__(self, dataset: GalaxyDataset, indices: np.ndarray, labels: np.ndarray, image_size: int,
-                 normalize, text_owners: torch.Tensor, symbol_variants: int, seed: int):
+                 normalize, text_owners: torch.Tensor, symbol_variants: int, seed: int,
+                 galaxy_symbols: torch.Tensor | None = None, galaxy_text_rows: np.ndarray | None = None):
         self.dataset, self.indices, self.labels = dataset, indices, labels
         self.augment = GalaxyAugment(image_size)
         self.normalize = normalize
         self.texts_by_class = [torch.nonzero(text_owners == c).flatten() for c in range(int(text_owners.max()) + 1)]
         self.symbol_variants = symbol_variants
         self.seed = seed
+        self.galaxy_symbols, self.galaxy_text_rows = galaxy_symbols, galaxy_text_rows
 
     def plan(self, epoch: int, order: np.ndarray, positions: range) -> BatchPlan:
-        plan = BatchPlan([], [], [], [], [])
+        plan = BatchPlan([], [], [], [], [], [])
         for position in positions:
             local = int(order[position])
             label = int(self.labels[local])
             rng = np.random.default_rng([self.seed, epoch, position])
             generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
             plan.indices.append(int(self.indices[local]))
+            plan.locals.append(local)
             plan.params.append(self.augment.sample_params(1, generator))
             plan.labels.append(label)
             candidates = self.texts_by_class[label]
-            plan.text_rows.append(int(candidates[rng.integers(len(candidates))]))
+            class_text = int(candidates[rng.integers(len(candidates))])
+            own_text = self.galaxy_text_rows is not None
+            plan.text_rows.append(int(self.galaxy_text_rows[local]) if own_text else class_text)
             plan.symbol_rows.append(label * self.symbol_variants + int(rng.integers(self.symbol_variants)))
         return plan
 
@@ -89,15 +99,20 @@ class BatchBuilder:
         """The plan's images as (3, H, W) uint8 tensors, read in this process."""
         return [torch.from_numpy(self.dataset[i].image).permute(2, 0, 1) for i in plan.indices]
 
-    def assemble(self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor,
+    def assemble(self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor | None,
                  device: torch.device | None = None) -> Batch:
-        """Augment the decoded images on `device` with the plan's parameters."""
+        """Augment the decoded images (None: a method without images) on `device` with the plan's parameters."""
         device = device or torch.device("cpu")
+        symbols = None
+        if self.galaxy_symbols is not None:
+            drawn = self.galaxy_symbols[plan.locals].expand(-1, 3, -1, -1)
+            symbols = self.normalize(self._augmented(drawn, plan.params, device))
         return Batch(
-            pixels=self.normalize(self._augmented(images, plan.params, device)),
+            pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
             labels=torch.tensor(plan.labels, device=device),
             text_rows=torch.tensor(plan.text_rows, device=device),
             symbol_rows=torch.tensor(plan.symbol_rows, device=device),
+            symbol_pixels=symbols,
         )
 
     def build(self, epoch: int, order: np.ndarray, positions: range, device: torch.device | None = None) -> Batch:

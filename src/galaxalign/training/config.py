@@ -23,7 +23,9 @@ class Method:
     head: bool  # a linear classifier on the image features
     aligns: tuple[str, ...]  # modalities contrasted with text ("image", "symbol")
     two_stages: bool  # stage 2 splits off a symbol encoder of its own
-    scoring: str  # how its runs classify by default (a mode of models.prototypes.SCORING_MODES)
+    scoring: tuple[str, ...]  # scoring modes its runs may use, chosen on validation; the first breaks ties
+
+    images: bool = True  # trains on labelled galaxy images (False: on class symbols and texts alone)
 
     @property
     def uses_text(self) -> bool:
@@ -34,18 +36,25 @@ class Method:
         return "symbol" in self.aligns
 
 
+ALIGNED_SCORING = ("fusion", "text", "symbol")  # methods that train symbols may classify by either or both
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("supervised", loss="cross_entropy", head=True, aligns=(), two_stages=False, scoring="head"),
-        Method("clip", loss="contrastive", head=False, aligns=("image",), two_stages=False, scoring="text"),
+        Method("supervised", loss="cross_entropy", head=True, aligns=(), two_stages=False, scoring=("head",)),
+        Method("clip", loss="contrastive", head=False, aligns=("image",), two_stages=False, scoring=("text",)),
         Method("galaxalign-stage1", loss="contrastive", head=False, aligns=("image", "symbol"), two_stages=False,
-               scoring="fusion"),
+               scoring=ALIGNED_SCORING),
         Method("galaxalign", loss="contrastive", head=False, aligns=("image", "symbol"), two_stages=True,
-               scoring="fusion"),
+               scoring=ALIGNED_SCORING),
+        # The hypothesis in its purest form: learn what drawn structures mean from class symbols and
+        # class texts alone (through the shared image encoder), then classify galaxies by prototypes.
+        Method("zero-label", loss="contrastive", head=False, aligns=("symbol",), two_stages=False,
+               scoring=ALIGNED_SCORING, images=False),
     )
 }
-TARGETS = ("multi", "onehot")
+TARGETS = ("multi", "onehot", "classes")
+SYMBOL_SOURCES = ("class", "galaxy")
 
 
 @dataclass
@@ -68,8 +77,14 @@ class TrainConfig:
     trainable_blocks: int = option(3, "backbone blocks trained per tower, counted from the top (the final norm counts as one): -1 all, 0 heads only")
     embed_dim: int = option(256, "shared embedding width (backbones with CLIP projections keep theirs)")
     image_size: int = option(0, "input size in pixels; 0 uses the backbone's default")
-    targets: str = option("onehot", "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md) "
-                                     "or multi (same class = positive)", choices=TARGETS)
+    targets: str = option("onehot", "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md), "
+                                     "multi (same class = positive) or classes (cross-entropy against every class's "
+                                     "text prototype, FLYP/UniCL style)", choices=TARGETS)
+    symbols: str = option("class", "symbol and caption of each training galaxy: class (its class's symbol family and "
+                                   "phrases) or galaxy (drawn and written from its own Galaxy Zoo answers)",
+                          choices=SYMBOL_SOURCES)
+    image_trainable_blocks: int | None = option(None, "image (and symbol) tower blocks trained; default: --trainable-blocks")
+    text_trainable_blocks: int | None = option(None, "text tower blocks trained; default: --trainable-blocks")
     balanced: bool = option(True, "class-balanced batches")
     w_image_text: float = option(1.0, "weight of the image-text loss")
     w_symbol_text: float = option(1.0, "weight of the symbol-text loss")
@@ -96,7 +111,9 @@ class TrainConfig:
             (self.accumulate >= 1, "accumulate must be at least 1"),
             (self.lr > 0 and self.head_lr > 0, "learning rates must be positive"),
             (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
-            (self.trainable_blocks >= -1, "trainable_blocks must be -1, 0 or a positive count"),
+            (all(n is None or n >= -1 for n in (self.trainable_blocks, self.image_trainable_blocks,
+                                                 self.text_trainable_blocks)),
+             "trainable blocks must be -1, 0 or a positive count"),
             (self.image_size == 0 or 16 <= self.image_size <= 1024, "image_size must be 0 or 16..1024"),
             (self.symbol_variants >= 1, "symbol_variants must be at least 1"),
             (self.val_every >= 1, "val_every must be at least 1"),
@@ -116,6 +133,14 @@ class TrainConfig:
     @property
     def uses_text(self) -> bool:
         return self.spec.uses_text
+
+    @property
+    def image_blocks(self) -> int:
+        return self.trainable_blocks if self.image_trainable_blocks is None else self.image_trainable_blocks
+
+    @property
+    def text_blocks(self) -> int:
+        return self.trainable_blocks if self.text_trainable_blocks is None else self.text_trainable_blocks
 
     @property
     def uses_symbols(self) -> bool:

@@ -22,10 +22,12 @@ Parts = dict[str, float]
 
 
 class Objective(nn.Module):
-    def __init__(self, model: GalaxAlignModel, config: TrainConfig, text_tokens: dict, symbols: torch.Tensor | None):
+    def __init__(self, model: GalaxAlignModel, config: TrainConfig, text_tokens: dict, symbols: torch.Tensor | None,
+                 text_owners: torch.Tensor):
         super().__init__()
         self.model, self.config = model, config
-        self.text_tokens = text_tokens
+        self.text_tokens = text_tokens  # every class phrase (then, with per-galaxy captions, every caption)
+        self.text_owners = text_owners  # class of each class phrase, on the device
         self.symbols = symbols  # (C*V, 3, S, S), normalised
         self.loss_of = OBJECTIVES[config.spec.loss]
 
@@ -36,8 +38,18 @@ class Objective(nn.Module):
         return _once_per_row(rows, lambda r: self.model.encode_text(self.text_tokens["input_ids"][r],
                                                                     self.text_tokens["attention_mask"][r]))
 
-    def encode_symbols(self, rows: torch.Tensor) -> torch.Tensor:
-        return _once_per_row(rows, lambda r: self.model.encode_symbol(self.symbols[r]))
+    def encode_symbols(self, batch: Batch) -> torch.Tensor:
+        if batch.symbol_pixels is not None:  # each galaxy's own symbol
+            return self.model.encode_symbol(batch.symbol_pixels)
+        return _once_per_row(batch.symbol_rows, lambda r: self.model.encode_symbol(self.symbols[r]))
+
+    def class_text_prototypes(self) -> torch.Tensor:
+        """(C, D) mean embedding of each class's phrases, with gradients (class-level targets)."""
+        n_classes = int(self.text_owners.max()) + 1
+        rows = torch.arange(len(self.text_owners), device=self.text_owners.device)
+        embeddings = self.model.encode_text(self.text_tokens["input_ids"][rows], self.text_tokens["attention_mask"][rows])
+        sums = torch.zeros(n_classes, embeddings.shape[1], device=embeddings.device, dtype=embeddings.dtype)
+        return F.normalize(sums.index_add(0, self.text_owners, embeddings), dim=-1)
 
 
 def _once_per_row(rows: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -54,17 +66,38 @@ def cross_entropy(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Par
 
 
 def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts]:
-    """InfoNCE between every aligned modality and text; in stage 2 also image-symbol."""
+    """InfoNCE between each aligned modality and text; in stage 2 also image-symbol.
+
+    Targets: `onehot` (each sample's own partner), `multi` (every same-class pair in the global
+    batch), or `classes` (cross-entropy of each image or symbol against all class text prototypes;
+    image-symbol stays in-batch).
+    """
     model, config = objective.model, objective.config
-    labels = gather_features(batch.labels) if config.targets == "multi" else None
-    image = gather_features(model.encode_image(batch.pixels))
-    text = gather_features(objective.encode_texts(batch.text_rows))
-    parts = {"image_text": (config.w_image_text, contrastive_loss(image, text, model.logit_scale, labels))}
-    if config.uses_symbols:
-        symbol = gather_features(objective.encode_symbols(batch.symbol_rows))
-        parts["symbol_text"] = (config.w_symbol_text, contrastive_loss(symbol, text, model.logit_scale, labels))
-        if model.has_separate_symbol_encoder:
-            parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, model.logit_scale, labels))
+    aligns = config.spec.aligns
+    labels = gather_features(batch.labels) if config.targets in ("multi", "classes") else None
+    scale = model.logit_scale
+    image = gather_features(model.encode_image(batch.pixels)) if "image" in aligns else None
+    symbol = gather_features(objective.encode_symbols(batch)) if "symbol" in aligns else None
+    if config.targets == "classes":
+        prototypes = objective.class_text_prototypes()
+
+        def with_text(x: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(scale.exp() * x @ prototypes.t(), labels)
+    else:
+        text = gather_features(objective.encode_texts(batch.text_rows))
+        pair_labels = labels if config.targets == "multi" else None
+
+        def with_text(x: torch.Tensor) -> torch.Tensor:
+            return contrastive_loss(x, text, scale, pair_labels)
+
+    parts = {}
+    if image is not None:
+        parts["image_text"] = (config.w_image_text, with_text(image))
+    if symbol is not None:
+        parts["symbol_text"] = (config.w_symbol_text, with_text(symbol))
+        if image is not None and model.has_separate_symbol_encoder:
+            multi = labels if config.targets == "multi" else None
+            parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, multi))
     loss = sum(weight * value for weight, value in parts.values())
     return loss, {name: value.item() for name, (_, value) in parts.items()}
 

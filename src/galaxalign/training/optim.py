@@ -8,6 +8,7 @@ temperature train at `head_lr` without weight decay.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -41,13 +42,13 @@ def _symbol_blocks(model: GalaxAlignModel) -> list[nn.Module]:
 def parameter_groups(model: GalaxAlignModel, config: TrainConfig) -> list[dict]:
     """Optimiser groups: decayed backbone blocks, then heads and temperature at head_lr."""
     backbone = model.backbone
-    groups = _tower_groups(backbone.image_blocks(), config.trainable_blocks, config.lr, config.layer_decay, "image")
+    groups = _tower_groups(backbone.image_blocks(), config.image_blocks, config.lr, config.layer_decay, "image")
     if config.uses_text:
-        groups += _tower_groups(backbone.text_blocks(), config.trainable_blocks, config.lr, config.layer_decay, "text")
+        groups += _tower_groups(backbone.text_blocks(), config.text_blocks, config.lr, config.layer_decay, "text")
     else:
         model.text_encoder.requires_grad_(False)
     if model.symbol_encoder is not None:
-        groups += _tower_groups(_symbol_blocks(model), config.trainable_blocks, config.lr, config.layer_decay, "symbol")
+        groups += _tower_groups(_symbol_blocks(model), config.image_blocks, config.lr, config.layer_decay, "symbol")
     heads = [model.logit_scale]
     for head in (model.image_projection, model.text_projection, model.symbol_projection, model.classifier):
         if head is not None:
@@ -63,6 +64,26 @@ def parameter_groups(model: GalaxAlignModel, config: TrainConfig) -> list[dict]:
 
 def make_optimizer(model: GalaxAlignModel, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(parameter_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Warm-up, then cosine decay, once per stage: each stage gets its own budget of steps.
+
+    One schedule over both stages left stage 2 (a new symbol encoder, a new optimiser) starting
+    near the end of the decay, at a fraction of the peak rate, so it hardly trained.
+    """
+
+    stage_steps: tuple[int, ...]  # optimiser steps of each stage, in order
+    warmup_fraction: float
+
+    def factor(self, step: int) -> float:
+        start = 0
+        for i, steps in enumerate(self.stage_steps):
+            if step < start + steps or i == len(self.stage_steps) - 1:
+                return lr_factor(step - start, steps, int(self.warmup_fraction * steps))
+            start += steps
+        return 0.0
 
 
 def lr_factor(step: int, total: int, warmup: int) -> float:

@@ -28,6 +28,8 @@ class Position:
     batch: int = 0  # next batch of `epoch`
     stage: int = 1
     best_val: float = -1.0
+    best_stage: int = 0  # stage and step of the weights kept as model.safetensors (0, -1: none yet)
+    best_step: int = -1
     metrics_lines: int = 0
 
 
@@ -70,6 +72,7 @@ class TrainState:
         self.position = Position(
             step=int(checkpoint["step"]), epoch=int(checkpoint["epoch"]), batch=int(checkpoint["batch"]),
             stage=int(checkpoint["stage"]), best_val=float(checkpoint["best_val"]),
+            best_stage=int(checkpoint.get("best_stage", 0)), best_step=int(checkpoint.get("best_step", -1)),
             metrics_lines=int(checkpoint.get("metrics_lines", -1)),
         )
         torch.set_rng_state(checkpoint["torch_rng"])

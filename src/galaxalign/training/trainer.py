@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from galaxalign.config import load_config
+from galaxalign.data.answers import caption, dataset_answers
 from galaxalign.data.loader import image_batches
 from galaxalign.devices import autocast, resolve_device
 from galaxalign.errors import GalaxAlignError
@@ -34,6 +35,7 @@ from galaxalign.runs import (
     Run,
     RunData,
     build_model,
+    choose_scoring,
     image_size_of,
     load_run,
     prepare_data,
@@ -41,11 +43,12 @@ from galaxalign.runs import (
     write_config,
     write_summary,
 )
+from galaxalign.symbols import galaxy_symbol_batch
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training.batches import Batch, BatchBuilder, epoch_order
 from galaxalign.training.config import TrainConfig
 from galaxalign.training.objectives import Objective
-from galaxalign.training.optim import lr_factor, make_optimizer, set_learning_rates
+from galaxalign.training.optim import Schedule, make_optimizer, set_learning_rates
 from galaxalign.training.state import MetricsLog, TrainState, read_checkpoint
 
 
@@ -91,7 +94,10 @@ class Trainer:
             write_config(self.run_dir, config)
         self._barrier()
         self.scheme = load_scheme(config.scheme)
-        self.train_labels = self.data.dataset.labels[self.data.train_indices]
+        if config.spec.images:
+            self.train_labels = self.data.dataset.labels[self.data.train_indices]
+        else:  # no galaxy labels: the same budget of batches, each of class symbols and phrases drawn evenly
+            self.train_labels = np.resize(np.arange(len(self.scheme)), len(self.data.train_indices))
 
         checkpoint_path = self.run_dir / CHECKPOINT_FILE
         checkpoint = read_checkpoint(checkpoint_path) if resume and checkpoint_path.exists() else None
@@ -108,24 +114,47 @@ class Trainer:
         self.objective = self._wrap()
 
         self.builder = BatchBuilder(self.data.dataset, self.data.train_indices, self.train_labels, self.size,
-                                    self.model.backbone.normalize, self.text_owners, config.symbol_variants, config.seed)
+                                    self.model.backbone.normalize, self.text_owners.cpu(), config.symbol_variants,
+                                    config.seed, self.galaxy_symbols, self.galaxy_text_rows)
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
-        self.total_steps = config.epochs * math.ceil(self.batches_per_epoch / config.accumulate)
-        self.warmup = int(config.warmup_fraction * self.total_steps)
-        self.stage2_epoch = round(config.epochs * config.stage1_fraction) if config.spec.two_stages else None
+        steps_per_epoch = math.ceil(self.batches_per_epoch / config.accumulate)
+        two_stages = config.spec.two_stages and round(config.epochs * config.stage1_fraction) < config.epochs
+        self.stage2_epoch = round(config.epochs * config.stage1_fraction) if two_stages else None
+        stage_epochs = (self.stage2_epoch, config.epochs - self.stage2_epoch) if two_stages else (config.epochs,)
+        self.schedule = Schedule(tuple(e * steps_per_epoch for e in stage_epochs if e), config.warmup_fraction)
 
     def _build_banks(self) -> None:
-        """Every class phrase, tokenised, and every class symbol, on the training device."""
-        texts, self.text_owners = class_texts(self.scheme)
+        """Every class phrase, tokenised, and every class symbol, on the training device; with
+        `symbols=galaxy` also each labelled galaxy's own symbol and caption."""
+        texts, owners = class_texts(self.scheme)
+        self.text_owners = owners.to(self.device)
+        self.galaxy_symbols, self.galaxy_text_rows = None, None
+        if self.config.symbols == "galaxy" and self.config.uses_symbols and self.config.spec.images:
+            captions = self._draw_galaxies()
+            unique = sorted(set(captions))
+            row_of = {text: len(texts) + i for i, text in enumerate(unique)}
+            texts = [*texts, *unique]
+            self.galaxy_text_rows = np.array([row_of[text] for text in captions], dtype=np.int64)
         self.text_tokens = {k: v.to(self.device) for k, v in self.model.backbone.tokenize(texts).items()}
         self.symbols01 = (symbol_pixels(self.scheme, self.config.symbol_variants, self.size, seed=self.config.seed)
                           if self.config.uses_symbols else None)
         self.symbols = (self.model.backbone.normalize(self.symbols01.flatten(0, 1).to(self.device))
                         if self.symbols01 is not None else None)
 
+    def _draw_galaxies(self) -> list[str]:
+        """Each labelled training galaxy's symbol (kept grey, uint8) and caption, from its own answers."""
+        answers = dataset_answers(self.data.dataset)
+        if answers is None:
+            raise GalaxAlignError(f"{self.data.dataset.source}: --symbols galaxy needs each galaxy's attributes "
+                                  f"(a Galaxy10-Sim params group, or Galaxy Zoo vote fractions)")
+        mine = [answers[int(i)] for i in self.data.train_indices]
+        drawn = galaxy_symbol_batch(mine, self.size, seed=self.config.seed) if mine else torch.zeros(0, 3, 1, 1)
+        self.galaxy_symbols = drawn[:, :1].mul(255).round().to(torch.uint8)
+        return [caption(a) for a in mine]
+
     def _wrap(self) -> nn.Module:
-        objective = Objective(self.model, self.config, self.text_tokens, self.symbols)
+        objective = Objective(self.model, self.config, self.text_tokens, self.symbols, self.text_owners)
         if self.world == 1:
             return objective
         ids = [self.device.index] if self.device.type == "cuda" else None
@@ -192,14 +221,17 @@ class Trainer:
         plans = [self.builder.plan(epoch, order, range(i * self.config.batch_size + self.rank * local,
                                                        i * self.config.batch_size + (self.rank + 1) * local))
                  for i in indices]
-        images = image_batches(self.data.dataset, [plan.indices for plan in plans], workers=self.config.workers,
-                               pin_memory=self.device.type == "cuda")
+        if self.config.spec.images:
+            images = image_batches(self.data.dataset, [plan.indices for plan in plans], workers=self.config.workers,
+                                   pin_memory=self.device.type == "cuda")
+        else:
+            images = iter([None] * len(plans))
         for index, plan, decoded in zip(indices, plans, images):
             yield index, self.builder.assemble(plan, decoded, self.device)
 
     def _step(self) -> None:
         position, optimizer = self.state.position, self.state.optimizer
-        set_learning_rates(optimizer, lr_factor(position.step, self.total_steps, self.warmup))
+        set_learning_rates(optimizer, self.schedule.factor(position.step))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
@@ -212,37 +244,49 @@ class Trainer:
             self.state.save(self.run_dir / CHECKPOINT_FILE)
 
     def _validate(self, epoch: int, bar: tqdm) -> None:
-        """Accuracy on the validation split with the method's scoring; the best weights are kept."""
+        """Validation accuracy of every scoring the method may use; the best one is the epoch's score.
+
+        The best-scoring weights are kept, with their scoring. A two-stage method keeps only
+        stage-2 weights (its stage 1 is the `-stage1` method's trajectory), whenever it has a stage 2.
+        """
         if self.rank != 0:
             return
         position = self.state.position
         self.model.eval()
         live = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01)
-        val = self.data.split.val
-        predicted = live.embed_dataset(self.data.dataset, val, modes=(live.scoring,)).predicted[live.scoring]
-        val_acc = _accuracy(predicted, self.data.dataset.labels[val])
-        self.log.write({"epoch": epoch, "step": position.step, "stage": position.stage, "val_accuracy": val_acc})
-        if val_acc > position.best_val or not (self.run_dir / MODEL_FILE).exists():
-            position.best_val = max(position.best_val, val_acc)
-            save_weights(self.run_dir / MODEL_FILE, self.model)
-        bar.write(f"epoch {epoch + 1}/{self.config.epochs}: val accuracy {val_acc:.3f} (best {position.best_val:.3f})")
+        scoring, by_scoring = choose_scoring(live, self.data.dataset, self.data.split.val, self.config.spec.scoring,
+                                             workers=self.config.workers)
+        val_acc = by_scoring[scoring.name]
+        self.log.write({"epoch": epoch, "step": position.step, "stage": position.stage, "val_accuracy": val_acc,
+                        "scoring": scoring.name, "val_by_scoring": by_scoring})
+        eligible = self.stage2_epoch is None or position.stage == 2
+        if (eligible and val_acc > position.best_val) or not (self.run_dir / MODEL_FILE).exists():
+            if eligible:
+                position.best_val, position.best_stage, position.best_step = val_acc, position.stage, position.step
+            save_weights(self.run_dir / MODEL_FILE, self.model, scoring)
+        bar.write(f"epoch {epoch + 1}/{self.config.epochs}: val accuracy {val_acc:.3f} ({scoring.name}; "
+                  f"best {max(position.best_val, 0):.3f})")
 
     def _write_summary(self, seconds: float, seen: int) -> None:
         """Test accuracy of the best-validation weights: selection on val, report on test."""
         run = load_run(self.run_dir, device=str(self.device))
         test = self.data.split.test
-        predicted = run.embed_dataset(self.data.dataset, test, modes=(run.scoring,)).predicted[run.scoring]
+        predicted = run.embed_dataset(self.data.dataset, test, modes=(run.scoring,),
+                                      workers=self.config.workers).predicted[run.scoring]
         write_summary(self.run_dir, {
             "method": self.config.method,
             "backbone": self.config.backbone,
             "label_fraction": self.config.label_fraction,
             "train_labelled": int(len(self.data.train_indices)),
             "best_val_accuracy": self.state.position.best_val,
+            "best_stage": self.state.position.best_stage,
+            "best_step": self.state.position.best_step,
             "test_accuracy": _accuracy(predicted, self.data.dataset.labels[test]),
             "test_size": int(len(test)),
             "train_seconds": round(seconds, 1),
             "train_images_per_s": round(seen / seconds, 2) if seconds else None,
             "scoring": run.scoring,
+            "fusion_weight": run.fusion_weight if run.scoring == "fusion" else None,
         })
 
 
