@@ -25,7 +25,9 @@ from galaxalign.models.model import GalaxAlignModel
 
 TITLE = "Embedding throughput (inference, fp32) vs the fp32 matmul peak measured alongside"
 TARGET = 0.50
-_CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *a, **kw: sdpa_flop_count(q, k, v)}
+_CPU_SDPA = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: lambda q, k, v, *a, **kw: sdpa_flop_count(q, k, v)
+}
 # (backbone, px, batch, grad mode, channels_last)
 CASES = (
     ("packaged", 112, 32, "no_grad", False),
@@ -85,13 +87,21 @@ def run(cases=CASES) -> list[dict]:
         achieved = count / seconds / 1e9
         share = achieved / peak
         dino = getattr(model.image_encoder, "model", None)
-        rows.append({
-            "backbone": name, "attention": dino.config._attn_implementation if dino is not None else "(conv)",
-            "px": px, "batch": batch, "mode": mode + (", channels_last" if channels_last else ""),
-            "img/s": batch / seconds, "GFLOP/img": count / batch / 1e9, "GFLOP/s": achieved,
-            "peak GFLOP/s": peak, "% of peak": round(100 * share, 1),
-            f">= {TARGET:.0%}": ("met" if share >= TARGET else "missed") if name == "packaged" else "",
-        })
+        rows.append(
+            {
+                "backbone": name,
+                "attention": dino.config._attn_implementation if dino is not None else "(conv)",
+                "px": px,
+                "batch": batch,
+                "mode": mode + (", channels_last" if channels_last else ""),
+                "img/s": batch / seconds,
+                "GFLOP/img": count / batch / 1e9,
+                "GFLOP/s": achieved,
+                "peak GFLOP/s": peak,
+                "% of peak": round(100 * share, 1),
+                f">= {TARGET:.0%}": ("met" if share >= TARGET else "missed") if name == "packaged" else "",
+            }
+        )
     return rows
 
 

@@ -115,8 +115,9 @@ def resize_rates(path: Path, batch: int = 64, reps: int = 3) -> dict[str, float]
     augment = GalaxyAugment(OUT)
     params = augment.sample_params(batch, torch.Generator().manual_seed(0))
     steps = {
-        "resize": lambda: F.interpolate(pixels.float().div_(255.0), size=(OUT, OUT), mode="bilinear",
-                                        align_corners=False, antialias=True),
+        "resize": lambda: F.interpolate(
+            pixels.float().div_(255.0), size=(OUT, OUT), mode="bilinear", align_corners=False, antialias=True
+        ),
         "augment": lambda: augment.apply(pixels, params),
     }
     threads = torch.get_num_threads()
@@ -138,8 +139,14 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def run(n: int = 2000, workers: tuple[int, ...] = (0, 1, 2), batch_size: int = 256, renders: int = 300,
-        keep: str | None = None, repeats: int = 3) -> list[dict]:
+def run(
+    n: int = 2000,
+    workers: tuple[int, ...] = (0, 1, 2),
+    batch_size: int = 256,
+    renders: int = 300,
+    keep: str | None = None,
+    repeats: int = 3,
+) -> list[dict]:
     """One row per storage; the resize/augment rates (independent of storage) repeat on each.
 
     Every rate is the best of `repeats` rounds, each round timing every storage and worker
@@ -158,8 +165,12 @@ def run(n: int = 2000, workers: tuple[int, ...] = (0, 1, 2), batch_size: int = 2
             paths[storage] = convert_h5(source, folder / f"{storage}.h5", storage, progress=False)
             convert_s = time.perf_counter() - t
             mb = paths[storage].stat().st_size / 1e6
-            rows[storage] = {"storage": storage, "MB": round(mb, 1), "of raw": round(mb / raw_mb, 3),
-                             "convert s": round(convert_s, 1)}
+            rows[storage] = {
+                "storage": storage,
+                "MB": round(mb, 1),
+                "of raw": round(mb / raw_mb, 3),
+                "convert s": round(convert_s, 1),
+            }
         source.unlink()
         loads = [load_average()]
         best: dict[tuple[str, str], float] = {}
@@ -172,8 +183,11 @@ def run(n: int = 2000, workers: tuple[int, ...] = (0, 1, 2), batch_size: int = 2
                     best[storage, key] = max(best.get((storage, key), 0.0), measure())
             loads.append(load_average())
         rates = resize_rates(paths["none"], reps=3 * repeats)
-        startup = {ctx: first_batch_seconds(paths["none"], ctx) for ctx in ("fork", "spawn")
-                   if ctx in multiprocessing.get_all_start_methods()}
+        startup = {
+            ctx: first_batch_seconds(paths["none"], ctx)
+            for ctx in ("fork", "spawn")
+            if ctx in multiprocessing.get_all_start_methods()
+        }
         out = []
         for storage, row in rows.items():
             row.update({key: round(value) for (s, key), value in best.items() if s == storage})
@@ -183,9 +197,10 @@ def run(n: int = 2000, workers: tuple[int, ...] = (0, 1, 2), batch_size: int = 2
             row[f"x{HOST_WORKERS} read"] = round(HOST_WORKERS * per_worker)
             row[f"x{HOST_WORKERS} read+resize"] = round(HOST_WORKERS / (1 / per_worker + 1 / rates["resize"]))
             row[f"x{HOST_WORKERS} read+augment"] = round(HOST_WORKERS / (1 / per_worker + 1 / rates["augment"]))
-            row[f">= {TARGET}"] = "/".join("met" if row[k] >= TARGET else "no" for k in
-                                           (f"x{HOST_WORKERS} read", f"x{HOST_WORKERS} read+resize",
-                                            f"x{HOST_WORKERS} read+augment"))
+            row[f">= {TARGET}"] = "/".join(
+                "met" if row[k] >= TARGET else "no"
+                for k in (f"x{HOST_WORKERS} read", f"x{HOST_WORKERS} read+resize", f"x{HOST_WORKERS} read+augment")
+            )
             out.append(row)
         EXTRA.update(startup=startup, load=(started, max(loads + [load_average()])), folder=folder)
         return out
@@ -214,15 +229,21 @@ def main() -> None:
     rows = run(args.n, workers, args.batch_size, args.renders, args.keep, args.repeats)
     extra = EXTRA
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{TITLE}\n{args.n} images of {SIZE}x{SIZE}x3, one per chunk, batch {args.batch_size}; {cores} cores; "
-          f"best of {args.repeats} rounds; torch {torch.__version__}, h5py {h5py.__version__} "
-          f"(HDF5 {h5py.version.hdf5_version}); 1-min load average {extra['load'][0]:.2f} at the start, "
-          f"{extra['load'][1]:.2f} at most after a round\n")
+    print(
+        f"{TITLE}\n{args.n} images of {SIZE}x{SIZE}x3, one per chunk, batch {args.batch_size}; {cores} cores; "
+        f"best of {args.repeats} rounds; torch {torch.__version__}, h5py {h5py.__version__} "
+        f"(HDF5 {h5py.version.hdf5_version}); 1-min load average {extra['load'][0]:.2f} at the start, "
+        f"{extra['load'][1]:.2f} at most after a round\n"
+    )
     print(markdown(rows))
-    print(f"\nx{HOST_WORKERS}: {HOST_WORKERS} workers at the per-worker rate (loader w1 where timed, else read); "
-          "'read+resize' and 'read+augment' add that step's 1-thread cost per image (as if done in the workers).")
-    print("Worker start-up, 2 workers, seconds to the first batch: "
-          + ", ".join(f"{ctx} {s:.2f}" for ctx, s in extra["startup"].items()))
+    print(
+        f"\nx{HOST_WORKERS}: {HOST_WORKERS} workers at the per-worker rate (loader w1 where timed, else read); "
+        "'read+resize' and 'read+augment' add that step's 1-thread cost per image (as if done in the workers)."
+    )
+    print(
+        "Worker start-up, 2 workers, seconds to the first batch: "
+        + ", ".join(f"{ctx} {s:.2f}" for ctx, s in extra["startup"].items())
+    )
     if args.keep:
         print(f"files kept in {extra['folder']}")
 

@@ -61,8 +61,12 @@ def peak_rss_kb() -> int:
 def measure(stage: str, data: Path, out: Path, method: str, steps: int) -> tuple[float, float]:
     """Peak RSS in GB and wall seconds of one child."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, __file__, "--child", stage, str(data), str(out), method, str(steps)],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", stage, str(data), str(out), method, str(steps)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_gb"], time.perf_counter() - start
 
 
@@ -76,12 +80,22 @@ def run(method: str = "galaxalign", steps: int = 24) -> list[dict]:
         write_noise_h5(data)
         write_s = time.perf_counter() - start
         size_gb = data.stat().st_size / 1e9
-        for stage, what in (("import", "import torch + galaxalign"), ("model", "+ build packaged model"),
-                            ("train", f"train {method}, {steps} steps, batch {batch}, 112 px")):
+        for stage, what in (
+            ("import", "import torch + galaxalign"),
+            ("model", "+ build packaged model"),
+            ("train", f"train {method}, {steps} steps, batch {batch}, 112 px"),
+        ):
             peak, seconds = measure(stage, data, Path(tmp) / f"run-{stage}", method, steps)
-            rows.append({"stage": what, "peak RSS GB": round(peak, 3), "child s": round(seconds, 1),
-                         "h5 GB": round(size_gb, 2), "h5 write s": round(write_s, 1),
-                         f"<= {TARGET_GB:g} GB": ("met" if peak <= TARGET_GB else "missed") if stage == "train" else ""})
+            rows.append(
+                {
+                    "stage": what,
+                    "peak RSS GB": round(peak, 3),
+                    "child s": round(seconds, 1),
+                    "h5 GB": round(size_gb, 2),
+                    "h5 write s": round(write_s, 1),
+                    f"<= {TARGET_GB:g} GB": ("met" if peak <= TARGET_GB else "missed") if stage == "train" else "",
+                }
+            )
     return rows
 
 

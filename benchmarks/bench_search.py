@@ -36,7 +36,9 @@ def clustered(n: int, centres: np.ndarray, rng: np.random.Generator, chunk: int 
     out = np.empty((n, centres.shape[1]), np.float32)
     for i in range(0, n, chunk):
         m = min(chunk, n - i)
-        x = centres[rng.integers(0, len(centres), m)] + rng.standard_normal((m, centres.shape[1]), np.float32) / np.sqrt(centres.shape[1])
+        x = centres[rng.integers(0, len(centres), m)] + rng.standard_normal(
+            (m, centres.shape[1]), np.float32
+        ) / np.sqrt(centres.shape[1])
         out[i : i + m] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out
 
@@ -102,14 +104,21 @@ def run(sizes=SIZES, queries: int = 1000, hnsw_max: int = HNSW_MAX, seed: int = 
                 truth = found
             bound = 1000 * n * DIM * 4 / (bandwidth * 1e9)
             setting = ", ".join(f"{k}={v}" for k, v in tuned.items() if k != "tuned_recall") or "exact"
-            rows.append({
-                "N": n, "index": kind, "setting": setting, "build s": round(build_s, 2), "tune s": round(tune_s, 2),
-                "1-query ms (1 thread)": round(single, 3), "batched ms/query": round(batched, 4),
-                "recall@10": round(recall_at(found, truth), 4),
-                "GB/s": round(bandwidth, 1) if kind == "flat" else None,
-                "bound ms": round(bound, 3) if kind == "flat" else None,
-                "exact/bound": round(single / bound, 2) if kind == "flat" else None,
-            })
+            rows.append(
+                {
+                    "N": n,
+                    "index": kind,
+                    "setting": setting,
+                    "build s": round(build_s, 2),
+                    "tune s": round(tune_s, 2),
+                    "1-query ms (1 thread)": round(single, 3),
+                    "batched ms/query": round(batched, 4),
+                    "recall@10": round(recall_at(found, truth), 4),
+                    "GB/s": round(bandwidth, 1) if kind == "flat" else None,
+                    "bound ms": round(bound, 3) if kind == "flat" else None,
+                    "exact/bound": round(single / bound, 2) if kind == "flat" else None,
+                }
+            )
             del index
     return rows
 

@@ -33,8 +33,15 @@ import numpy as np
 TITLE = "Web API under load: concurrent clients against `galaxalign serve` on 127.0.0.1"
 CLIENTS, SECONDS = 8, 30.0
 KINDS = ("text", "symbol", "id", "thumbnail")
-WORDS = ("smooth round galaxy", "barred spiral with tight arms", "edge-on disk with a bulge", "two merging galaxies",
-         "cigar shaped", "loose spiral arms", "disturbed")
+WORDS = (
+    "smooth round galaxy",
+    "barred spiral with tight arms",
+    "edge-on disk with a bulge",
+    "two merging galaxies",
+    "cigar shaped",
+    "loose spiral arms",
+    "disturbed",
+)
 
 
 @contextlib.contextmanager
@@ -44,8 +51,13 @@ def serve(index_dir: str | os.PathLike, timeout: float = 120.0) -> Iterator[str]
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "galaxalign", "serve", "--index", str(index_dir), "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "galaxalign", "serve", "--index", str(index_dir), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout
@@ -68,12 +80,17 @@ def serve(index_dir: str | os.PathLike, timeout: float = 120.0) -> Iterator[str]
             proc.wait()
 
 
-def drive(base_url: str, clients: int = CLIENTS, seconds: float = SECONDS, seed: int = 0) -> dict[str, list[tuple[float, int]]]:
+def drive(
+    base_url: str, clients: int = CLIENTS, seconds: float = SECONDS, seed: int = 0
+) -> dict[str, list[tuple[float, int]]]:
     """Run `clients` threads for `seconds`; per kind, each request's (latency in s, status; 0 = no answer)."""
     with httpx.Client(base_url=base_url, timeout=30) as probe:
         galaxies = probe.get("/api/health").json()["galaxies"]
         keys = [c["key"] for c in probe.get("/api/classes").json()["classes"]]
-        ids = [h["id"] for h in probe.get("/api/search/text", params={"q": "galaxy", "k": min(galaxies, 100)}).json()["hits"]]
+        ids = [
+            h["id"]
+            for h in probe.get("/api/search/text", params={"q": "galaxy", "k": min(galaxies, 100)}).json()["hits"]
+        ]
 
     def request(rng: random.Random) -> tuple[str, str, dict]:
         kind = rng.choice(KINDS)
@@ -116,12 +133,16 @@ def summarise(samples: dict[str, list[tuple[float, int]]], seconds: float) -> li
     rows = []
     for kind, group in groups.items():
         latency = np.array([s[0] for s in group]) * 1000
-        rows.append({
-            "kind": kind, "requests": len(group), "errors": sum(status != 200 for _, status in group),
-            "req/s": round(len(group) / seconds, 1),
-            "p50 ms": round(float(np.percentile(latency, 50)), 1) if len(group) else None,
-            "p99 ms": round(float(np.percentile(latency, 99)), 1) if len(group) else None,
-        })
+        rows.append(
+            {
+                "kind": kind,
+                "requests": len(group),
+                "errors": sum(status != 200 for _, status in group),
+                "req/s": round(len(group) / seconds, 1),
+                "p50 ms": round(float(np.percentile(latency, 50)), 1) if len(group) else None,
+                "p99 ms": round(float(np.percentile(latency, 99)), 1) if len(group) else None,
+            }
+        )
     return rows
 
 
@@ -138,15 +159,20 @@ def build_index(folder: Path, backbone: str, per_class: int = 10) -> Path:
     if not data.exists():
         write_synth(data, SynthConfig(per_class=per_class, size=64), progress=False)
     extra = {"image_size": 32, "embed_dim": 32, "symbol_variants": 3} if backbone == "tiny" else {}
-    run_dir = init_run(TrainConfig(data=str(data), out=str(folder / f"run-{backbone}"), method="galaxalign-stage1",
-                                   backbone=backbone, **extra))
+    run_dir = init_run(
+        TrainConfig(
+            data=str(data), out=str(folder / f"run-{backbone}"), method="galaxalign-stage1", backbone=backbone, **extra
+        )
+    )
     run = load_run(run_dir)
     out = folder / f"index-{backbone}"
     build(run, open_dataset(data, scheme=run.scheme), out, progress=False)
     return out
 
 
-def run(clients: int = CLIENTS, seconds: float = SECONDS, backbones: tuple[str, ...] = ("tiny", "packaged")) -> list[dict]:
+def run(
+    clients: int = CLIENTS, seconds: float = SECONDS, backbones: tuple[str, ...] = ("tiny", "packaged")
+) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for backbone in backbones:
@@ -166,8 +192,10 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from run import markdown_table
 
-    print(f"{TITLE}; {args.clients} clients, {args.seconds:g} s, load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} cores\n")
+    print(
+        f"{TITLE}; {args.clients} clients, {args.seconds:g} s, load average {os.getloadavg()[0]:.1f} "
+        f"on {os.cpu_count()} cores\n"
+    )
     print(markdown_table(run(args.clients, args.seconds, tuple(args.backbones))))
 
 

@@ -30,8 +30,9 @@ def run(images_128: int = 1000, images_256: int = 300, workers: int = 0) -> list
             write_synth(Path(tmp) / "bench.h5", config, progress=False)
             seconds = time.perf_counter() - start
         images = per_class * n_classes
-        rows.append({"size": size, "images": images, "seconds": round(seconds, 2),
-                     "images/s": round(images / seconds, 1)})
+        rows.append(
+            {"size": size, "images": images, "seconds": round(seconds, 2), "images/s": round(images / seconds, 1)}
+        )
     return rows
 
 

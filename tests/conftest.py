@@ -16,9 +16,23 @@ def tiny(data, out, **overrides):
     """A TrainConfig for the tiny backbone that trains in seconds."""
     from galaxalign.training import TrainConfig
 
-    values = dict(data=str(data), out=str(out), backbone="tiny", image_size=32, epochs=2, batch_size=12,
-                  lr=2e-3, head_lr=5e-3, trainable_blocks=-1, symbol_variants=3, embed_dim=32, warmup_fraction=0.0,
-                  val_fraction=0.2, test_fraction=0.2, threads=1)
+    values = dict(
+        data=str(data),
+        out=str(out),
+        backbone="tiny",
+        image_size=32,
+        epochs=2,
+        batch_size=12,
+        lr=2e-3,
+        head_lr=5e-3,
+        trainable_blocks=-1,
+        symbol_variants=3,
+        embed_dim=32,
+        warmup_fraction=0.0,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        threads=1,
+    )
     values.update(overrides)
     return TrainConfig(**values)
 

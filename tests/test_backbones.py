@@ -125,11 +125,13 @@ def test_packaged_embeds_offline(packaged):
 
 
 def test_minilm_sentence_similarity(packaged):
-    tokens = packaged.tokenize([
-        "a spiral galaxy with two bright arms",
-        "a galaxy with spiral arms",
-        "the stock market fell sharply on monday",
-    ])
+    tokens = packaged.tokenize(
+        [
+            "a spiral galaxy with two bright arms",
+            "a galaxy with spiral arms",
+            "the stock market fell sharply on monday",
+        ]
+    )
     with torch.no_grad():
         emb = F.normalize(packaged.text_encoder(**tokens), dim=-1)
     assert emb[0] @ emb[1] > emb[0] @ emb[2] + 0.3
@@ -161,10 +163,12 @@ def _photo(package: str, relpath: str) -> torch.Tensor:
 
 def test_effnet_imagenet_weights_classify_photos():
     net = load_efficientnet_pytorch(packaged_file(*backbones._EFFNET), classifier=True)  # strict load
-    pixels = torch.stack([
-        _photo("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
-        _photo("sklearn", "datasets/images/flower.jpg"),
-    ])
+    pixels = torch.stack(
+        [
+            _photo("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+            _photo("sklearn", "datasets/images/flower.jpg"),
+        ]
+    )
     with torch.no_grad():
         top1 = net.logits(pixels).argmax(dim=-1).tolist()
     assert top1 == [652, 985]  # ImageNet "military uniform", "daisy"
@@ -194,17 +198,35 @@ def _tiny_clip_folder(folder: Path) -> torch.nn.Module:
     vocab = {tok: i for i, tok in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
     torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=24, bos_token_id=vocab["<|startoftext|>"],
-                         eos_token_id=vocab["<|endoftext|>"], pad_token_id=vocab["<|endoftext|>"]),
-        vision_config=dict(hidden_size=48, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
-        projection_dim=16,
-    ))
+    model = CLIPModel(
+        CLIPConfig(
+            text_config=dict(
+                vocab_size=len(vocab),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                max_position_embeddings=24,
+                bos_token_id=vocab["<|startoftext|>"],
+                eos_token_id=vocab["<|endoftext|>"],
+                pad_token_id=vocab["<|endoftext|>"],
+            ),
+            vision_config=dict(
+                hidden_size=48,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+            ),
+            projection_dim=16,
+        )
+    )
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.4, 0.5, 0.6]}))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.1, 0.2, 0.3], "image_std": [0.4, 0.5, 0.6]})
+    )
     return model.eval()
 
 
@@ -264,7 +286,7 @@ def test_register_backbone(monkeypatch):
 def _freeze_all_but(blocks, n: int) -> None:
     for block in blocks:
         block.requires_grad_(False)
-    for block in blocks[len(blocks) - n:]:
+    for block in blocks[len(blocks) - n :]:
         block.requires_grad_(True)
 
 

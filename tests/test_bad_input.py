@@ -36,8 +36,11 @@ from galaxalign.data import MAX_PIXELS, decode_image_bytes, open_dataset
 from galaxalign.errors import GalaxAlignError
 
 # 30 examples per property keeps the file fast; GALAXALIGN_FUZZ_EXAMPLES=2000 digs deeper.
-FAST = settings(max_examples=int(os.environ.get("GALAXALIGN_FUZZ_EXAMPLES", 30)), deadline=None,
-                suppress_health_check=list(HealthCheck))
+FAST = settings(
+    max_examples=int(os.environ.get("GALAXALIGN_FUZZ_EXAMPLES", 30)),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def check_rgb(image: np.ndarray) -> None:
@@ -62,8 +65,24 @@ def decodes_or_refuses(data: bytes, name: str) -> np.ndarray | None:
 def _saveable() -> list[tuple[str, str]]:
     """Every (PIL mode, format) pair PIL can write: the modes a user's file can arrive in."""
     pairs = []
-    for mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "I", "I;16",
-                 "I;16B", "F"):
+    for mode in (
+        "1",
+        "L",
+        "LA",
+        "P",
+        "PA",
+        "RGB",
+        "RGBA",
+        "RGBX",
+        "CMYK",
+        "YCbCr",
+        "LAB",
+        "HSV",
+        "I",
+        "I;16",
+        "I;16B",
+        "F",
+    ):
         for fmt in ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP"):
             with contextlib.suppress(Exception):
                 Image.new(mode, (2, 2)).save(io.BytesIO(), format=fmt)
@@ -79,7 +98,9 @@ def encode(mode: str, fmt: str, height: int, width: int, seed: int) -> bytes:
     image = Image.fromarray(noise, "RGBA")
     if mode in ("I", "I;16", "I;16B", "F"):  # deep modes: fill with their own range, not 8-bit values
         deep = (noise[:, :, 0].astype(np.int32) << 8) | noise[:, :, 1]
-        image = Image.fromarray(deep.astype(np.float32) if mode == "F" else deep.astype(np.int32), "F" if mode == "F" else "I")
+        image = Image.fromarray(
+            deep.astype(np.float32) if mode == "F" else deep.astype(np.int32), "F" if mode == "F" else "I"
+        )
         if mode.startswith("I;16"):
             image = image.convert(mode)
     else:
@@ -99,8 +120,12 @@ def test_every_pil_mode_decodes_to_rgb8(pair, height, width, seed):
 
 
 @FAST
-@given(pair=st.sampled_from(SAVEABLE), seed=st.integers(0, 2**16), cut=st.floats(0, 1, exclude_max=True),
-       flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), max_size=4))
+@given(
+    pair=st.sampled_from(SAVEABLE),
+    seed=st.integers(0, 2**16),
+    cut=st.floats(0, 1, exclude_max=True),
+    flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)), max_size=4),
+)
 def test_truncated_or_corrupted_images_decode_or_refuse(pair, seed, cut, flips):
     mode, fmt = pair
     data = bytearray(encode(mode, fmt, 12, 16, seed))
@@ -109,13 +134,26 @@ def test_truncated_or_corrupted_images_decode_or_refuse(pair, seed, cut, flips):
     decodes_or_refuses(bytes(data[: max(1, int(cut * len(data)))] if cut else data), f"x.{fmt.lower()}")
 
 
-MAGIC = [b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF89a", b"II*\x00", b"MM\x00*", b"BM", b"RIFF\x00\x00\x00\x00WEBP",
-         b"SIMPLE  =                    T", b"\x1f\x8b"]
+MAGIC = [
+    b"",
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",
+    b"BM",
+    b"RIFF\x00\x00\x00\x00WEBP",
+    b"SIMPLE  =                    T",
+    b"\x1f\x8b",
+]
 
 
 @FAST
-@given(magic=st.sampled_from(MAGIC), body=st.binary(max_size=600),
-       name=st.sampled_from(["x.png", "x.jpg", "x.fits", "x.fits.gz", "x.fz", "x.tif", "upload"]))
+@given(
+    magic=st.sampled_from(MAGIC),
+    body=st.binary(max_size=600),
+    name=st.sampled_from(["x.png", "x.jpg", "x.fits", "x.fits.gz", "x.fz", "x.tif", "upload"]),
+)
 def test_random_bytes_decode_or_refuse(magic, body, name):
     decodes_or_refuses(magic + body, name)
 
@@ -129,8 +167,12 @@ def png_claiming(width: int, height: int, idat: bytes, bit_depth: int = 8, colou
 
 
 @FAST
-@given(width=st.integers(1, 200_000), height=st.integers(1, 200_000), depth=st.sampled_from([(8, 2), (16, 0), (16, 2), (8, 6)]),
-       idat=st.binary(max_size=200))
+@given(
+    width=st.integers(1, 200_000),
+    height=st.integers(1, 200_000),
+    depth=st.sampled_from([(8, 2), (16, 0), (16, 2), (8, 6)]),
+    idat=st.binary(max_size=200),
+)
 def test_huge_declared_dimensions_are_refused_before_decoding(width, height, depth, idat):
     if width * height <= MAX_PIXELS:
         assume(width * height * 8 < 50_000_000)  # a real image of that size would be decoded: keep it small
@@ -163,7 +205,9 @@ def _fits_array(dtype) -> st.SearchStrategy:
     return hnp.arrays(dtype, hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6), elements=floats)
 
 
-FITS_ARRAYS = st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.int64, np.uint8, np.uint16]).flatmap(_fits_array)
+FITS_ARRAYS = st.sampled_from([np.float32, np.float64, np.int16, np.int32, np.int64, np.uint8, np.uint16]).flatmap(
+    _fits_array
+)
 
 
 @st.composite
@@ -237,9 +281,25 @@ def workdir(tmp_path_factory):
     return root
 
 
-H5_FAULTS = ("no-images", "no-ans", "images-dtype", "images-shape", "ans-dtype", "ans-shape", "ans-range", "extra-keys",
-             "empty", "ra-strings", "ra-length", "ids-2d", "ids-numbers", "params-dataset", "params-strings",
-             "images-group", "zero-size")
+H5_FAULTS = (
+    "no-images",
+    "no-ans",
+    "images-dtype",
+    "images-shape",
+    "ans-dtype",
+    "ans-shape",
+    "ans-range",
+    "extra-keys",
+    "empty",
+    "ra-strings",
+    "ra-length",
+    "ids-2d",
+    "ids-numbers",
+    "params-dataset",
+    "params-strings",
+    "images-group",
+    "zero-size",
+)
 
 
 @st.composite
@@ -248,7 +308,10 @@ def h5_layouts(draw) -> dict:
     n = draw(st.integers(1, 4))
     faults = draw(st.sets(st.sampled_from(H5_FAULTS), max_size=3))
     rng = np.random.default_rng(draw(st.integers(0, 99)))
-    keys: dict = {"images": rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8), "ans": rng.integers(0, 10, n).astype(np.uint8)}
+    keys: dict = {
+        "images": rng.integers(0, 256, (n, 6, 5, 3), dtype=np.uint8),
+        "ans": rng.integers(0, 10, n).astype(np.uint8),
+    }
     if "empty" in faults:
         keys = {"images": np.zeros((0, 6, 5, 3), np.uint8), "ans": np.zeros(0, np.uint8)}
     if "images-dtype" in faults:
@@ -307,11 +370,15 @@ def test_h5_schema_variants_open_or_name_the_file(workdir, layout):
 
 
 CELLS = st.one_of(
-    st.integers(-3, 12), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-3, 12),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["", " ", "cigar_smooth", "Merging Galaxies", "smooth_round", "nope", "1e400", "NaN", "-1"]),
     st.text(max_size=8),
 )
-PATHS = st.one_of(st.sampled_from(["g0.png", "missing.png", "", ".", "sub", "notes.png", "../g0.png"]), st.text(max_size=10))
+PATHS = st.one_of(
+    st.sampled_from(["g0.png", "missing.png", "", ".", "sub", "notes.png", "../g0.png"]), st.text(max_size=10)
+)
 
 
 def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
@@ -329,13 +396,22 @@ def test_path_label_tables_open_or_name_the_file(workdir, rows, with_id):
     opens_or_refuses(path)
 
 
-CATALOG_COLUMNS = ("file_loc", "summary", "ra", "dec", "smooth-or-featured_smooth_fraction",
-                   "smooth-or-featured_featured-or-disk_fraction", "id_str")
+CATALOG_COLUMNS = (
+    "file_loc",
+    "summary",
+    "ra",
+    "dec",
+    "smooth-or-featured_smooth_fraction",
+    "smooth-or-featured_featured-or-disk_fraction",
+    "id_str",
+)
 
 
 @FAST
-@given(columns=st.sets(st.sampled_from(CATALOG_COLUMNS[1:]), max_size=6),
-       rows=st.lists(st.tuples(PATHS, *[CELLS] * 6), min_size=1, max_size=4))
+@given(
+    columns=st.sets(st.sampled_from(CATALOG_COLUMNS[1:]), max_size=6),
+    rows=st.lists(st.tuples(PATHS, *[CELLS] * 6), min_size=1, max_size=4),
+)
 def test_catalogues_open_or_name_the_file(workdir, columns, rows):
     path = workdir / "catalogue.csv"
     keep = [0] + [i for i, c in enumerate(CATALOG_COLUMNS) if c in columns]
@@ -346,15 +422,28 @@ def test_catalogues_open_or_name_the_file(workdir, columns, rows):
 # ---------------------------------------------------------------- the web API
 
 
-GET_ROUTES = ["/api/search/text", "/api/search/symbol", "/api/search/id", "/api/health", "/api/classes",
-              "/api/thumbnail/0.png", "/api/symbol/merging.png", "/", "/static/app.js"]
+GET_ROUTES = [
+    "/api/search/text",
+    "/api/search/symbol",
+    "/api/search/id",
+    "/api/health",
+    "/api/classes",
+    "/api/thumbnail/0.png",
+    "/api/symbol/merging.png",
+    "/",
+    "/static/app.js",
+]
 ALL_ROUTES = GET_ROUTES + ["/api/search/image", "/api/search/sketch", "/api/nowhere"]
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-PARAMS = st.dictionaries(st.sampled_from(["q", "k", "cls", "id", "file"]) | st.text(max_size=4),
-                         st.text(max_size=40) | st.integers().map(str) | st.sampled_from(["0", "101", "-1", "1e3", "merging"]),
-                         max_size=4)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+PARAMS = st.dictionaries(
+    st.sampled_from(["q", "k", "cls", "id", "file"]) | st.text(max_size=4),
+    st.text(max_size=40) | st.integers().map(str) | st.sampled_from(["0", "101", "-1", "1e3", "merging"]),
+    max_size=4,
+)
 
 
 @FAST
@@ -372,18 +461,25 @@ def test_random_json_bodies_never_5xx(client, route, body, method):
 
 
 @FAST
-@given(kind=st.sampled_from(["image", "sketch"]), data=st.binary(max_size=3000),
-       filename=st.text(max_size=30) | st.sampled_from(["../../etc/passwd", "/etc/passwd", "C:\\x.fits", "a.fits.gz"]),
-       content_type=st.sampled_from(["image/png", "application/octet-stream", "text/plain", "image/fits"]),
-       field=st.sampled_from(["file", "image", ""]), k=st.sampled_from(["5", "0", "x", "100000"]))
+@given(
+    kind=st.sampled_from(["image", "sketch"]),
+    data=st.binary(max_size=3000),
+    filename=st.text(max_size=30) | st.sampled_from(["../../etc/passwd", "/etc/passwd", "C:\\x.fits", "a.fits.gz"]),
+    content_type=st.sampled_from(["image/png", "application/octet-stream", "text/plain", "image/fits"]),
+    field=st.sampled_from(["file", "image", ""]),
+    k=st.sampled_from(["5", "0", "x", "100000"]),
+)
 def test_random_uploads_never_5xx(client, kind, data, filename, content_type, field, k):
     response = client.post(f"/api/search/{kind}", params={"k": k}, files={field: (filename, data, content_type)})
     assert response.status_code < 500 and isinstance(response.json()["detail"], str)
 
 
 @FAST
-@given(kind=st.sampled_from(["image", "sketch"]), boundary=st.text("abcXYZ019-_", min_size=1, max_size=20),
-       body=st.binary(max_size=2000))
+@given(
+    kind=st.sampled_from(["image", "sketch"]),
+    boundary=st.text("abcXYZ019-_", min_size=1, max_size=20),
+    body=st.binary(max_size=2000),
+)
 def test_random_multipart_bodies_never_5xx(client, kind, boundary, body):
     headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
     framed = f"--{boundary}\r\n".encode() + body if body[:1] != b"-" else body
@@ -418,8 +514,30 @@ def opened_files():
     return record
 
 
-TRAVERSAL = st.lists(st.sampled_from(["..", "/", "%2F", "%2e%2e", "\\", "%5C", "etc", "passwd", "app.py", "pyproject.toml",
-                                      "%00", ".", "~", "index.html", "0", "merging"]), min_size=1, max_size=8).map("".join)
+TRAVERSAL = st.lists(
+    st.sampled_from(
+        [
+            "..",
+            "/",
+            "%2F",
+            "%2e%2e",
+            "\\",
+            "%5C",
+            "etc",
+            "passwd",
+            "app.py",
+            "pyproject.toml",
+            "%00",
+            ".",
+            "~",
+            "index.html",
+            "0",
+            "merging",
+        ]
+    ),
+    min_size=1,
+    max_size=8,
+).map("".join)
 
 
 def raw_get(app, raw_path: str, redirects: int = 3) -> int:
@@ -434,9 +552,20 @@ def raw_get(app, raw_path: str, redirects: int = 3) -> int:
     async def send(message: dict) -> None:
         messages.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": urllib.parse.unquote(raw_path), "raw_path": raw_path.encode(), "root_path": "", "query_string": b"",
-             "headers": [(b"host", b"testserver")], "server": ("testserver", 80), "client": ("127.0.0.1", 5000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": urllib.parse.unquote(raw_path),
+        "raw_path": raw_path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 5000),
+    }
     asyncio.run(app(scope, receive, send))
     start = next(m for m in messages if m["type"] == "http.response.start")
     if start["status"] in (301, 302, 307, 308) and redirects:
@@ -468,11 +597,17 @@ def test_uploads_open_no_file_whatever_their_name(client, opened_files):
 
 def test_routes_take_only_integers_or_known_keys(app, client):
     """Each path parameter is an int (a row) or a key looked up in an in-memory table, never a path."""
-    params = {route.path: [(p.name, p.field_info.annotation) for p in route.dependant.path_params]
-              for route in app.routes if hasattr(route, "dependant")}
+    params = {
+        route.path: [(p.name, p.field_info.annotation) for p in route.dependant.path_params]
+        for route in app.routes
+        if hasattr(route, "dependant")
+    }
     with_params = {path: p for path, p in params.items() if p}
-    assert with_params == {"/api/thumbnail/{row}.png": [("row", int)], "/api/symbol/{class_key}.png": [("class_key", str)],
-                           "/static/{name}": [("name", str)]}
+    assert with_params == {
+        "/api/thumbnail/{row}.png": [("row", int)],
+        "/api/symbol/{class_key}.png": [("class_key", str)],
+        "/static/{name}": [("name", str)],
+    }
     service = app.state.service
     assert set(service.symbols) == set(service.run.scheme.keys)
     assert all(isinstance(png, bytes) for png in service.symbols.values())
@@ -484,7 +619,9 @@ def test_routes_take_only_integers_or_known_keys(app, client):
 def test_serve_help_says_it_binds_to_this_machine(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--help"])
-    assert "--host HOST address to bind (default 127.0.0.1: this machine only)" in " ".join(capsys.readouterr().out.split())
+    assert "--host HOST address to bind (default 127.0.0.1: this machine only)" in " ".join(
+        capsys.readouterr().out.split()
+    )
 
 
 SOURCES = sorted(Path(galaxalign.__file__).parent.rglob("*.py"))
@@ -515,6 +652,8 @@ def test_no_code_path_unpickles():
                     flag = keywords.get("weights_only")
                     assert isinstance(flag, ast.Constant) and flag.value is True, f"{path}:{node.lineno}"
                 if name in ("np.load", "numpy.load"):
-                    assert not (isinstance(keywords.get("allow_pickle"), ast.Constant) and keywords["allow_pickle"].value), path
+                    assert not (
+                        isinstance(keywords.get("allow_pickle"), ast.Constant) and keywords["allow_pickle"].value
+                    ), path
                 assert not name.endswith("read_pickle"), f"{path}:{node.lineno}"
     assert torch_loads == sum(p.read_text().count("torch.load(") for p in SOURCES) >= 1

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import EASY_CLASSES, easy_image
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import paired_gap
@@ -13,14 +14,35 @@ from galaxalign.jobs.benchmark import claim_check, epochs_for
 from galaxalign.jobs.config import ALL_METHODS, BenchmarkConfig
 from galaxalign.training import METHODS, TrainConfig
 
-from conftest import EASY_CLASSES, easy_image
-
 
 def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, capsys):
     out = tmp_path / "bench"
-    args = ["benchmark", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--image-size", "32",
-            "--label-fractions", "1.0,0.25", "--seeds", "0", "--epochs", "1", "--min-steps", "2",
-            "--batch-size", "12", "--trainable-blocks", "-1", "--lr", "1e-3", "--quiet"]
+    args = [
+        "benchmark",
+        "--data",
+        str(easy_h5),
+        "--out",
+        str(out),
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "32",
+        "--label-fractions",
+        "1.0,0.25",
+        "--seeds",
+        "0",
+        "--epochs",
+        "1",
+        "--min-steps",
+        "2",
+        "--batch-size",
+        "12",
+        "--trainable-blocks",
+        "-1",
+        "--lr",
+        "1e-3",
+        "--quiet",
+    ]
     assert main(args) == 0
     results = json.loads((out / "results.json").read_text())
     rows = results["rows"]
@@ -54,6 +76,7 @@ def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, caps
     predictions.unlink()
     assert main(args) == 0
     assert before == {p: p.stat().st_mtime for p in (out / "runs").glob("*/model.safetensors")}
+
     def untimed(table):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in table]
 
@@ -62,9 +85,39 @@ def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, caps
 
 def test_alignment_settings_reach_every_run(easy_h5, tmp_path):
     out = tmp_path / "bench"
-    assert main(["benchmark", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--image-size", "32",
-                 "--methods", "galaxalign", "--label-fractions", "1.0", "--seeds", "0", "--epochs", "1",
-                 "--min-steps", "1", "--batch-size", "12", "--targets", "multi", "--symbol-variants", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--data",
+                str(easy_h5),
+                "--out",
+                str(out),
+                "--backbone",
+                "tiny",
+                "--image-size",
+                "32",
+                "--methods",
+                "galaxalign",
+                "--label-fractions",
+                "1.0",
+                "--seeds",
+                "0",
+                "--epochs",
+                "1",
+                "--min-steps",
+                "1",
+                "--batch-size",
+                "12",
+                "--targets",
+                "multi",
+                "--symbol-variants",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     run_config = json.loads((out / "runs" / "galaxalign_f1_s0" / "config.json").read_text())
     assert (run_config["targets"], run_config["symbol_variants"]) == ("multi", 2)
     assert "multi contrastive targets, 2 symbols per class" in (out / "results.md").read_text()
@@ -81,21 +134,47 @@ def test_separate_test_file_validation_only_and_step_budgets(easy_h5, tmp_path):
     with h5py.File(heldout, "w") as f:
         f["images"] = np.stack([easy_image(int(c), rng) for c in labels])
         f["ans"] = labels
-    common = ["--data", str(easy_h5), "--backbone", "tiny", "--image-size", "32", "--methods",
-              "supervised,galaxalign,linear-probe", "--label-fractions", "0.5", "--seeds", "0",
-              "--batch-size", "12", "--trainable-blocks", "-1", "--lr", "1e-3", "--quiet"]
+    common = [
+        "--data",
+        str(easy_h5),
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "32",
+        "--methods",
+        "supervised,galaxalign,linear-probe",
+        "--label-fractions",
+        "0.5",
+        "--seeds",
+        "0",
+        "--batch-size",
+        "12",
+        "--trainable-blocks",
+        "-1",
+        "--lr",
+        "1e-3",
+        "--quiet",
+    ]
     out = tmp_path / "val"
     assert main(["benchmark", "--out", str(out), "--steps", "3,6", "--validation-only", *common]) == 0
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert sorted((r["method"], r["steps_budget"]) for r in rows) == [
-        ("galaxalign", 3), ("galaxalign", 6), ("supervised", 3), ("supervised", 6)]
+        ("galaxalign", 3),
+        ("galaxalign", 6),
+        ("supervised", 3),
+        ("supervised", 6),
+    ]
     assert all("accuracy" not in r and 0 <= r["val_accuracy"] <= 1 and r["steps"] >= r["steps_budget"] for r in rows)
     assert not (out / "test_readings.jsonl").exists() and not list(out.glob("runs/*/eval-*"))
     assert "Validation only: the test set was not read" in (out / "results.md").read_text()
 
     out = tmp_path / "held"
-    assert main(["benchmark", "--out", str(out), "--epochs", "1", "--min-steps", "2", "--test-data", str(heldout),
-                 *common]) == 0
+    assert (
+        main(
+            ["benchmark", "--out", str(out), "--epochs", "1", "--min-steps", "2", "--test-data", str(heldout), *common]
+        )
+        == 0
+    )
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["method"] for r in rows} == {"supervised", "galaxalign", "linear-probe"}
     for row in rows:
@@ -108,21 +187,29 @@ def test_separate_test_file_validation_only_and_step_budgets(easy_h5, tmp_path):
     assert sorted(r["run"] for r in readings) == ["galaxalign_f0.5_s0", "supervised_f0.5_s0"]
     assert all(r["galaxies"] == 15 and r["test"].endswith("heldout.h5") for r in readings)
     assert "separate test file `heldout.h5` (15)" in (out / "results.md").read_text()
-    assert main(["benchmark", "--out", str(out), "--epochs", "1", "--min-steps", "2", "--test-data", str(heldout),
-                 *common]) == 0  # resumed: nothing read again
+    assert (
+        main(
+            ["benchmark", "--out", str(out), "--epochs", "1", "--min-steps", "2", "--test-data", str(heldout), *common]
+        )
+        == 0
+    )  # resumed: nothing read again
     assert len((out / "test_readings.jsonl").read_text().splitlines()) == 2
 
 
 def test_budget_gives_few_label_runs_enough_steps():
-    config = BenchmarkConfig(data="x", out="y", min_steps=30, train=TrainConfig(data="", out="", epochs=3, batch_size=32))
+    config = BenchmarkConfig(
+        data="x", out="y", min_steps=30, train=TrainConfig(data="", out="", epochs=3, batch_size=32)
+    )
     assert epochs_for(config, 1600) == 3  # 50 steps per epoch already
     assert epochs_for(config, 16) == 30  # one step per epoch: raised to 30 steps
     assert epochs_for(config, 1600, steps=75) == 2 and epochs_for(config, 16, steps=75) == 75  # whole epochs
 
 
 def _rows(method, per_seed):
-    return [{"method": method, "label_fraction": 0.1, "seed": seed, "correct": list(correct)}
-            for seed, correct in enumerate(per_seed)]
+    return [
+        {"method": method, "label_fraction": 0.1, "seed": seed, "correct": list(correct)}
+        for seed, correct in enumerate(per_seed)
+    ]
 
 
 def test_paired_gap_by_hand():
@@ -142,7 +229,9 @@ def test_claim_check_is_paired_over_galaxies_and_seeds():
     assert "ties with (within the uncertainty) supervised" in lines[0]
     assert "right where supervised was wrong 3 times, the reverse 0 times (2 seeds × 4 galaxies)" in lines[0]
     # The same pattern over 100 galaxies: the interval narrows and the gap counts.
-    lines = claim_check(_rows("galaxalign", [row * 25 for row in ours]) + _rows("supervised", [row * 25 for row in supervised]))
+    lines = claim_check(
+        _rows("galaxalign", [row * 25 for row in ours]) + _rows("supervised", [row * 25 for row in supervised])
+    )
     assert "beats supervised" in lines[0]
     # Pairing: the two methods agree on 92 of 100 galaxies and galaxalign alone gets 8 more.
     # Independent errors of 0.78 and 0.70 on 100 galaxies (about ±0.12 at 95 %) would call

@@ -243,7 +243,7 @@ def test_pil_modes_become_rgb8():
     rgba = np.dstack([rgb, np.where(np.arange(16) < 8, 0, 255).astype(np.uint8)[None, :].repeat(16, 0)])
     out = decode_image_bytes(png_bytes(rgba), "a.png")
     assert (out[:, :8] == 0).all() and (out[:, 8:] == rgb[:, 8:]).all()  # transparent -> black sky
-    deep = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)  # 16-bit greyscale, full range
+    deep = np.arange(256, dtype=np.uint16).reshape(16, 16) * 257  # 16-bit greyscale, full range
     out = decode_image_bytes(png_bytes(deep), "deep.png")
     np.testing.assert_array_equal(out[..., 0], np.arange(256).reshape(16, 16))
     flt = decode_image_bytes(_tiff(Image.fromarray(rng.normal(size=(16, 16)).astype(np.float32))), "f.tif")

@@ -12,8 +12,17 @@ def test_quick_demo_writes_a_self_contained_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "report:" in printed and f"galaxalign serve --index {out / 'index'}" in printed
     html = (out / "report.html").read_text()
-    for heading in ("Results on the test split", "Reading the results", "Schematic symbols", "Example galaxies",
-                    "Training", "Confusion matrices", "The shared space", "Similarity search", "Try it yourself"):
+    for heading in (
+        "Results on the test split",
+        "Reading the results",
+        "Schematic symbols",
+        "Example galaxies",
+        "Training",
+        "Confusion matrices",
+        "The shared space",
+        "Similarity search",
+        "Try it yourself",
+    ):
         assert f"<h2>{heading}</h2>" in html
     sources = re.findall(r'<img src="([^"]+)"', html)
     assert len(sources) >= 9 and all(s.startswith("data:image/png;base64,") for s in sources)

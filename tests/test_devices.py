@@ -37,8 +37,10 @@ def one_line_error(capsys, argv) -> str:
 @no_cuda
 def test_train_on_cuda_without_cuda_writes_nothing(easy_h5, tmp_path, capsys):
     out = tmp_path / "run"
-    err = one_line_error(capsys, ["train", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny",
-                                  "--device", "cuda", "--quiet"])
+    err = one_line_error(
+        capsys,
+        ["train", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--device", "cuda", "--quiet"],
+    )
     assert "CUDA is not available" in err
     assert not out.exists()
 

@@ -126,8 +126,13 @@ def brute_force(q, q_labels, d, d_labels, k, q_attrs=None, d_attrs=None, q_ids=N
         dcg = sum(g / math.log2(n + 2) for n, g in enumerate(gains[:k]))
         ideal = sum(g / math.log2(n + 2) for n, g in enumerate(sorted(gains, reverse=True)[:k]))
         totals["ndcg"].append(dcg / ideal)
-    return {f"map@{k}": np.mean(totals["ap"]), f"precision@{k}": np.mean(totals["p"]),
-            f"recall@{k}": np.mean(totals["r"]), f"ndcg@{k}": np.mean(totals["ndcg"]), "n_queries": len(totals["ap"])}
+    return {
+        f"map@{k}": np.mean(totals["ap"]),
+        f"precision@{k}": np.mean(totals["p"]),
+        f"recall@{k}": np.mean(totals["r"]),
+        f"ndcg@{k}": np.mean(totals["ndcg"]),
+        "n_queries": len(totals["ap"]),
+    }
 
 
 @pytest.mark.parametrize("graded", [False, True])
@@ -164,15 +169,44 @@ def test_retrieval_self_exclusion_matches_brute_force():
 @pytest.fixture(scope="module")
 def run_dir(easy_h5, tmp_path_factory):
     """A two-stage GalaxAlign run, so every scoring mode has something to score with."""
-    config = TrainConfig(data=str(easy_h5), out=str(tmp_path_factory.mktemp("runs") / "ga"), method="galaxalign",
-                         backbone="tiny", image_size=32, epochs=2, stage1_fraction=0.5, batch_size=12, lr=2e-3,
-                         head_lr=5e-3, trainable_blocks=-1, symbol_variants=3, embed_dim=32, warmup_fraction=0.0,
-                         val_fraction=0.2, test_fraction=0.2, threads=1)
+    config = TrainConfig(
+        data=str(easy_h5),
+        out=str(tmp_path_factory.mktemp("runs") / "ga"),
+        method="galaxalign",
+        backbone="tiny",
+        image_size=32,
+        epochs=2,
+        stage1_fraction=0.5,
+        batch_size=12,
+        lr=2e-3,
+        head_lr=5e-3,
+        trainable_blocks=-1,
+        symbol_variants=3,
+        embed_dim=32,
+        warmup_fraction=0.0,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        threads=1,
+    )
     return train(config, progress=False)
 
 
-REQUIRED = ("accuracy", "macro_f1", "per_class", "confusion", "map@10", "precision@10", "recall@10", "ndcg@10",
-            "scoring", "split", "n", "run", "fingerprint", "accuracy_by_mode")
+REQUIRED = (
+    "accuracy",
+    "macro_f1",
+    "per_class",
+    "confusion",
+    "map@10",
+    "precision@10",
+    "recall@10",
+    "ndcg@10",
+    "scoring",
+    "split",
+    "n",
+    "run",
+    "fingerprint",
+    "accuracy_by_mode",
+)
 
 
 def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
@@ -214,8 +248,23 @@ def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
 
 
 def test_cli_evaluate_summary_and_mismatched_dataset(run_dir, easy_h5, tmp_path, capsys):
-    assert main(["evaluate", "--run", str(run_dir), "--data", str(easy_h5), "--split", "train",
-                 "--out", str(tmp_path / "tr"), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--run",
+                str(run_dir),
+                "--data",
+                str(easy_h5),
+                "--split",
+                "train",
+                "--out",
+                str(tmp_path / "tr"),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "accuracy" in out and "mAP@10" in out and "nDCG@10" in out and str(tmp_path / "tr" / "metrics.json") in out
     other = tmp_path / "other.h5"

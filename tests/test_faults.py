@@ -54,8 +54,14 @@ def _default_ctrl_c() -> None:
 
 
 def galaxalign(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "galaxalign", *args], env=ENV, preexec_fn=_default_ctrl_c,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "galaxalign", *args],
+        env=ENV,
+        preexec_fn=_default_ctrl_c,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 60) -> None:
@@ -147,10 +153,14 @@ def test_train_killed_then_resumed_matches_an_uninterrupted_run(easy_h5, tmp_pat
     straight = train(tiny(easy_h5, tmp_path / "straight", **config), progress=False)
     a, b = checkpoint_weights(straight), checkpoint_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
     # The log is cut back to the checkpoint before the redone steps are written: each step once.
     def log(run_dir):
-        return [{k: v for k, v in r.items() if k != "images_per_s"}
-                for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]
+        return [
+            {k: v for k, v in r.items() if k != "images_per_s"}
+            for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        ]
+
     assert log(killed) == log(straight)
     lines = (killed / "metrics.jsonl").read_text().splitlines()
     assert lines[:2] == before[:2]  # timings included: the steps before the checkpoint were not redone
@@ -173,7 +183,9 @@ def test_index_failing_mid_build_keeps_the_previous_index(run_dir, easy_h5, inde
             return super()._image(i)
 
     with pytest.raises(RuntimeError, match="disk went away"):
-        build_index(run, Failing(open_dataset(easy_h5, scheme=run.scheme), range(40)), out, batch_size=8, progress=False)
+        build_index(
+            run, Failing(open_dataset(easy_h5, scheme=run.scheme), range(40)), out, batch_size=8, progress=False
+        )
     assert snapshot(out) == before
     assert temp_names(tmp_path, "idx") == []  # an exception cleans its temporary folder up
     assert len(GalaxyIndex.load(out)) == 30
@@ -187,8 +199,12 @@ def test_index_killed_mid_build_keeps_the_previous_index(run_dir, easy_h5, index
     out = tmp_path / "idx"
     shutil.copytree(index_dir, out)
     before = snapshot(out)
-    proc = galaxalign("index", "--run", str(run_dir), "--data", str(big), "--out", str(out), "--batch-size", "1", "--quiet")
-    wait_for(proc, lambda: any((t / "embeddings.npy").exists() for t in temp_names(tmp_path, "idx")), "the build to start")
+    proc = galaxalign(
+        "index", "--run", str(run_dir), "--data", str(big), "--out", str(out), "--batch-size", "1", "--quiet"
+    )
+    wait_for(
+        proc, lambda: any((t / "embeddings.npy").exists() for t in temp_names(tmp_path, "idx")), "the build to start"
+    )
     time.sleep(0.5)
     assert interrupt(proc, signal.SIGKILL) == -signal.SIGKILL
     assert snapshot(out) == before
@@ -259,7 +275,9 @@ def test_weights_changed_after_indexing_are_refused_by_search(run_dir, index_dir
     data = bytearray(weights.read_bytes())
     data[-100:-50] = bytes(b ^ 0xFF for b in data[-100:-50])
     weights.write_bytes(bytes(data))
-    assert "built by run" in cli_error(capsys, "search", "--index", str(index_dir), "--run", str(run), "--text", "spiral")
+    assert "built by run" in cli_error(
+        capsys, "search", "--index", str(index_dir), "--run", str(run), "--text", "spiral"
+    )
 
 
 @pytest.mark.parametrize("name", ["index.faiss", "embeddings.npy", "manifest.json", "meta.npz", "thumbnails.npy"])
@@ -297,7 +315,9 @@ def h5_variant(path: Path, how: str, source: Path) -> None:
 def test_bad_h5_is_a_one_line_error(easy_h5, tmp_path, capsys, how):
     bad = tmp_path / "bad.h5"
     h5_variant(bad, how, easy_h5)
-    err = cli_error(capsys, "train", "--data", str(bad), "--out", str(tmp_path / "run"), "--backbone", "tiny", "--quiet")
+    err = cli_error(
+        capsys, "train", "--data", str(bad), "--out", str(tmp_path / "run"), "--backbone", "tiny", "--quiet"
+    )
     assert str(bad) in err
     assert not (tmp_path / "run" / "config.json").exists()  # so the same --out works once the data is fixed
 
@@ -311,6 +331,8 @@ def test_h5_with_a_damaged_compressed_chunk_is_a_one_line_error(run_dir, tmp_pat
         offset = f["images"].id.get_chunk_info(5).byte_offset
     raw[offset + 10 : offset + 60] = bytes(50)
     data.write_bytes(bytes(raw))
-    err = cli_error(capsys, "index", "--run", str(run_dir), "--data", str(data), "--out", str(tmp_path / "idx"), "--quiet")
+    err = cli_error(
+        capsys, "index", "--run", str(run_dir), "--data", str(data), "--out", str(tmp_path / "idx"), "--quiet"
+    )
     assert "sim.h5: key 'images': image 5 unreadable" in err
     assert not (tmp_path / "idx").exists() and temp_names(tmp_path, "idx") == []

@@ -39,6 +39,8 @@ def test_concurrent_clients_get_only_200s(index_dir, capsys):
         samples = bench_serve.drive(url, clients=CLIENTS, seconds=SECONDS)
     rows = bench_serve.summarise(samples, SECONDS)
     with capsys.disabled():
-        print(f"\n{CLIENTS} clients, {SECONDS:g} s, tiny run, {len(samples)} request kinds:\n{bench_run.markdown_table(rows)}")
+        print(
+            f"\n{CLIENTS} clients, {SECONDS:g} s, tiny run, {len(samples)} request kinds:\n{bench_run.markdown_table(rows)}"
+        )
     for row in rows:
         assert row["requests"] > 0 and row["errors"] == 0, row

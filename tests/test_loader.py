@@ -78,8 +78,10 @@ def test_workers_fork_on_linux_and_leave_the_parents_handle_alone(sim_h5):
         assert worker_context().get_start_method() == "fork"
     dataset = H5Dataset(sim_h5)
     before = dataset[7].image.copy()
-    code = (f"import h5py\ntry:\n h5py.File({str(sim_h5)!r}, 'r+').close()\n"
-            "except OSError:\n print('locked')\nelse:\n print('free')")
+    code = (
+        f"import h5py\ntry:\n h5py.File({str(sim_h5)!r}, 'r+').close()\n"
+        "except OSError:\n print('locked')\nelse:\n print('free')"
+    )
     probe = [sys.executable, "-c", code]
     locked = subprocess.run(probe, capture_output=True, text=True).stdout.strip() == "locked"
     for _ in range(2):  # two rounds of workers, each opening and closing the file
@@ -193,8 +195,9 @@ def layered_h5(tmp_path) -> Path:
     rng = np.random.default_rng(1)
     path = tmp_path / "src.h5"
     with h5py.File(path, "w") as f:
-        f.create_dataset("images", data=rng.integers(0, 256, (12, 9, 7, 3), dtype=np.uint8), chunks=(5, 9, 7, 3),
-                         compression="gzip")
+        f.create_dataset(
+            "images", data=rng.integers(0, 256, (12, 9, 7, 3), dtype=np.uint8), chunks=(5, 9, 7, 3), compression="gzip"
+        )
         f.create_dataset("ans", data=rng.integers(0, 10, 12).astype(np.uint8))
         f.create_dataset("ra", data=rng.uniform(0, 360, 12))
         f.create_dataset("ids", data=np.array([f"g{i}".encode() for i in range(12)]))

@@ -83,7 +83,13 @@ def test_exact_index_equals_brute_force_and_stores_its_layout(index, run, datase
     assert_matches_brute_force(index, embeddings, queries, K)
 
     assert index.kind == "flat" and len(index) == len(dataset)
-    assert {p.name for p in index.dir.iterdir()} == {"index.faiss", "embeddings.npy", "meta.npz", "thumbnails.npy", "manifest.json"}
+    assert {p.name for p in index.dir.iterdir()} == {
+        "index.faiss",
+        "embeddings.npy",
+        "meta.npz",
+        "thumbnails.npy",
+        "manifest.json",
+    }
     manifest = json.loads((index.dir / "manifest.json").read_text())
     assert manifest["run_fingerprint"] == run.fingerprint and manifest["count"] == len(dataset)
     assert manifest["dim"] == run.model.embed_dim and manifest["scheme"] == "galaxy10"
@@ -165,10 +171,27 @@ def test_unknown_id_or_class_and_missing_run_are_errors(index, run):
 
 def test_cli_index_and_search(run, easy_h5, tmp_path, capsys):
     out = tmp_path / "cli-index"
-    assert main(["index", "--run", str(run.run_dir), "--data", str(easy_h5), "--out", str(out), "--no-thumbnails", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "--run",
+                str(run.run_dir),
+                "--data",
+                str(easy_h5),
+                "--out",
+                str(out),
+                "--no-thumbnails",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "flat index of 120 galaxies" in capsys.readouterr().out
     assert not (out / "thumbnails.npy").exists()
-    assert main(["search", "--index", str(out), "--text", "a merger", "-k", "4", "--json"]) == 0  # run from the manifest
+    assert (
+        main(["search", "--index", str(out), "--text", "a merger", "-k", "4", "--json"]) == 0
+    )  # run from the manifest
     result = json.loads(capsys.readouterr().out)
     assert result["query"] == {"text": "a merger"} and len(result["hits"]) == 4
     assert set(result["hits"][0]) == {"id", "score", "label", "label_name", "index", "source", "ra", "dec"}
@@ -233,7 +256,13 @@ def test_interrupted_build_or_add_keeps_the_previous_index(run, dataset, tmp_pat
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncate index.faiss", "truncate embeddings.npy", "truncate meta.npz", "delete thumbnails.npy", "garble manifest.json"],
+    [
+        "truncate index.faiss",
+        "truncate embeddings.npy",
+        "truncate meta.npz",
+        "delete thumbnails.npy",
+        "garble manifest.json",
+    ],
 )
 def test_damaged_index_folder_is_a_one_line_error(index, tmp_path, capsys, damage):
     action, name = damage.split()

@@ -78,10 +78,12 @@ def test_pitch_angle_separates_tight_from_loose_arms():
     loose = replace(tight, pitch_deg=30.0)
     a, b = grey(render_symbol(tight, SIZE)), grey(render_symbol(loose, SIZE))
     assert np.abs(a - b).mean() > 0.05
+
     # A tight spiral winds further round: more arm segments cross a ray from the centre.
     def crossings(img: np.ndarray) -> int:
         ray = img[SIZE // 2, SIZE // 2 + SIZE // 6 :] > 0.6
         return int(np.count_nonzero(ray[1:] & ~ray[:-1]))
+
     assert crossings(a) > crossings(b)
 
 

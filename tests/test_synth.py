@@ -152,8 +152,20 @@ def test_disk_geometry_matches_galsim_disk():
 
     from galaxalign.synth import render
 
-    body = render._Body(x=3.2, y=-1.7, flux=1.0, hlr=9.0, q=0.4, pa=35.0, bulge_fraction=0.0, bulge_n=1.0,
-                        bulge_hlr=1.0, bulge_q=1.0, bulge_g_r=0.8, disk_g_r=0.5)
+    body = render._Body(
+        x=3.2,
+        y=-1.7,
+        flux=1.0,
+        hlr=9.0,
+        q=0.4,
+        pa=35.0,
+        bulge_fraction=0.0,
+        bulge_n=1.0,
+        bulge_hlr=1.0,
+        bulge_q=1.0,
+        bulge_g_r=0.8,
+        disk_g_r=0.5,
+    )
     X, Y = render._disk_plane(64, body)
     numpy_disk = np.exp(-np.hypot(X, Y) * 1.6783469900166605 / body.hlr)
     profile = galsim.Exponential(half_light_radius=body.hlr).shear(q=body.q, beta=body.pa * galsim.degrees)
@@ -220,8 +232,27 @@ def test_user_scheme_renders_and_contact_sheet_has_a_row_per_class(tmp_path, g10
     path = tmp_path / "mine.json"
     path.write_text(json.dumps(scheme))
     out = tmp_path / "mine.h5"
-    assert main(["synth", "--out", str(out), "--per-class", "2", "--size", "32", "--scheme", str(path),
-                 "--workers", "1", "--quiet", "--difficulty", "0.2"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--out",
+                str(out),
+                "--per-class",
+                "2",
+                "--size",
+                "32",
+                "--scheme",
+                str(path),
+                "--workers",
+                "1",
+                "--quiet",
+                "--difficulty",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     with h5py.File(out, "r") as h5:
         assert h5.attrs["scheme"] == "mine" and h5.attrs["difficulty"] == pytest.approx(0.2)
         assert json.loads(h5.attrs["class_names"]) == [c["name"] for c in scheme["classes"]]

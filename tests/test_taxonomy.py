@@ -7,9 +7,16 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.taxonomy import BULGE_FRACTION, load_scheme, parse_scheme
 
 ASTRONN_NAMES = [
-    "Disturbed Galaxies", "Merging Galaxies", "Round Smooth Galaxies", "In-between Round Smooth Galaxies",
-    "Cigar Shaped Smooth Galaxies", "Barred Spiral Galaxies", "Unbarred Tight Spiral Galaxies",
-    "Unbarred Loose Spiral Galaxies", "Edge-on Galaxies without Bulge", "Edge-on Galaxies with Bulge",
+    "Disturbed Galaxies",
+    "Merging Galaxies",
+    "Round Smooth Galaxies",
+    "In-between Round Smooth Galaxies",
+    "Cigar Shaped Smooth Galaxies",
+    "Barred Spiral Galaxies",
+    "Unbarred Tight Spiral Galaxies",
+    "Unbarred Loose Spiral Galaxies",
+    "Edge-on Galaxies without Bulge",
+    "Edge-on Galaxies with Bulge",
 ]
 
 
@@ -21,8 +28,13 @@ def test_galaxy10_matches_astronn_ids_and_names():
 
 def test_gz2_summary_scheme_keys():
     assert load_scheme("gz2").keys == [
-        "smooth_round", "smooth_inbetween", "smooth_cigar", "edge_on_disk",
-        "barred_spiral", "unbarred_spiral", "featured_without_bar_or_spiral",
+        "smooth_round",
+        "smooth_inbetween",
+        "smooth_cigar",
+        "edge_on_disk",
+        "barred_spiral",
+        "unbarred_spiral",
+        "featured_without_bar_or_spiral",
     ]
 
 
@@ -70,7 +82,10 @@ def test_round_trip_through_user_json_and_yaml(tmp_path):
     "mutate, message",
     [
         (lambda d: d["classes"][1]["features"].pop("bar"), r"classes\[1\]\.features\.bar: missing field"),
-        (lambda d: d["classes"][0]["features"].update(bulge="huge"), r"classes\[0\]\.features\.bulge: 'huge' is not one of"),
+        (
+            lambda d: d["classes"][0]["features"].update(bulge="huge"),
+            r"classes\[0\]\.features\.bulge: 'huge' is not one of",
+        ),
         (lambda d: d["classes"][2]["features"].update(axis_ratio=[0.9, 0.2]), r"classes\[2\]\.features\.axis_ratio"),
         (lambda d: d["classes"][3].update(id=7), r"classes\[3\]\.id: ids must run 0..N-1"),
         (lambda d: d["classes"][4].update(descriptions=[]), r"classes\[4\]\.descriptions"),

@@ -84,7 +84,9 @@ def test_last_n_blocks_and_heads_only(easy_h5, tmp_path):
 
 def test_layer_decay_lowers_deeper_learning_rates(easy_h5, tmp_path):
     model = GalaxAlignModel(build_backbone("tiny"), embed_dim=16)
-    groups = parameter_groups(model, tiny(easy_h5, tmp_path, trainable_blocks=3, lr=1.0, layer_decay=0.5, method="supervised"))
+    groups = parameter_groups(
+        model, tiny(easy_h5, tmp_path, trainable_blocks=3, lr=1.0, layer_decay=0.5, method="supervised")
+    )
     image_lrs = [g["base_lr"] for g in groups if g["name"].startswith("image")]
     assert image_lrs == [1.0, 0.5, 0.25]
 
@@ -144,8 +146,24 @@ def test_cli_train_errors_are_one_line(easy_h5, tmp_path, capsys):
     assert main(["train", "--out", str(tmp_path / "x"), "--data", str(tmp_path / "missing.h5")]) == 2
     err = capsys.readouterr().err
     assert "missing.h5" in err and err.count("\n") == 1
-    args = ["train", "--data", str(easy_h5), "--out", str(tmp_path / "dup"), "--backbone", "tiny", "--image-size", "32",
-            "--epochs", "1", "--batch-size", "12", "--method", "supervised", "--quiet"]
+    args = [
+        "train",
+        "--data",
+        str(easy_h5),
+        "--out",
+        str(tmp_path / "dup"),
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "12",
+        "--method",
+        "supervised",
+        "--quiet",
+    ]
     assert main(args) == 0
     assert main(args) == 2
     assert "already exists" in capsys.readouterr().err
@@ -153,17 +171,69 @@ def test_cli_train_errors_are_one_line(easy_h5, tmp_path, capsys):
 
 
 def test_ddp_two_processes_match_one(easy_h5, tmp_path):
-    common = ["--data", str(easy_h5), "--backbone", "tiny", "--image-size", "32", "--epochs", "2", "--batch-size", "12",
-              "--method", "galaxalign", "--lr", "2e-3", "--head-lr", "5e-3", "--trainable-blocks", "-1",
-              "--symbol-variants", "3", "--embed-dim", "32", "--warmup-fraction", "0", "--val-fraction", "0.2",
-              "--test-fraction", "0.2", "--threads", "1", "--quiet"]
+    common = [
+        "--data",
+        str(easy_h5),
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "32",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "12",
+        "--method",
+        "galaxalign",
+        "--lr",
+        "2e-3",
+        "--head-lr",
+        "5e-3",
+        "--trainable-blocks",
+        "-1",
+        "--symbol-variants",
+        "3",
+        "--embed-dim",
+        "32",
+        "--warmup-fraction",
+        "0",
+        "--val-fraction",
+        "0.2",
+        "--test-fraction",
+        "0.2",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "galaxalign", "train", "--out", str(tmp_path / "one"), *common],
-                            env=env, capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        [sys.executable, "-m", "galaxalign", "train", "--out", str(tmp_path / "one"), *common],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                          "-m", "galaxalign", "train", "--out", str(tmp_path / "two"), *common],
-                         env=env, capture_output=True, text=True, timeout=300)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "-m",
+            "galaxalign",
+            "train",
+            "--out",
+            str(tmp_path / "two"),
+            *common,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     # Every step's global loss agrees, so each step saw the same batch and the same model.
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
@@ -188,7 +258,9 @@ def test_each_stage_has_its_own_warmup_and_decay():
     schedule = Schedule((10, 10), warmup_fraction=0.2)
     assert schedule.factor(0) == pytest.approx(0.5) and schedule.factor(1) == pytest.approx(1.0)
     assert schedule.factor(9) < 0.05  # stage 1 has decayed
-    assert schedule.factor(10) == pytest.approx(0.5) and schedule.factor(11) == pytest.approx(1.0)  # stage 2 warms up again
+    assert schedule.factor(10) == pytest.approx(0.5) and schedule.factor(11) == pytest.approx(
+        1.0
+    )  # stage 2 warms up again
     assert schedule.factor(19) < 0.05
     assert Schedule((8,), 0.0).factor(0) == pytest.approx(1.0)
 
@@ -207,8 +279,8 @@ def test_stage2_trains_a_separate_symbol_encoder_at_full_rate(easy_h5, tmp_path)
     assert max(lr[2]) == pytest.approx(max(lr[1])) and np.mean(lr[2]) == pytest.approx(np.mean(lr[1]), rel=0.05)
     final = checkpoint_weights(tmp_path / "ga")
     trained = [k for k in at_split if k.startswith("image_encoder.blocks") or "norm" in k]
-    moved = [k for k in trained if not torch.equal(final["symbol" + k[len("image"):]], at_split[k])]
-    apart = [k for k in trained if not torch.equal(final["symbol" + k[len("image"):]], final[k])]
+    moved = [k for k in trained if not torch.equal(final["symbol" + k[len("image") :]], at_split[k])]
+    apart = [k for k in trained if not torch.equal(final["symbol" + k[len("image") :]], final[k])]
     assert moved and apart and len(moved) == len(apart) == len(trained)
     summary = json.loads((tmp_path / "ga" / "summary.json").read_text())
     assert summary["best_stage"] == 2 and summary["best_step"] > steps_per_stage
@@ -216,14 +288,17 @@ def test_stage2_trains_a_separate_symbol_encoder_at_full_rate(easy_h5, tmp_path)
 
 def test_scoring_is_chosen_on_validation_and_saved_with_the_weights(easy_h5, tmp_path):
     run_dir = train(tiny(easy_h5, tmp_path / "s1", method="galaxalign-stage1", epochs=3), progress=False)
-    validations = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_accuracy" in r]
-    assert all(set(r["val_by_scoring"]) == {"fusion@0.5", "fusion@0.25", "fusion@0.75", "text", "symbol"}
-               for r in validations)
+    validations = [
+        r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_accuracy" in r
+    ]
+    assert all(
+        set(r["val_by_scoring"]) == {"fusion@0.5", "fusion@0.25", "fusion@0.75", "text", "symbol"} for r in validations
+    )
     for r in validations:  # the epoch's score is its best scoring's
         assert r["val_accuracy"] == max(r["val_by_scoring"].values()) == r["val_by_scoring"][r["scoring"]]
     best = max(validations, key=lambda r: r["val_accuracy"])
     run = load_run(run_dir)
-    name = "fusion@%g" % run.fusion_weight if run.scoring == "fusion" else run.scoring
+    name = f"fusion@{run.fusion_weight:g}" if run.scoring == "fusion" else run.scoring
     assert name == best["scoring"]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["scoring"] == run.scoring and summary["best_stage"] == 1
@@ -255,8 +330,16 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
     from galaxalign.data.answers import caption, dataset_answers
     from galaxalign.training.trainer import Trainer
 
-    config = tiny(sim_h5, tmp_path / "g", method="galaxalign", symbols="galaxy", epochs=2,
-                  batch_size=8, val_fraction=0.25, test_fraction=0.25)
+    config = tiny(
+        sim_h5,
+        tmp_path / "g",
+        method="galaxalign",
+        symbols="galaxy",
+        epochs=2,
+        batch_size=8,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
     trainer = Trainer(config, resume=False, progress=False)
     n_labelled = len(trainer.data.train_indices)
     assert trainer.galaxy_symbols.shape == (n_labelled, 1, 32, 32) and trainer.galaxy_symbols.dtype == torch.uint8
@@ -280,8 +363,25 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
 
 
 def test_galaxy_symbols_need_attributes(easy_h5, tmp_path, capsys):
-    assert main(["train", "--data", str(easy_h5), "--out", str(tmp_path / "r"), "--backbone", "tiny", "--image-size",
-                 "32", "--symbols", "galaxy", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(easy_h5),
+                "--out",
+                str(tmp_path / "r"),
+                "--backbone",
+                "tiny",
+                "--image-size",
+                "32",
+                "--symbols",
+                "galaxy",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "needs each galaxy's attributes" in capsys.readouterr().err
 
 
@@ -300,8 +400,9 @@ def test_zero_label_reads_no_galaxy_images_or_labels(easy_h5, tmp_path, monkeypa
 
 
 def test_towers_train_separate_block_counts(easy_h5, tmp_path):
-    config = tiny(easy_h5, tmp_path / "b", method="clip", trainable_blocks=-1, image_trainable_blocks=1,
-                  text_trainable_blocks=0)
+    config = tiny(
+        easy_h5, tmp_path / "b", method="clip", trainable_blocks=-1, image_trainable_blocks=1, text_trainable_blocks=0
+    )
     model = build_model(config, 10)
     names = [g["name"] for g in parameter_groups(model, config)]
     assert names == ["image0", "heads"]

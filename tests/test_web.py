@@ -26,8 +26,16 @@ from galaxalign.cli import build_parser
 
 K = 5
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
@@ -145,13 +153,16 @@ def test_bad_uploads_are_a_4xx_with_a_message(client, kind, case):
 
 def test_a_streamed_body_is_cut_off_at_the_cap(client):
     """Without a Content-Length the body is counted as it arrives, not spooled whole first."""
+
     def body():
         yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n\r\n'
         for _ in range(50):
             yield b"x" * 10_000
         yield b"\r\n--b--\r\n"
 
-    response = client.post("/api/search/image", content=body(), headers={"content-type": "multipart/form-data; boundary=b"})
+    response = client.post(
+        "/api/search/image", content=body(), headers={"content-type": "multipart/form-data; boundary=b"}
+    )
     assert response.status_code == 413 and "detail" in response.json()
 
 
@@ -161,21 +172,39 @@ def test_blank_sketch_and_missing_file(client):
     assert client.post("/api/search/image").status_code == 422
 
 
-@pytest.mark.parametrize("url", [
-    "/api/search/text?q=&k=3", "/api/search/text?q=spiral&k=0", "/api/search/text?q=spiral&k=101",
-    "/api/search/id?id=no-such-galaxy", "/api/search/symbol?cls=no-such-class", "/api/search/id",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/search/text?q=&k=3",
+        "/api/search/text?q=spiral&k=0",
+        "/api/search/text?q=spiral&k=101",
+        "/api/search/id?id=no-such-galaxy",
+        "/api/search/symbol?cls=no-such-class",
+        "/api/search/id",
+    ],
+)
 def test_bad_queries_are_422_with_a_message(client, url):
     response = client.get(url)
     assert response.status_code == 422 and isinstance(response.json()["detail"], str)
 
 
-@pytest.mark.parametrize("url", [
-    "/api/thumbnail/../../etc/passwd.png", "/api/thumbnail/..%2F..%2Fetc%2Fpasswd.png", "/api/thumbnail/-1.png",
-    f"/api/thumbnail/{N}.png", "/api/thumbnail/0x1.png", "/api/thumbnail/%2Fetc%2Fpasswd.png",
-    "/api/symbol/..%2F..%2Fpyproject.toml.png", "/api/symbol/../web/app.py.png", "/api/symbol/Merging%20Galaxies.png",
-    "/static/..%2Fapp.py", "/static/index.html", "/static/%2Fetc%2Fpasswd",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/thumbnail/../../etc/passwd.png",
+        "/api/thumbnail/..%2F..%2Fetc%2Fpasswd.png",
+        "/api/thumbnail/-1.png",
+        f"/api/thumbnail/{N}.png",
+        "/api/thumbnail/0x1.png",
+        "/api/thumbnail/%2Fetc%2Fpasswd.png",
+        "/api/symbol/..%2F..%2Fpyproject.toml.png",
+        "/api/symbol/../web/app.py.png",
+        "/api/symbol/Merging%20Galaxies.png",
+        "/static/..%2Fapp.py",
+        "/static/index.html",
+        "/static/%2Fetc%2Fpasswd",
+    ],
+)
 def test_files_are_only_served_by_row_or_key(client, url):
     assert client.get(url).status_code in (404, 422)
 
@@ -189,7 +218,9 @@ def test_thumbnails_symbols_and_page(client, app):
     symbol = client.get(classes[1]["symbol"])
     assert symbol.headers["content-type"] == "image/png" and Image.open(io.BytesIO(symbol.content)).size == (96, 96)
     page = client.get("/")
-    assert "text/html" in page.headers["content-type"] and "default-src 'self'" in page.headers["content-security-policy"]
+    assert (
+        "text/html" in page.headers["content-type"] and "default-src 'self'" in page.headers["content-security-policy"]
+    )
     assert client.get("/static/app.js").status_code == 200
     health = client.get("/api/health").json()
     assert health["galaxies"] == N and health["max_upload_bytes"] == MAX_BYTES and health["max_pixels"] == MAX_PIXELS
@@ -199,8 +230,15 @@ def test_openapi_documents_the_api(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
     assert set(paths) == {
-        "/api/search/text", "/api/search/symbol", "/api/search/id", "/api/search/image", "/api/search/sketch",
-        "/api/classes", "/api/health", "/api/thumbnail/{row}.png", "/api/symbol/{class_key}.png",
+        "/api/search/text",
+        "/api/search/symbol",
+        "/api/search/id",
+        "/api/search/image",
+        "/api/search/sketch",
+        "/api/classes",
+        "/api/health",
+        "/api/thumbnail/{row}.png",
+        "/api/symbol/{class_key}.png",
     }
     assert "multipart/form-data" in paths["/api/search/image"]["post"]["requestBody"]["content"]
     assert {"SearchResult", "GalaxyHit", "ClassProbability", "ErrorBody"} <= set(schema["components"]["schemas"])
@@ -214,7 +252,9 @@ def test_serve_binds_to_this_machine_by_default():
 # ---------------------------------------------------------------- the page in Chromium
 
 
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (make test installs Debian's chromium)")
+needs_chromium = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing (make test installs Debian's chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +342,9 @@ def test_page_symbol_click_shows_a_grid_and_k_changes_it(page):
 
 @needs_chromium
 def test_page_image_upload_shows_a_grid(page):
-    page.set_input_files("#file-input", files=[{"name": "galaxy.png", "mimeType": "image/png", "buffer": png_bytes(GALAXY)}])
+    page.set_input_files(
+        "#file-input", files=[{"name": "galaxy.png", "mimeType": "image/png", "buffer": png_bytes(GALAXY)}]
+    )
     wait_for_grid(page, "galaxy.png")
 
 
@@ -334,7 +376,9 @@ def test_page_clicking_a_result_searches_from_it(page):
 
 @needs_chromium
 def test_page_bad_upload_shows_an_error(page):
-    page.set_input_files("#file-input", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}])
+    page.set_input_files(
+        "#file-input", files=[{"name": "notes.png", "mimeType": "image/png", "buffer": b"not an image"}]
+    )
     error = page.locator("#error")
     error.wait_for(state="visible")
     assert "notes.png: cannot read image" in error.inner_text()

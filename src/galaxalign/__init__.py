@@ -6,8 +6,16 @@ from galaxalign.errors import GalaxAlignError  # noqa: E402
 from galaxalign.taxonomy import load_scheme  # noqa: E402
 
 __all__ = [
-    "GalaxAlignError", "Searcher", "evaluate_run", "load_index", "load_run", "load_scheme", "run_benchmark", "run_demo",
-    "train", "__version__",
+    "GalaxAlignError",
+    "Searcher",
+    "evaluate_run",
+    "load_index",
+    "load_run",
+    "load_scheme",
+    "run_benchmark",
+    "run_demo",
+    "train",
+    "__version__",
 ]
 
 # Loaded on first use, so `import galaxalign` stays light (no torch, no faiss).

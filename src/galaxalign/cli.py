@@ -25,8 +25,9 @@ def _symbols(config, args) -> None:
     from galaxalign.symbols import write_symbol_set
     from galaxalign.taxonomy import load_scheme
 
-    written = write_symbol_set(load_scheme(config.scheme), config.out, size=config.size, variants=config.variants,
-                               seed=config.seed)
+    written = write_symbol_set(
+        load_scheme(config.scheme), config.out, size=config.size, variants=config.variants, seed=config.seed
+    )
     print(f"wrote {written} files to {config.out}")
 
 
@@ -76,17 +77,27 @@ def _evaluate(config, args) -> None:
     from galaxalign.evaluation.evaluate import evaluate_run
     from galaxalign.runs import load_run
 
-    m = evaluate_run(load_run(config.run, device=config.device), config.data, split=config.split, out_dir=config.out,
-                     mode=config.mode, batch_size=config.batch_size, progress=not args.quiet,
-                     queries=config.queries, workers=config.workers)
+    m = evaluate_run(
+        load_run(config.run, device=config.device),
+        config.data,
+        split=config.split,
+        out_dir=config.out,
+        mode=config.mode,
+        batch_size=config.batch_size,
+        progress=not args.quiet,
+        queries=config.queries,
+        workers=config.workers,
+    )
     k = m["k"]
 
     def score(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
     print(f"{m['split']}: {m['n']} galaxies, {m['scoring']} scoring; database: {m['database']['n']} training galaxies")
-    print(f"accuracy {score(m['accuracy'])}  macro-F1 {score(m['macro_f1'])}  "
-          f"mAP@{k} {score(m[f'map@{k}'])}  nDCG@{k} {score(m[f'ndcg@{k}'])}{' (graded)' if m['graded'] else ''}")
+    print(
+        f"accuracy {score(m['accuracy'])}  macro-F1 {score(m['macro_f1'])}  "
+        f"mAP@{k} {score(m[f'map@{k}'])}  nDCG@{k} {score(m[f'ndcg@{k}'])}{' (graded)' if m['graded'] else ''}"
+    )
     if "accuracy_by_mode" in m:
         by_mode = m["accuracy_by_mode"].items()
         print("accuracy by scoring mode: " + ", ".join(f"{mode} {score(acc)}" for mode, acc in by_mode))
@@ -101,12 +112,20 @@ def _index(config, args) -> None:
     run = load_run(config.run, device=config.device)
     dataset = open_dataset(config.data, scheme=run.scheme)
     if config.add:
-        index = GalaxyIndex.load(config.out, run).add(run, dataset, batch_size=config.batch_size,
-                                                       progress=not args.quiet, workers=config.workers)
+        index = GalaxyIndex.load(config.out, run).add(
+            run, dataset, batch_size=config.batch_size, progress=not args.quiet, workers=config.workers
+        )
     else:
-        index = build_index(run, dataset, config.out, kind=config.kind or "auto", batch_size=config.batch_size,
-                            workers=config.workers,
-                            thumbnails=config.thumbnails, progress=not args.quiet)
+        index = build_index(
+            run,
+            dataset,
+            config.out,
+            kind=config.kind or "auto",
+            batch_size=config.batch_size,
+            workers=config.workers,
+            thumbnails=config.thumbnails,
+            progress=not args.quiet,
+        )
     print(f"{index.kind} index of {len(index)} galaxies in {config.out}")
 
 
@@ -120,8 +139,11 @@ def _search(config, args) -> None:
     run = load_run(config.run or index.run_dir, device=config.device) if config.run or kind != "id" else None
     hits = getattr(Searcher(index, run), f"by_{kind}")(value, config.k)
     if config.json:
-        print(json.dumps({"index": str(config.index), "query": {kind: value}, "hits": [h.to_dict() for h in hits]},
-                         indent=2))
+        print(
+            json.dumps(
+                {"index": str(config.index), "query": {kind: value}, "hits": [h.to_dict() for h in hits]}, indent=2
+            )
+        )
         return
     width = max([len("id"), *(len(h.id) for h in hits)])
     print(f"{'rank':>4}  {'id':<{width}}  {'score':>6}  label")
@@ -155,15 +177,21 @@ def _demo(config, args) -> None:
     summary = run_demo(config, progress=not args.quiet)
     print(f"\nreport: {summary['report']}  ({summary['seconds'] / 60:.1f} min)")
     for method in ("supervised", "galaxalign"):
-        print(f"  {method:<11} test accuracy {summary[f'{method}_accuracy']:.3f}   mAP@10 {summary[f'{method}_map@10']:.3f}")
+        print(
+            f"  {method:<11} test accuracy {summary[f'{method}_accuracy']:.3f}   mAP@10 {summary[f'{method}_map@10']:.3f}"
+        )
     print(f"search it in a browser: {serve_command(Path(config.out))}")
 
 
 def _train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out exactly")
-    parser.add_argument("--pause-after-steps", type=int, default=0, metavar="N",
-                        help="checkpoint and stop after N optimiser steps in all (for time-limited cluster jobs); "
-                             "--resume continues")
+    parser.add_argument(
+        "--pause-after-steps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="checkpoint and stop after N optimiser steps in all (for time-limited cluster jobs); --resume continues",
+    )
 
 
 def _synth_flags(parser: argparse.ArgumentParser) -> None:
@@ -181,30 +209,73 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {
-    "symbols": Command("draw each class's schematic symbol (PNG, SVG) and a gallery", "galaxalign.symbols:SymbolSetConfig",
-                       _symbols, progress=False),
-    "synth": Command("render the Galaxy10-Sim dataset to a Galaxy10-layout HDF5 file", "galaxalign.synth:SynthConfig",
-                     _synth, extra=_synth_flags),
-    "download": Command("fetch a public dataset (Galaxy10 DECaLS) and verify its checksum",
-                        "galaxalign.data.download:DownloadConfig", _download),
-    "convert": Command("rewrite a Galaxy10-layout h5 with one image per chunk and fast (or no) compression",
-                       "galaxalign.data.convert:ConvertConfig", _convert),
-    "train": Command("fine-tune a backbone with one method (supervised, clip, galaxalign-stage1, galaxalign)",
-                     "galaxalign.training.config:TrainConfig", _train, extra=_train_flags, optional=("data",)),
-    "classify": Command("classify PNG/JPEG/FITS galaxy images with a trained run", "galaxalign.runs:ClassifyConfig",
-                        _classify, progress=False),
-    "evaluate": Command("classification and retrieval metrics of a run on its own split",
-                        "galaxalign.evaluation.evaluate:EvaluateConfig", _evaluate),
-    "index": Command("embed a catalogue with a run into a similarity-search index folder",
-                     "galaxalign.search.index:IndexConfig", _index),
-    "search": Command("find galaxies like an image, an indexed galaxy, words, a class symbol or a sketch",
-                      "galaxalign.search.query:SearchConfig", _search, progress=False),
-    "serve": Command("serve the galaxy search web page and its JSON API for an index", "galaxalign.web.app:ServeConfig",
-                     _serve, progress=False),
-    "benchmark": Command("every method on one split and backbone: the results table", "galaxalign.jobs.config:BenchmarkConfig",
-                         _benchmark),
-    "demo": Command("the main job: render data, fine-tune, evaluate, index, and write report.html",
-                    "galaxalign.jobs.config:DemoConfig", _demo),
+    "symbols": Command(
+        "draw each class's schematic symbol (PNG, SVG) and a gallery",
+        "galaxalign.symbols:SymbolSetConfig",
+        _symbols,
+        progress=False,
+    ),
+    "synth": Command(
+        "render the Galaxy10-Sim dataset to a Galaxy10-layout HDF5 file",
+        "galaxalign.synth:SynthConfig",
+        _synth,
+        extra=_synth_flags,
+    ),
+    "download": Command(
+        "fetch a public dataset (Galaxy10 DECaLS) and verify its checksum",
+        "galaxalign.data.download:DownloadConfig",
+        _download,
+    ),
+    "convert": Command(
+        "rewrite a Galaxy10-layout h5 with one image per chunk and fast (or no) compression",
+        "galaxalign.data.convert:ConvertConfig",
+        _convert,
+    ),
+    "train": Command(
+        "fine-tune a backbone with one method (supervised, clip, galaxalign-stage1, galaxalign)",
+        "galaxalign.training.config:TrainConfig",
+        _train,
+        extra=_train_flags,
+        optional=("data",),
+    ),
+    "classify": Command(
+        "classify PNG/JPEG/FITS galaxy images with a trained run",
+        "galaxalign.runs:ClassifyConfig",
+        _classify,
+        progress=False,
+    ),
+    "evaluate": Command(
+        "classification and retrieval metrics of a run on its own split",
+        "galaxalign.evaluation.evaluate:EvaluateConfig",
+        _evaluate,
+    ),
+    "index": Command(
+        "embed a catalogue with a run into a similarity-search index folder",
+        "galaxalign.search.index:IndexConfig",
+        _index,
+    ),
+    "search": Command(
+        "find galaxies like an image, an indexed galaxy, words, a class symbol or a sketch",
+        "galaxalign.search.query:SearchConfig",
+        _search,
+        progress=False,
+    ),
+    "serve": Command(
+        "serve the galaxy search web page and its JSON API for an index",
+        "galaxalign.web.app:ServeConfig",
+        _serve,
+        progress=False,
+    ),
+    "benchmark": Command(
+        "every method on one split and backbone: the results table",
+        "galaxalign.jobs.config:BenchmarkConfig",
+        _benchmark,
+    ),
+    "demo": Command(
+        "the main job: render data, fine-tune, evaluate, index, and write report.html",
+        "galaxalign.jobs.config:DemoConfig",
+        _demo,
+    ),
 }
 
 

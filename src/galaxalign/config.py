@@ -65,8 +65,13 @@ def _hints(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = (), optional: tuple[str, ...] = (),
-                         defaults: Any = None) -> None:
+def add_config_arguments(
+    parser: argparse.ArgumentParser,
+    cls,
+    skip: tuple[str, ...] = (),
+    optional: tuple[str, ...] = (),
+    defaults: Any = None,
+) -> None:
     """Add one flag per dataclass field; defaults come from the dataclass (or the `defaults` instance).
 
     Fields without a default become required flags, except those named in `optional`.
@@ -85,16 +90,28 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             default = getattr(defaults, f.name)
         else:
             default = f.default if f.default is not dataclasses.MISSING else None
-        is_required = (defaults is None and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                       and f.name not in optional)
+        is_required = (
+            defaults is None
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+            and f.name not in optional
+        )
         if f.metadata.get("positional"):
             choices = f.metadata.get("choices")
-            parser.add_argument(f.name, type=_item_type(hints[f.name]), nargs=f.metadata.get("nargs"), choices=choices,
-                                metavar=None if choices else f.metadata.get("metavar", f.name.upper()), help=help_text)
+            parser.add_argument(
+                f.name,
+                type=_item_type(hints[f.name]),
+                nargs=f.metadata.get("nargs"),
+                choices=choices,
+                metavar=None if choices else f.metadata.get("metavar", f.name.upper()),
+                help=help_text,
+            )
             continue
         flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
         if kind is bool:
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
             continue
         choices = f.metadata.get("choices")
         parser.add_argument(
@@ -105,7 +122,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             required=is_required,
             choices=choices,
             metavar=f.metadata.get("metavar", f.name.upper()) if choices is None else None,
-            help=f"{help_text} (default: {default})" if not is_required and f.metadata.get("show_default", True) else help_text,
+            help=f"{help_text} (default: {default})"
+            if not is_required and f.metadata.get("show_default", True)
+            else help_text,
         )
 
 
@@ -122,8 +141,11 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **overrides) -> T:
     for f in dataclasses.fields(cls):
         if _is_nested(f):
             base = f.default_factory()
-            mirrored = {g.name: getattr(args, g.name) for g in dataclasses.fields(base)
-                        if g.name not in f.metadata["skip"] and hasattr(args, g.name)}
+            mirrored = {
+                g.name: getattr(args, g.name)
+                for g in dataclasses.fields(base)
+                if g.name not in f.metadata["skip"] and hasattr(args, g.name)
+            }
             values[f.name] = dataclasses.replace(base, **mirrored)
         elif hasattr(args, f.name):
             values[f.name] = getattr(args, f.name)

@@ -8,4 +8,3 @@ anything else is a bug and keeps its traceback.
 
 class GalaxAlignError(Exception):
     """A problem with user input; its message names the file and the problem."""
-

@@ -137,7 +137,9 @@ def prepare_data(config: TrainConfig, run_dir: Path, write: bool) -> RunData:
     elif config.split_file:
         split = Split.load(config.split_file)
     else:
-        split = make_split(labels, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed)
+        split = make_split(
+            labels, val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.seed
+        )
     split.check_labels(labels, where=str(split_path if split_path.exists() else config.split_file or config.data))
     if write and not split_path.exists():
         split.save(split_path)
@@ -189,8 +191,15 @@ class Run:
     the scorers see the weights as they are at each validation).
     """
 
-    def __init__(self, run_dir: Path, config: TrainConfig, model: GalaxAlignModel, scheme: Scheme,
-                 symbols01: torch.Tensor | None = None, scoring: Scoring | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        config: TrainConfig,
+        model: GalaxAlignModel,
+        scheme: Scheme,
+        symbols01: torch.Tensor | None = None,
+        scoring: Scoring | None = None,
+    ):
         self.run_dir, self.config, self.model, self.scheme = Path(run_dir), config, model, scheme
         self.image_size = image_size_of(config, model)
         chosen = scoring or Scoring(config.spec.scoring[0])
@@ -221,8 +230,13 @@ class Run:
         if mode not in self._scorers:
             needs_symbols = mode in ("symbol", "fusion")
             try:
-                self._scorers[mode] = ClassScorer(self.model, self.scheme, mode, self.symbols01 if needs_symbols else None,
-                                                  fusion_weight=self.fusion_weight)
+                self._scorers[mode] = ClassScorer(
+                    self.model,
+                    self.scheme,
+                    mode,
+                    self.symbols01 if needs_symbols else None,
+                    fusion_weight=self.fusion_weight,
+                )
             except ValueError as exc:
                 raise GalaxAlignError(f"{self.run_dir}: {exc}") from None
         return self._scorers[mode]
@@ -254,10 +268,19 @@ class Run:
         return embeddings, (feats if features else None), {m: v.float() for m, v in logits.items()}
 
     @torch.no_grad()
-    def embed_dataset(self, dataset: GalaxyDataset, indices: Sequence[int] | np.ndarray | None = None, *,
-                      modes: Sequence[str] = (), features: bool = False, batch_size: int = 64,
-                      workers: int = 0, progress: bool = False, desc: str = "embed",
-                      on_batch: Callable[[np.ndarray, list[np.ndarray]], None] | None = None) -> Embedded:
+    def embed_dataset(
+        self,
+        dataset: GalaxyDataset,
+        indices: Sequence[int] | np.ndarray | None = None,
+        *,
+        modes: Sequence[str] = (),
+        features: bool = False,
+        batch_size: int = 64,
+        workers: int = 0,
+        progress: bool = False,
+        desc: str = "embed",
+        on_batch: Callable[[np.ndarray, list[np.ndarray]], None] | None = None,
+    ) -> Embedded:
         """Embed dataset[indices] (default: all) unaugmented, each image decoded and encoded once.
 
         `modes` adds the class predicted under each scoring mode; `features` keeps the pooled
@@ -290,7 +313,8 @@ class Run:
             indices=indices,
             embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
             features=(np.concatenate(feats) if feats else np.zeros((0, self.model.backbone.image_dim), np.float32))
-            if features else None,
+            if features
+            else None,
             predicted={m: np.concatenate(v) if v else np.zeros(0, np.int64) for m, v in predicted.items()},
         )
 
@@ -298,8 +322,10 @@ class Run:
     def predict_proba(self, images: Sequence[ImageLike], mode: str | None = None, batch_size: int = 64) -> np.ndarray:
         mode = mode or self.scoring
         self.scorer(mode)
-        chunks = [torch.softmax(self._forward(self.pixels(images[i : i + batch_size]), (mode,), False)[2][mode], dim=1)
-                  for i in range(0, len(images), batch_size)]
+        chunks = [
+            torch.softmax(self._forward(self.pixels(images[i : i + batch_size]), (mode,), False)[2][mode], dim=1)
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(chunks).cpu().numpy() if chunks else np.zeros((0, len(self.scheme)))
 
     @torch.no_grad()
@@ -313,15 +339,19 @@ class Run:
         results = []
         for probs in self.predict_proba(images, mode):
             order = np.argsort(-probs)[:top_k]
-            top = [{"id": int(i), "key": self.scheme[i].key, "name": self.scheme[i].name, "probability": float(probs[i])}
-                   for i in order]
+            top = [
+                {"id": int(i), "key": self.scheme[i].key, "name": self.scheme[i].name, "probability": float(probs[i])}
+                for i in order
+            ]
             results.append({**top[0], "top": top})
         return results
 
     @torch.no_grad()
     def embed_images(self, images: Sequence[ImageLike], batch_size: int = 64) -> np.ndarray:
-        chunks = [self._forward(self.pixels(images[i : i + batch_size]), (), False)[0].cpu()
-                  for i in range(0, len(images), batch_size)]
+        chunks = [
+            self._forward(self.pixels(images[i : i + batch_size]), (), False)[0].cpu()
+            for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.embed_dim), np.float32)
 
     @torch.no_grad()
@@ -336,8 +366,9 @@ class Run:
         return self.model.encode_symbol(self.pixels(images)).float().cpu().numpy()
 
 
-def choose_scoring(run: Run, dataset: GalaxyDataset, indices: np.ndarray, choices: Sequence[str],
-                   workers: int = 0) -> tuple[Scoring, dict[str, float]]:
+def choose_scoring(
+    run: Run, dataset: GalaxyDataset, indices: np.ndarray, choices: Sequence[str], workers: int = 0
+) -> tuple[Scoring, dict[str, float]]:
     """Accuracy on dataset[indices] of every scoring in `choices` (fusion at each of FUSION_WEIGHTS),
     from one pass over the images; the best, ties going to the earlier choice (and to fusion@0.5)."""
     plain = tuple(m for m in choices if m != "fusion")
@@ -355,8 +386,10 @@ def choose_scoring(run: Run, dataset: GalaxyDataset, indices: np.ndarray, choice
             for weight in sorted(FUSION_WEIGHTS, key=lambda w: abs(w - 0.5)):
                 chosen = Scoring("fusion", weight)
                 candidates[chosen.name] = (chosen, fuse(text, symbol, weight).argmax(1).cpu().numpy())
-    accuracy = {name: float((predicted == labels).mean()) if len(labels) else float("nan")
-                for name, (_, predicted) in candidates.items()}
+    accuracy = {
+        name: float((predicted == labels).mean()) if len(labels) else float("nan")
+        for name, (_, predicted) in candidates.items()
+    }
     best = max(accuracy, key=lambda name: accuracy[name])  # max keeps the first of equals
     return candidates[best][0], accuracy
 
@@ -398,7 +431,9 @@ class ClassifyConfig:
 
     run: str = required("run folder")
     images: list[str] = required("image files (PNG, JPEG, FITS, ...)", positional=True, nargs="+", metavar="IMAGE")
-    mode: str | None = option(None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES)
+    mode: str | None = option(
+        None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES
+    )
     top_k: int = option(3, "classes listed per image")
     json: bool = option(False, "print a JSON list instead of a table")
     device: str = option("cpu", DEVICE_HELP)

@@ -108,8 +108,17 @@ _CANON_KNOTS = (0.9, 2.6, 4.4)
 def _style(spec: SymbolSpec, seed: int | None) -> _Style:
     """The spec's own parameters, or a seeded variation of them."""
     if seed is None:
-        return _Style(0.0, 1.0, spec.axis_ratio, spec.bulge_radius, spec.pitch_deg, spec.arms,
-                      _CANON_HARMONICS, (0.0,) * 6, _CANON_KNOTS)
+        return _Style(
+            0.0,
+            1.0,
+            spec.axis_ratio,
+            spec.bulge_radius,
+            spec.pitch_deg,
+            spec.arms,
+            _CANON_HARMONICS,
+            (0.0,) * 6,
+            _CANON_KNOTS,
+        )
     rng = np.random.default_rng(seed % 2**64)
 
     def jitter() -> float:
@@ -119,8 +128,7 @@ def _style(spec: SymbolSpec, seed: int | None) -> _Style:
     if arms > 0:  # a bar feeds two arms from its ends, so barred variants keep an even count
         arms = int(rng.choice([2, 4] if spec.bar else [2, 3, 4]))
     harmonics = tuple(
-        (amp * float(rng.uniform(0.7, 1.3)), float(rng.uniform(0, 2 * math.pi)))
-        for amp, _ in _CANON_HARMONICS
+        (amp * float(rng.uniform(0.7, 1.3)), float(rng.uniform(0, 2 * math.pi))) for amp, _ in _CANON_HARMONICS
     )
     return _Style(
         rotation_deg=float(rng.uniform(0, 360)),
@@ -157,8 +165,16 @@ def _stadium(half_length: float, half_width: float, n: int = 24) -> np.ndarray:
     return np.concatenate([cap + (reach, 0), -cap - (reach, 0)])
 
 
-def _blob(cx: float, cy: float, r: float, q: float, angle_deg: float,
-          harmonics: tuple[tuple[float, float], ...], scale: float, n: int = 128) -> np.ndarray:
+def _blob(
+    cx: float,
+    cy: float,
+    r: float,
+    q: float,
+    angle_deg: float,
+    harmonics: tuple[tuple[float, float], ...],
+    scale: float,
+    n: int = 128,
+) -> np.ndarray:
     """A smooth lopsided outline: an ellipse whose radius wobbles with a few low harmonics."""
     t = np.linspace(0, 2 * math.pi, n, endpoint=False)
     wobble = sum(a * scale * np.cos(k * t + ph) for k, (a, ph) in enumerate(harmonics, start=1))
@@ -174,8 +190,7 @@ def _ribbon(centre: np.ndarray, w0: float, w1: float) -> np.ndarray:
     return np.concatenate([centre + normal * half, (centre - normal * half)[::-1]])
 
 
-def _log_spiral(r0: float, r1: float, pitch_deg: float, phase: float, sense: float = 1.0,
-                n: int = 160) -> np.ndarray:
+def _log_spiral(r0: float, r1: float, pitch_deg: float, phase: float, sense: float = 1.0, n: int = 160) -> np.ndarray:
     """Points of r = r0 * exp(b * theta), b = tan(pitch), from radius r0 out to r1."""
     b = math.tan(math.radians(max(pitch_deg, 2.0)))  # a zero pitch would never leave r0
     theta = np.linspace(0, math.log(r1 / r0) / b, n)
@@ -184,8 +199,16 @@ def _log_spiral(r0: float, r1: float, pitch_deg: float, phase: float, sense: flo
     return np.stack([r * np.cos(ang), r * np.sin(ang)], axis=1)
 
 
-def _glow(points: np.ndarray, centre: tuple[float, float], radii: tuple[float, float],
-          angle_deg: float, inner: float, outer: float, stroke: float | None, width: float) -> Primitive:
+def _glow(
+    points: np.ndarray,
+    centre: tuple[float, float],
+    radii: tuple[float, float],
+    angle_deg: float,
+    inner: float,
+    outer: float,
+    stroke: float | None,
+    width: float,
+) -> Primitive:
     """A body: filled with a soft radial gradient, optionally outlined."""
     fill = Gradient(centre, radii, angle_deg, inner, outer)
     return Primitive(points, fill=fill, stroke=stroke, width=width)
@@ -208,8 +231,18 @@ def _smooth(spec: SymbolSpec, st: _Style) -> list[Primitive]:
 def _disk(spec: SymbolSpec, st: _Style) -> list[Primitive]:
     """A face-on disk: a faint outlined disk, a bulge and, where the class has them, bar and arms."""
     q = st.axis_ratio
-    out = [_glow(_ellipse(0, 0, RADIUS, RADIUS * q), (0, 0), (RADIUS, RADIUS * q), 0, 0.32, 0.08,
-                 None if st.arms else 0.85, LINE * st.width)]
+    out = [
+        _glow(
+            _ellipse(0, 0, RADIUS, RADIUS * q),
+            (0, 0),
+            (RADIUS, RADIUS * q),
+            0,
+            0.32,
+            0.08,
+            None if st.arms else 0.85,
+            LINE * st.width,
+        )
+    ]
     bulge_r = max(st.bulge_radius, 0.06) * RADIUS
     bar_len = max(0.5 * RADIUS, bulge_r + 0.14) if spec.bar else 0.0
     arm_w = 0.085 * st.width
@@ -238,8 +271,11 @@ def _edge_on(spec: SymbolSpec, st: _Style) -> list[Primitive]:
     if st.bulge_radius > 0:
         r = st.bulge_radius * RADIUS
         swells = r * 0.9 > h  # only a bulge that rises out of the disk gets an outline of its own
-        out.append(_glow(_ellipse(0, 0, r, r * 0.9), (0, 0), (r, r * 0.9), 0, 1.0, 0.6,
-                         INK if swells else None, LINE * st.width))
+        out.append(
+            _glow(
+                _ellipse(0, 0, r, r * 0.9), (0, 0), (r, r * 0.9), 0, 1.0, 0.6, INK if swells else None, LINE * st.width
+            )
+        )
         if swells:  # a dark dust lane along the midplane, in front of the bulge (a Sombrero)
             lane = np.stack([np.linspace(-0.75 * half, 0.75 * half, 32), np.zeros(32)], axis=1)
             out.append(Primitive(lane, closed=False, stroke=0.12, width=0.6 * LINE * st.width))
@@ -295,7 +331,7 @@ def _turn(p: Primitive, angle_deg: float) -> Primitive:
     """Rotate a primitive about the image centre, fill gradient included."""
     fill = p.fill
     if isinstance(fill, Gradient):
-        (cx, cy), = _rotate(np.array([fill.centre]), angle_deg)
+        ((cx, cy),) = _rotate(np.array([fill.centre]), angle_deg)
         fill = replace(fill, centre=(float(cx), float(cy)), angle_deg=fill.angle_deg + angle_deg)
     return replace(p, points=_rotate(p.points, angle_deg), fill=fill)
 
@@ -328,8 +364,9 @@ def _grey(level: float) -> int:
     return int(round(255 * min(max(level, 0.0), 1.0)))
 
 
-def _gradient_image(g: Gradient, canvas: int, grid: int = GRADIENT_GRID,
-                    resample: Image.Resampling = Image.Resampling.BILINEAR) -> Image.Image:
+def _gradient_image(
+    g: Gradient, canvas: int, grid: int = GRADIENT_GRID, resample: Image.Resampling = Image.Resampling.BILINEAR
+) -> Image.Image:
     """The gradient over the whole canvas, computed coarse (it is smooth) and resized up."""
     n = min(canvas, grid)
     axis = (np.arange(n) + 0.5) / n * 2 - 1
@@ -380,8 +417,9 @@ def _svg_element(p: Primitive, gradient_id: str) -> str:
         fill = "none" if p.fill is None else _hex(p.fill)
     stroke = ""
     if p.stroke is not None and p.width > 0:
-        stroke = (f' stroke="{_hex(p.stroke)}" stroke-width="{p.width:.4f}"'
-                  ' stroke-linejoin="round" stroke-linecap="round"')
+        stroke = (
+            f' stroke="{_hex(p.stroke)}" stroke-width="{p.width:.4f}" stroke-linejoin="round" stroke-linecap="round"'
+        )
     tag = "polygon" if p.closed else "polyline"
     return f'<{tag} points="{pts}" fill="{fill}"{stroke}/>'
 
@@ -401,14 +439,16 @@ def _to_svg(prims: list[Primitive], size: int) -> str:
     ids = [f"g{i}" for i in range(len(prims))]
     defs = [_svg_gradient(p.fill, i) for p, i in zip(prims, ids) if isinstance(p.fill, Gradient)]
     body = [_svg_element(p, i) for p, i in zip(prims, ids)]
-    return "\n".join([
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="-1 -1 2 2">',
-        f'<rect x="-1" y="-1" width="2" height="2" fill="{_hex(BACKGROUND)}"/>',
-        f"<defs>{''.join(defs)}</defs>",
-        *body,
-        "</svg>",
-        "",
-    ])
+    return "\n".join(
+        [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" viewBox="-1 -1 2 2">',
+            f'<rect x="-1" y="-1" width="2" height="2" fill="{_hex(BACKGROUND)}"/>',
+            f"<defs>{''.join(defs)}</defs>",
+            *body,
+            "</svg>",
+            "",
+        ]
+    )
 
 
 def render_symbol(spec: SymbolSpec, size: int = 224, seed: int | None = None) -> Image.Image:
@@ -478,8 +518,9 @@ def symbol_gallery(scheme: Scheme, size: int = 160, variants: int = 0, seed: int
     return sheet
 
 
-def write_symbol_set(scheme: Scheme, out_dir: str | os.PathLike, size: int = 224, variants: int = 0,
-                     seed: int = 0) -> int:
+def write_symbol_set(
+    scheme: Scheme, out_dir: str | os.PathLike, size: int = 224, variants: int = 0, seed: int = 0
+) -> int:
     """Write every class's canonical PNG and SVG, its PNG variants and a gallery; count the files."""
     _check_size(size)
     _check_count("variants", variants)
@@ -576,8 +617,9 @@ def _plume(st: _Style) -> Primitive:
     return Primitive(_ribbon(tail, 0.09 * st.width, 0.012 * st.width), fill=0.7)
 
 
-def _face_on_parts(a: GalaxyAnswers, spec: SymbolSpec, st: _Style,
-                   centre: tuple[float, float]) -> list[tuple[float, list[Primitive]]]:
+def _face_on_parts(
+    a: GalaxyAnswers, spec: SymbolSpec, st: _Style, centre: tuple[float, float]
+) -> list[tuple[float, list[Primitive]]]:
     """Bar, arms and bulge of a face-on disk, each with the opacity of its own answer."""
     q, arm_w = st.axis_ratio, 0.085 * st.width
     bulge_r = max(st.bulge_radius, 0.06) * RADIUS
@@ -626,8 +668,16 @@ def _galaxy_layers(a: GalaxyAnswers, seed: int | None) -> list[tuple[float, list
         layers += _face_on_parts(a, spec, st, core)
     else:
         q = st.axis_ratio
-        disk = _glow(_ellipse(0, 0, RADIUS, RADIUS * q), (0, 0), (RADIUS, RADIUS * q), 0, 0.32, 0.08,
-                     None if st.arms else 0.85, LINE * st.width)
+        disk = _glow(
+            _ellipse(0, 0, RADIUS, RADIUS * q),
+            (0, 0),
+            (RADIUS, RADIUS * q),
+            0,
+            0.32,
+            0.08,
+            None if st.arms else 0.85,
+            LINE * st.width,
+        )
         layers.append((a.smooth_or_featured_conf, [disk]))
         layers += _face_on_parts(a, spec, st, (0.0, 0.0))
     return [(alpha, [_turn(p, st.rotation_deg) for p in prims]) for alpha, prims in layers if prims]
@@ -692,8 +742,9 @@ def render_galaxy_symbol(answers: GalaxyAnswers, size: int = 224, seed: int | No
     return _rasterise_layers(_galaxy_layers(answers, seed), size).convert("RGB")
 
 
-def galaxy_symbol_batch(answers_list: Sequence[GalaxyAnswers], size: int = 224,
-                        seed: int | Sequence[int] | None = None) -> torch.Tensor:
+def galaxy_symbol_batch(
+    answers_list: Sequence[GalaxyAnswers], size: int = 224, seed: int | Sequence[int] | None = None
+) -> torch.Tensor:
     """Many galaxies' symbols as a float tensor (N, 3, size, size) in [0, 1], for the trainer.
 
     `seed`: None for canonical symbols, one int (symbol i then gets a seed derived from it and i),
@@ -705,8 +756,9 @@ def galaxy_symbol_batch(answers_list: Sequence[GalaxyAnswers], size: int = 224,
     n = len(answers_list)
     if seed is None or isinstance(seed, (int, np.integer)):
         base = None if seed is None else int(seed) % 2**64
-        seeds = [None if base is None else int(np.random.SeedSequence([base, i]).generate_state(1)[0])
-                 for i in range(n)]
+        seeds = [
+            None if base is None else int(np.random.SeedSequence([base, i]).generate_state(1)[0]) for i in range(n)
+        ]
     else:
         seeds = [int(s) for s in seed]
         if len(seeds) != n:
@@ -717,8 +769,9 @@ def galaxy_symbol_batch(answers_list: Sequence[GalaxyAnswers], size: int = 224,
     return torch.from_numpy(out).float().div_(255.0).unsqueeze(1).repeat(1, 3, 1, 1)
 
 
-def galaxy_symbol_sheet(rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, GalaxyAnswers]]]],
-                        tile: int = 128) -> Image.Image:
+def galaxy_symbol_sheet(
+    rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, GalaxyAnswers]]]], tile: int = 128
+) -> Image.Image:
     """A picture to judge galaxy symbols by eye: one row per (label, galaxies); each galaxy's
     image beside its own symbol, its caption underneath."""
     from galaxalign.data.answers import caption

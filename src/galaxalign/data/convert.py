@@ -48,8 +48,9 @@ class ConvertConfig:
     )
 
 
-def convert_h5(src: str | os.PathLike, dst: str | os.PathLike, compression: str = "none",
-               progress: bool = True) -> Path:
+def convert_h5(
+    src: str | os.PathLike, dst: str | os.PathLike, compression: str = "none", progress: bool = True
+) -> Path:
     """Copy `src` to `dst` with `images` chunked (1, H, W, 3) and stored as `compression`.
 
     Written under a temporary name beside `dst` and renamed when complete, so a failure or an
@@ -105,10 +106,14 @@ def _copy_attrs(source, target) -> None:
 def _copy_images(images: h5py.Dataset, out: h5py.File, compression: str, path: Path, progress: bool) -> None:
     n = images.shape[0]
     per_image = int(np.prod(images.shape[1:])) * images.dtype.itemsize
-    filters: dict[str, dict[str, Any]] = {"none": {}, "lzf": {"compression": "lzf"},
-                                          "gzip": {"compression": "gzip", "compression_opts": GZIP_LEVEL}}
-    target = out.create_dataset("images", images.shape, images.dtype, chunks=(1, *images.shape[1:]),
-                               **filters[compression])
+    filters: dict[str, dict[str, Any]] = {
+        "none": {},
+        "lzf": {"compression": "lzf"},
+        "gzip": {"compression": "gzip", "compression_opts": GZIP_LEVEL},
+    }
+    target = out.create_dataset(
+        "images", images.shape, images.dtype, chunks=(1, *images.shape[1:]), **filters[compression]
+    )
     _copy_attrs(images, target)
     step = _block(images, per_image)
     with tqdm(total=n, disable=not progress, unit="img", desc=f"convert ({compression})") as bar:

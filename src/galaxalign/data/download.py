@@ -183,7 +183,11 @@ def _interrupted(url: str, part: Path, got: int, total: int | None, why) -> Gala
 def _finish(part: Path, dest: Path, expected: dict[str, str], resumed: bool) -> Path:
     bad = _mismatches(part, expected)
     if bad:
-        hint = "it may be stale from another download: delete it to start over" if resumed else "delete it to download again"
+        hint = (
+            "it may be stale from another download: delete it to start over"
+            if resumed
+            else "delete it to download again"
+        )
         raise GalaxAlignError(f"{part}: {bad} (kept; {hint})")
     os.replace(part, dest)
     return dest

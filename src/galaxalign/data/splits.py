@@ -68,7 +68,7 @@ class Split:
         path = Path(path)
         data = read_json(path, "split file")
         if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
-            raise GalaxAlignError(f"{path}: not a split file (no \"format\": \"{SPLIT_FORMAT}\")")
+            raise GalaxAlignError(f'{path}: not a split file (no "format": "{SPLIT_FORMAT}")')
         for key, kind in (("n", int), ("seed", int), ("source_fingerprint", str), ("fractions", dict)):
             if not isinstance(data.get(key), kind) or isinstance(data.get(key), bool):
                 raise GalaxAlignError(f"{path}: field '{key}' missing or not a {kind.__name__}")

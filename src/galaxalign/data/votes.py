@@ -24,7 +24,10 @@ import numpy as np
 VOTE_COLUMNS: dict[str, tuple[str, tuple[str, ...], str, str]] = {
     "smooth": ("smooth-or-featured", ("smooth",), "t01_smooth_or_features_a01_smooth", "Class1.1"),
     "featured": (
-        "smooth-or-featured", ("featured-or-disk",), "t01_smooth_or_features_a02_features_or_disk", "Class1.2"
+        "smooth-or-featured",
+        ("featured-or-disk",),
+        "t01_smooth_or_features_a02_features_or_disk",
+        "Class1.2",
     ),
     "artifact": ("smooth-or-featured", ("artifact",), "t01_smooth_or_features_a03_star_or_artifact", "Class1.3"),
     "edge_on_yes": ("disk-edge-on", ("yes",), "t02_edgeon_a04_yes", "Class2.1"),

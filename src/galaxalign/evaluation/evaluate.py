@@ -44,15 +44,20 @@ class EvaluateConfig:
     data: str = required("the dataset the run was trained on")
     split: str = option("test", "part to evaluate", choices=PARTS)
     out: str | None = option(None, "output folder (default: RUN/eval-SPLIT)")
-    queries: str | None = option(None, "a separate test file (same scheme) scored instead of the split part; "
-                                       "written to RUN/eval-heldout")
-    mode: str | None = option(None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES)
+    queries: str | None = option(
+        None, "a separate test file (same scheme) scored instead of the split part; written to RUN/eval-heldout"
+    )
+    mode: str | None = option(
+        None, "scoring: head, text, symbol or fusion (default: the run's own)", choices=SCORING_MODES
+    )
     batch_size: int = option(64, "images embedded at once")
     workers: int = option(0, "processes that read and decode images ahead (0: this process)")
     device: str = option("auto", DEVICE_HELP)
 
     def __post_init__(self):
         check_device_name(self.device)
+
+
 PREDICTION_COLUMNS = ("index", "label", "true_class", "predicted", "predicted_class")
 
 
@@ -92,7 +97,9 @@ def evaluate_run(
     else:
         asked = queries if isinstance(queries, GalaxyDataset) else open_dataset(queries, scheme=run.scheme)
         if asked.scheme.name != run.scheme.name:
-            raise GalaxAlignError(f"{asked.source}: labelled in scheme {asked.scheme.name}, the run uses {run.scheme.name}")
+            raise GalaxAlignError(
+                f"{asked.source}: labelled in scheme {asked.scheme.name}, the run uses {run.scheme.name}"
+            )
         split, query = HELDOUT, labelled_only(np.arange(len(asked)), asked.labels)
     for part, members, where in ((split, query, asked), ("train", database, dataset)):
         if not len(members):
@@ -102,23 +109,41 @@ def evaluate_run(
     modes = (scoring, *(m for m in run.modes() if m != scoring)) if run.config.uses_text else (scoring,)
     # A run that aligns nothing never trains its projection: it retrieves by its pooled features.
     space = "embeddings" if run.config.uses_text else "features"
-    scanned = run.embed_dataset(asked, query, modes=modes, features=True, batch_size=batch_size,
-                                workers=workers, progress=progress, desc=split)
+    scanned = run.embed_dataset(
+        asked, query, modes=modes, features=True, batch_size=batch_size, workers=workers, progress=progress, desc=split
+    )
     query_emb, predicted = _unit(getattr(scanned, space)), scanned.predicted
     if split == "train":
         db_emb = query_emb
     else:
-        db_emb = _unit(getattr(run.embed_dataset(dataset, database, features=space == "features", batch_size=batch_size,
-                                                 workers=workers, progress=progress, desc="train (database)"), space))
+        db_emb = _unit(
+            getattr(
+                run.embed_dataset(
+                    dataset,
+                    database,
+                    features=space == "features",
+                    batch_size=batch_size,
+                    workers=workers,
+                    progress=progress,
+                    desc="train (database)",
+                ),
+                space,
+            )
+        )
 
     query_attrs, db_attrs = _attribute_matrix(asked), _attribute_matrix(dataset)
     graded = query_attrs is not None and db_attrs is not None and query_attrs.shape[1] == db_attrs.shape[1]
     same_ids = asked is dataset  # a galaxy is not its own neighbour; a separate file shares no galaxies
     retrieval = retrieval_metrics(
-        query_emb, asked.labels[query], db_emb, labels[database], k=RETRIEVAL_K,
+        query_emb,
+        asked.labels[query],
+        db_emb,
+        labels[database],
+        k=RETRIEVAL_K,
         query_attrs=query_attrs[query] if graded else None,
         db_attrs=db_attrs[database] if graded else None,
-        query_ids=query if same_ids else None, db_ids=database if same_ids else None,
+        query_ids=query if same_ids else None,
+        db_ids=database if same_ids else None,
     )
     metrics = {
         "retrieval_space": space,
@@ -138,8 +163,12 @@ def evaluate_run(
         metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == asked.labels[query])) for m in modes}
 
     out_dir = Path(out_dir) if out_dir is not None else eval_dir(run.run_dir, split)
-    files = {"metrics": out_dir / EVAL_METRICS_FILE, "confusion": out_dir / CONFUSION_FILE,
-             "predictions": out_dir / PREDICTIONS_FILE, "features": out_dir / FEATURES_FILE}
+    files = {
+        "metrics": out_dir / EVAL_METRICS_FILE,
+        "confusion": out_dir / CONFUSION_FILE,
+        "predictions": out_dir / PREDICTIONS_FILE,
+        "features": out_dir / FEATURES_FILE,
+    }
     with atomic_path(files["features"]) as tmp:  # the image-tower features, in predictions order: for probes
         with open(tmp, "wb") as handle:
             np.save(handle, scanned.features.astype(np.float32))
@@ -165,8 +194,10 @@ def write_predictions(path, indices, labels, predicted, class_names: list[str]) 
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(PREDICTION_COLUMNS)
-    writer.writerows((int(i), int(t), class_names[int(t)], int(p), class_names[int(p)])
-                     for i, t, p in zip(indices, labels, predicted))
+    writer.writerows(
+        (int(i), int(t), class_names[int(t)], int(p), class_names[int(p)])
+        for i, t, p in zip(indices, labels, predicted)
+    )
     write_text_atomic(path, text.getvalue())
 
 
@@ -179,8 +210,9 @@ def read_predictions(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.array([int(row[key]) for row in rows], dtype=np.int64) for key in ("index", "label", "predicted"))
 
 
-def predict_split(run: Run, dataset: GalaxyDataset, split: str = "test", modes=None,
-                  batch_size: int = 64) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def predict_split(
+    run: Run, dataset: GalaxyDataset, split: str = "test", modes=None, batch_size: int = 64
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The labelled galaxies of one part of the run's split, and the class predicted for each
     under every scoring mode in `modes` (default: the run's own). No retrieval."""
     indices = labelled_only(getattr(load_split(run.run_dir), split), dataset.labels)

@@ -29,9 +29,7 @@ def classification_metrics(y_true, y_pred, class_names: Sequence[str]) -> dict:
     if len(y_true) == 0:
         raise ValueError("classification_metrics: no samples")
     labels = list(range(len(class_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
@@ -139,7 +137,9 @@ def retrieval_metrics(
             sims[self_match] = -np.inf
             relevant &= ~self_match
         n_relevant = relevant.sum(axis=1)
-        gains = relevant * (1.0 + _attribute_similarity(q_attrs[rows], d_attrs, attr_scale)) if graded else relevant * 1.0
+        gains = (
+            relevant * (1.0 + _attribute_similarity(q_attrs[rows], d_attrs, attr_scale)) if graded else relevant * 1.0
+        )
         # The top k by similarity without sorting whole rows; equal scores rank by database position.
         candidates = np.argpartition(-sims, top_n - 1, axis=1)[:, :top_n]
         order = np.lexsort((candidates, -np.take_along_axis(sims, candidates, axis=1)), axis=1)

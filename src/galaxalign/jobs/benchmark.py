@@ -78,8 +78,12 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
     dataset = open_dataset(config.data, scheme=scheme)
     split_path = out / SPLIT_FILE
     if not split_path.exists():
-        make_split(dataset.labels, val_fraction=config.train.val_fraction, test_fraction=config.train.test_fraction,
-                   seed=config.split_seed).save(split_path)
+        make_split(
+            dataset.labels,
+            val_fraction=config.train.val_fraction,
+            test_fraction=config.train.test_fraction,
+            seed=config.split_seed,
+        ).save(split_path)
     split = Split.load(split_path)
     split.check_labels(dataset.labels, where=str(split_path))
     test = _test_set(config, dataset, split, scheme)
@@ -102,8 +106,9 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
                             frozen = _frozen_baseline(config, dataset, split, test, seed, out)
                         row = _no_training_row(method, frozen, dataset, split, test, fraction, seed, scheme)
                     else:
-                        row = _trained_row(config, method, fraction, seed, steps, dataset, split, test,
-                                           out / "runs" / name, progress)
+                        row = _trained_row(
+                            config, method, fraction, seed, steps, dataset, split, test, out / "runs" / name, progress
+                        )
                     row.setdefault("seconds", round(time.perf_counter() - started, 1))
                     rows.append(row)
                     write_json_atomic(out / "results.json", {"config": asdict(config), "rows": rows})
@@ -130,38 +135,67 @@ def epochs_for(config: BenchmarkConfig, n_labelled: int, steps: int | None = Non
     return max(config.train.epochs, math.ceil(config.min_steps / steps_per_epoch))
 
 
-def _trained_row(config, method, fraction, seed, steps, dataset, split, test: TestSet, run_dir: Path,
-                 progress: bool) -> dict:
+def _trained_row(
+    config, method, fraction, seed, steps, dataset, split, test: TestSet, run_dir: Path, progress: bool
+) -> dict:
     n_labelled = len(label_fraction(split.train, dataset.labels, fraction, seed))
     if not is_finished(run_dir):
         if run_dir.exists():
             shutil.rmtree(run_dir)  # an unfinished run from an interrupted benchmark: start it again
         epochs = epochs_for(config, n_labelled, steps)
-        train(replace(config.train, data=config.data, out=str(run_dir), method=method, label_fraction=fraction,
-                      epochs=epochs, val_every=math.ceil(epochs / MAX_VALIDATIONS), seed=seed,
-                      split_file=str(Path(config.out) / SPLIT_FILE)), progress=progress)
+        train(
+            replace(
+                config.train,
+                data=config.data,
+                out=str(run_dir),
+                method=method,
+                label_fraction=fraction,
+                epochs=epochs,
+                val_every=math.ceil(epochs / MAX_VALIDATIONS),
+                seed=seed,
+                split_file=str(Path(config.out) / SPLIT_FILE),
+            ),
+            progress=progress,
+        )
     summary, run_config = read_summary(run_dir), read_config(run_dir)
     row = {
-        "method": method, "label_fraction": fraction, "seed": seed, "steps_budget": steps,
-        "train_labelled": summary["train_labelled"], "epochs": run_config.epochs,
+        "method": method,
+        "label_fraction": fraction,
+        "seed": seed,
+        "steps_budget": steps,
+        "train_labelled": summary["train_labelled"],
+        "epochs": run_config.epochs,
         "steps": run_config.epochs * max(1, summary["train_labelled"] // run_config.batch_size),
-        "symbols": run_config.symbols, "targets": run_config.targets,
-        "val_accuracy": summary["best_val_accuracy"], "best_stage": summary.get("best_stage"),
-        "best_step": summary.get("best_step"), "seconds": summary["train_seconds"],
+        "symbols": run_config.symbols,
+        "targets": run_config.targets,
+        "val_accuracy": summary["best_val_accuracy"],
+        "best_stage": summary.get("best_stage"),
+        "best_step": summary.get("best_step"),
+        "seconds": summary["train_seconds"],
     }
     if config.validation_only:
         return row
     run = None
     if not is_evaluated(run_dir, test.eval_name):
         run = load_run(run_dir, device=config.train.device)
-        evaluate_run(run, dataset, "test", progress=progress, queries=test.dataset if test.heldout else None,
-                     workers=config.train.workers)
+        evaluate_run(
+            run,
+            dataset,
+            "test",
+            progress=progress,
+            queries=test.dataset if test.heldout else None,
+            workers=config.train.workers,
+        )
         _log_reading(Path(config.out), run_dir, test)
     metrics = read_eval_metrics(run_dir, test.eval_name)
     row |= {
-        "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "map@10": metrics["map@10"],
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "map@10": metrics["map@10"],
         "ndcg@10": metrics["ndcg@10"],
-        "scoring": metrics["scoring"] if metrics.get("fusion_weight") is None else f"fusion@{metrics['fusion_weight']:g}",
+        "scoring": metrics["scoring"]
+        if metrics.get("fusion_weight") is None
+        else f"fusion@{metrics['fusion_weight']:g}",
         "correct": _test_correctness(run_dir, test, config.train.device),
     }
     if config.probe:
@@ -171,8 +205,12 @@ def _trained_row(config, method, fraction, seed, steps, dataset, split, test: Te
 
 def _log_reading(out: Path, run_dir: Path, test: TestSet) -> None:
     """One line per first reading of the test set by a run: what docs/results.md must list."""
-    record = {"run": run_dir.name, "test": test.dataset.source, "galaxies": int(len(test.indices)),
-              "when": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {
+        "run": run_dir.name,
+        "test": test.dataset.source,
+        "galaxies": int(len(test.indices)),
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     with open(out / READINGS_FILE, "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
@@ -205,13 +243,17 @@ def _probe_row(run: Run, dataset, split: Split, test: TestSet, run_dir: Path) ->
     def features(data, indices):
         return run.embed_dataset(data, indices, features=True, workers=run.config.workers).features
 
-    fitted = _fit_probe(features(dataset, labelled), dataset.labels[labelled], features(dataset, val),
-                        dataset.labels[val])
+    fitted = _fit_probe(
+        features(dataset, labelled), dataset.labels[labelled], features(dataset, val), dataset.labels[val]
+    )
     saved = eval_dir(run_dir, test.eval_name) / FEATURES_FILE  # the evaluation's pass, in test-set order
     test_features = np.load(saved) if saved.exists() else features(test.dataset, test.indices)
     predicted = fitted.predict(test_features)
-    result = {"probe_accuracy": float((predicted == test.labels).mean()), "probe_C": fitted.C_chosen,
-              "probe_correct": (predicted == test.labels).astype(int).tolist()}
+    result = {
+        "probe_accuracy": float((predicted == test.labels).mean()),
+        "probe_C": fitted.C_chosen,
+        "probe_correct": (predicted == test.labels).astype(int).tolist(),
+    }
     write_json_atomic(probe_path, result)
     return result
 
@@ -261,16 +303,27 @@ def _frozen_baseline(config, dataset, split, test: TestSet, seed, out: Path) -> 
     if not (run_dir / MODEL_FILE).exists():
         if run_dir.exists():
             shutil.rmtree(run_dir)
-        init_run(replace(config.train, data=config.data, out=str(run_dir), method="clip", seed=seed,
-                         split_file=str(out / SPLIT_FILE)))
+        init_run(
+            replace(
+                config.train,
+                data=config.data,
+                out=str(run_dir),
+                method="clip",
+                seed=seed,
+                split_file=str(out / SPLIT_FILE),
+            )
+        )
     run = load_run(run_dir, device=config.train.device)
 
     def features(data, indices):
         return run.embed_dataset(data, indices, features=True).features
 
-    return _Frozen(run=run, train_features=features(dataset, split.train),
-                   val_features=features(dataset, labelled_only(split.val, dataset.labels)),
-                   test_features=features(test.dataset, test.indices))
+    return _Frozen(
+        run=run,
+        train_features=features(dataset, split.train),
+        val_features=features(dataset, labelled_only(split.val, dataset.labels)),
+        test_features=features(test.dataset, test.indices),
+    )
 
 
 def _no_training_row(method, frozen: _Frozen, dataset, split, test: TestSet, fraction, seed, scheme) -> dict:
@@ -285,17 +338,27 @@ def _no_training_row(method, frozen: _Frozen, dataset, split, test: TestSet, fra
         chosen = label_fraction(split.train, labels, fraction, seed)
         position = {int(i): p for p, i in enumerate(split.train)}
         rows = [position[int(i)] for i in chosen]
-        fitted = _fit_probe(frozen.train_features[rows], labels[chosen], frozen.val_features,
-                            labels[labelled_only(split.val, labels)])
+        fitted = _fit_probe(
+            frozen.train_features[rows], labels[chosen], frozen.val_features, labels[labelled_only(split.val, labels)]
+        )
         predicted = fitted.predict(frozen.test_features)
         query, database = frozen.test_features, frozen.train_features
         labelled = len(chosen)
     scores = classification_metrics(test_labels, predicted, scheme.names)
     retrieval = retrieval_metrics(query, test_labels, database, labels[split.train], k=10)
-    return {"method": method, "label_fraction": fraction if method != "zero-shot" else 0.0, "seed": seed,
-            "steps_budget": None, "train_labelled": labelled, "accuracy": scores["accuracy"],
-            "macro_f1": scores["macro_f1"], "map@10": retrieval["map@10"], "ndcg@10": retrieval["ndcg@10"],
-            "epochs": 0, "correct": (predicted == test_labels).astype(int).tolist()}
+    return {
+        "method": method,
+        "label_fraction": fraction if method != "zero-shot" else 0.0,
+        "seed": seed,
+        "steps_budget": None,
+        "train_labelled": labelled,
+        "accuracy": scores["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "map@10": retrieval["map@10"],
+        "ndcg@10": retrieval["ndcg@10"],
+        "epochs": 0,
+        "correct": (predicted == test_labels).astype(int).tolist(),
+    }
 
 
 SUMMARISED = ("accuracy", "macro_f1", "map@10", "probe_accuracy", "val_accuracy", "seconds")
@@ -308,10 +371,16 @@ def summarise(rows: list[dict]) -> list[dict]:
         groups.setdefault((row["method"], row["label_fraction"], row.get("steps_budget")), []).append(row)
     order = {m: i for i, m in enumerate(ALL_METHODS)}
     table = []
-    for (method, fraction, steps), members in sorted(groups.items(),
-                                                     key=lambda kv: (-kv[0][1], kv[0][2] or 0, order[kv[0][0]])):
-        entry = {"method": method, "label_fraction": fraction, "steps_budget": steps, "seeds": len(members),
-                 "train_labelled": int(np.mean([m["train_labelled"] for m in members]))}
+    for (method, fraction, steps), members in sorted(
+        groups.items(), key=lambda kv: (-kv[0][1], kv[0][2] or 0, order[kv[0][0]])
+    ):
+        entry = {
+            "method": method,
+            "label_fraction": fraction,
+            "steps_budget": steps,
+            "seeds": len(members),
+            "train_labelled": int(np.mean([m["train_labelled"] for m in members])),
+        }
         for key in SUMMARISED:
             values = np.array([m[key] for m in members if m.get(key) is not None], dtype=float)
             if len(values):
@@ -330,31 +399,42 @@ def claim_check(rows: list[dict]) -> list[str]:
     than one seed, the spread of the per-seed gaps over the seeds. A gap counts only when it is
     more than 1.96 standard errors from zero (a 95 % interval that excludes it).
     """
-    runs = {(r["method"], r["label_fraction"], r.get("steps_budget"), r["seed"]): np.asarray(r["correct"], dtype=float)
-            for r in rows if "correct" in r}
+    runs = {
+        (r["method"], r["label_fraction"], r.get("steps_budget"), r["seed"]): np.asarray(r["correct"], dtype=float)
+        for r in rows
+        if "correct" in r
+    }
     settings = sorted({(f, b) for m, f, b, _ in runs if m == "galaxalign"}, key=lambda fb: (-fb[0], fb[1] or 0))
     lines = []
     for fraction, budget in settings:
         for rival in ("supervised", "clip"):
-            seeds = sorted(s for m, f, b, s in runs
-                           if (m, f, b) == ("galaxalign", fraction, budget) and (rival, f, b, s) in runs)
+            seeds = sorted(
+                s for m, f, b, s in runs if (m, f, b) == ("galaxalign", fraction, budget) and (rival, f, b, s) in runs
+            )
             if not seeds:
                 continue
             ours = np.stack([runs[("galaxalign", fraction, budget, s)] for s in seeds])
             other = np.stack([runs[(rival, fraction, budget, s)] for s in seeds])
             gap, half_width = paired_gap(ours, other)
             won, lost = int((ours > other).sum()), int((ours < other).sum())
-            verdict = "beats" if gap > half_width else ("trails" if gap < -half_width else "ties with (within the uncertainty)")
+            verdict = (
+                "beats"
+                if gap > half_width
+                else ("trails" if gap < -half_width else "ties with (within the uncertainty)")
+            )
             where = f"{fraction:.0%} of labels" + (f", {budget} steps" if budget else "")
-            lines.append(f"- {where}: galaxalign {verdict} {rival}: accuracy "
-                         f"{ours.mean():.3f} vs {other.mean():.3f} ({gap:+.3f} ± {half_width:.3f}, 95 %); "
-                         f"right where {rival} was wrong {won} times, the reverse {lost} times "
-                         f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''} × {ours.shape[1]} galaxies)")
+            lines.append(
+                f"- {where}: galaxalign {verdict} {rival}: accuracy "
+                f"{ours.mean():.3f} vs {other.mean():.3f} ({gap:+.3f} ± {half_width:.3f}, 95 %); "
+                f"right where {rival} was wrong {won} times, the reverse {lost} times "
+                f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''} × {ours.shape[1]} galaxies)"
+            )
     return lines
 
 
-def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict], dataset, split,
-                     test: TestSet) -> str:
+def results_markdown(
+    config: BenchmarkConfig, table: list[dict], rows: list[dict], dataset, split, test: TestSet
+) -> str:
     t = config.train
 
     def pm(entry, key):
@@ -362,10 +442,16 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict
             return ""
         return f"{entry[key]:.3f} ± {entry[key + '_std']:.3f}" if entry["seeds"] > 1 else f"{entry[key]:.3f}"
 
-    budget = (f"step budgets {config.steps}" if config.steps else
-              f"{t.epochs} epochs over the labelled images, at least {config.min_steps} steps")
-    tested = (f"every labelled galaxy of the separate test file `{Path(test.dataset.source).name}` ({len(test.indices)})"
-              if test.heldout else f"the split's test part ({len(test.indices)} labelled galaxies)")
+    budget = (
+        f"step budgets {config.steps}"
+        if config.steps
+        else f"{t.epochs} epochs over the labelled images, at least {config.min_steps} steps"
+    )
+    tested = (
+        f"every labelled galaxy of the separate test file `{Path(test.dataset.source).name}` ({len(test.indices)})"
+        if test.heldout
+        else f"the split's test part ({len(test.indices)} labelled galaxies)"
+    )
     lines = [
         "# GalaxAlign benchmark",
         "",
@@ -376,13 +462,18 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict
         f"symbol source: {t.symbols}.",
     ]
     if config.validation_only:
-        lines += ["Validation only: the test set was not read. Accuracy is the best validation accuracy of each run "
-                  "(its checkpoint and scoring chosen on that same validation split, so it is optimistic).", "",
-                  "| method | label fraction | budget (steps) | labelled images | validation accuracy | time (s) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            "Validation only: the test set was not read. Accuracy is the best validation accuracy of each run "
+            "(its checkpoint and scoring chosen on that same validation split, so it is optimistic).",
+            "",
+            "| method | label fraction | budget (steps) | labelled images | validation accuracy | time (s) |",
+            "|---|---|---|---|---|---|",
+        ]
         for e in table:
-            lines.append(f"| {e['method']} | {e['label_fraction']:g} | {e['steps_budget'] or ''} | "
-                         f"{e['train_labelled']} | {pm(e, 'val_accuracy')} | {e['seconds']:.0f} |")
+            lines.append(
+                f"| {e['method']} | {e['label_fraction']:g} | {e['steps_budget'] or ''} | "
+                f"{e['train_labelled']} | {pm(e, 'val_accuracy')} | {e['seconds']:.0f} |"
+            )
         return "\n".join(lines) + "\n"
     lines += [
         f"Tested on {tested}. Accuracy and macro-F1 of each run's own scoring (chosen on validation); probe: a "
@@ -395,9 +486,11 @@ def results_markdown(config: BenchmarkConfig, table: list[dict], rows: list[dict
     ]
     for e in table:
         fraction = "none" if e["method"] == "zero-shot" else f"{e['label_fraction']:g}"
-        lines.append(f"| {e['method']} | {fraction} | {e['steps_budget'] or ''} | {e['train_labelled']} | "
-                     f"{pm(e, 'accuracy')} | {pm(e, 'macro_f1')} | {pm(e, 'probe_accuracy')} | {pm(e, 'map@10')} | "
-                     f"{e['seconds']:.0f} |")
+        lines.append(
+            f"| {e['method']} | {fraction} | {e['steps_budget'] or ''} | {e['train_labelled']} | "
+            f"{pm(e, 'accuracy')} | {pm(e, 'macro_f1')} | {pm(e, 'probe_accuracy')} | {pm(e, 'map@10')} | "
+            f"{e['seconds']:.0f} |"
+        )
     check = claim_check(rows)
     if check:
         lines += ["", "## The claim, checked", "", *check]

@@ -34,10 +34,16 @@ class BenchmarkConfig:
     methods: str = option(",".join(ALL_METHODS), "comma-separated methods")
     min_steps: int = option(30, "at least this many optimiser steps per run, so few-label runs still train")
     steps: str = option("", "comma-separated step budgets (a learning curve); each replaces --epochs and --min-steps")
-    test_data: str | None = option(None, "a separate test file (rendered with its own seed, same scheme): every run "
-                                         "is tested on all of it instead of the split's test part")
-    validation_only: bool = option(False, "train and select on validation, never read the test set (for choosing "
-                                          "settings); the table shows validation accuracy")
+    test_data: str | None = option(
+        None,
+        "a separate test file (rendered with its own seed, same scheme): every run "
+        "is tested on all of it instead of the split's test part",
+    )
+    validation_only: bool = option(
+        False,
+        "train and select on validation, never read the test set (for choosing "
+        "settings); the table shows validation accuracy",
+    )
     probe: bool = option(True, "also fit a linear probe on each trained run's image features (C chosen on validation)")
     split_seed: int = option(0, "seed of the one train/val/test split all runs share")
     quick: bool = option(False, "a first look: fractions 1.0,0.1, seed 0, 1 epoch, 10 steps minimum")
@@ -49,7 +55,9 @@ class BenchmarkConfig:
             self.train = replace(self.train, epochs=1)
         unknown = sorted(set(self.method_list) - set(ALL_METHODS))
         if unknown:
-            raise GalaxAlignError(f"benchmark: unknown method(s) {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})")
+            raise GalaxAlignError(
+                f"benchmark: unknown method(s) {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})"
+            )
         try:
             fractions, seeds, budgets = self.fraction_list, self.seed_list, self.step_list
         except ValueError as exc:
@@ -80,8 +88,11 @@ class BenchmarkConfig:
 @dataclass
 class DemoConfig:
     out: str = option("runs/demo", "output folder (data, runs, index, report.html)")
-    quick: bool = option(False, "a smaller first look (about 2 minutes on 2 cores): 16 per class at 64 px, "
-                                "56 px input, 2 epochs (replaces --epochs and --image-size)")
+    quick: bool = option(
+        False,
+        "a smaller first look (about 2 minutes on 2 cores): 16 per class at 64 px, "
+        "56 px input, 2 epochs (replaces --epochs and --image-size)",
+    )
     per_class: int = option(0, "galaxies per class to render; 0: 60 (16 with --quick)")
     seed: int = option(0, "seed of the data, split and runs")
     train: TrainConfig = nested(_job_base, "settings of both runs", skip=DEMO_PER_RUN)

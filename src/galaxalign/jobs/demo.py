@@ -36,16 +36,21 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     data = out / "galaxy10_sim.h5"
     stage(1, f"rendering Galaxy10-Sim: {config.galaxies_per_class} galaxies per class at {config.synth_size} px")
     if not data.exists():
-        write_synth(data, SynthConfig(per_class=config.galaxies_per_class, size=config.synth_size, seed=config.seed),
-                    progress=progress)
+        write_synth(
+            data,
+            SynthConfig(per_class=config.galaxies_per_class, size=config.synth_size, seed=config.seed),
+            progress=progress,
+        )
 
     runs = {}
     for n, method in ((2, "supervised"), (3, "galaxalign")):
         run_dir = out / "runs" / method
         stage(n, f"fine-tuning {method} on {config.train.backbone} for {config.train.epochs} epochs")
         if not is_finished(run_dir):
-            train(replace(config.train, data=str(data), out=str(run_dir), method=method, seed=config.seed),
-                  progress=progress)
+            train(
+                replace(config.train, data=str(data), out=str(run_dir), method=method, seed=config.seed),
+                progress=progress,
+            )
         runs[method] = run_dir
 
     stage(4, "evaluating both runs on the test split")
@@ -60,7 +65,9 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     index = build_index(run, dataset.subset(split.train), index_dir, progress=progress)
 
     stage(6, "writing the report")
-    report_path = write_report(out, data, runs, metrics, run, index, dataset, split, elapsed=time.perf_counter() - started)
+    report_path = write_report(
+        out, data, runs, metrics, run, index, dataset, split, elapsed=time.perf_counter() - started
+    )
     summary = {
         "report": str(report_path),
         "seconds": round(time.perf_counter() - started, 1),

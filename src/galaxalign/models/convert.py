@@ -28,8 +28,12 @@ from galaxalign.io import atomic_path
 CONVERT_VERSION = 1
 _PREFIX = "backbone."
 # The ONNX file (and the cache) use the long-standing HF names; transformers 5 renamed the attention.
-_RENAMED = {".attention.attention.query.": ".attention.q_proj.", ".attention.attention.key.": ".attention.k_proj.",
-            ".attention.attention.value.": ".attention.v_proj.", ".attention.output.dense.": ".attention.o_proj."}
+_RENAMED = {
+    ".attention.attention.query.": ".attention.q_proj.",
+    ".attention.attention.key.": ".attention.k_proj.",
+    ".attention.attention.value.": ".attention.v_proj.",
+    ".attention.output.dense.": ".attention.o_proj.",
+}
 
 
 def cache_dir() -> Path:
@@ -62,7 +66,7 @@ def onnx_to_dinov2_state_dict(onnx_path: str | os.PathLike) -> tuple[dict[str, t
     pos_patch: list[str] = []
     for name, tensor in inits.items():
         if name.startswith(_PREFIX):
-            state[name[len(_PREFIX):]] = array(name)
+            state[name[len(_PREFIX) :]] = array(name)
         elif name.startswith("onnx::") and len(tensor.dims) == 3 and tensor.dims[0] == 1:
             (pos_cls if tensor.dims[1] == 1 else pos_patch).append(name)
 
@@ -70,12 +74,15 @@ def onnx_to_dinov2_state_dict(onnx_path: str | os.PathLike) -> tuple[dict[str, t
         if node.op_type != "MatMul" or node.input[1] not in inits or node.input[1].startswith(_PREFIX):
             continue
         biases = [
-            i for add in consumers.get(node.output[0], []) if add.op_type == "Add"
-            for i in add.input if i.startswith(_PREFIX) and i.endswith(".bias")
+            i
+            for add in consumers.get(node.output[0], [])
+            if add.op_type == "Add"
+            for i in add.input
+            if i.startswith(_PREFIX) and i.endswith(".bias")
         ]
         if len(biases) != 1:
             raise GalaxAlignError(f"{onnx_path}: cannot name the Linear weight {node.input[1]}")
-        state[biases[0][len(_PREFIX):-len("bias")] + "weight"] = array(node.input[1]).T.contiguous()
+        state[biases[0][len(_PREFIX) : -len("bias")] + "weight"] = array(node.input[1]).T.contiguous()
 
     if len(pos_cls) != 1 or len(pos_patch) != 1:
         raise GalaxAlignError(f"{onnx_path}: expected one CLS and one patch position embedding")

@@ -16,8 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage.
-LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+LITE0_STAGES = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 _BN = {"eps": 1e-3, "momentum": 0.01}
 # EfficientNet-PyTorch top-level names -> ours; block internals keep their names.
 _RENAME = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "classifier"}
@@ -71,8 +78,9 @@ class EfficientNetLite(nn.Module):
                 blocks.append(MBConv(cin, cout, kernel, stride if i == 0 else 1, expand))
                 cin = cout
         self._blocks = nn.ModuleList(blocks)
-        self.head = nn.Sequential(nn.Conv2d(cin, self.feature_dim, 1, bias=False),
-                                  nn.BatchNorm2d(self.feature_dim, **_BN), nn.ReLU6())
+        self.head = nn.Sequential(
+            nn.Conv2d(cin, self.feature_dim, 1, bias=False), nn.BatchNorm2d(self.feature_dim, **_BN), nn.ReLU6()
+        )
         self.classifier = nn.Linear(self.feature_dim, num_classes) if num_classes else None
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:

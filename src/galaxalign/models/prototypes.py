@@ -60,8 +60,12 @@ def symbol_prototypes(model: GalaxAlignModel, symbols01: torch.Tensor, batch_siz
     n_classes, variants = symbols01.shape[:2]
     flat = symbols01.flatten(0, 1)
     device = _device(model)
-    embeddings = torch.cat([model.encode_symbol(model.backbone.normalize(flat[i : i + batch_size].to(device)))
-                            for i in range(0, len(flat), batch_size)])
+    embeddings = torch.cat(
+        [
+            model.encode_symbol(model.backbone.normalize(flat[i : i + batch_size].to(device)))
+            for i in range(0, len(flat), batch_size)
+        ]
+    )
     owners = torch.arange(n_classes).repeat_interleave(variants)
     return _mean_by_class(embeddings, owners, n_classes)
 
@@ -82,8 +86,14 @@ class ClassScorer:
     scores) would let one mode drown the other. The weight is chosen on validation by the trainer.
     """
 
-    def __init__(self, model: GalaxAlignModel, scheme: Scheme, mode: str, symbols01: torch.Tensor | None = None,
-                 fusion_weight: float = 0.5):
+    def __init__(
+        self,
+        model: GalaxAlignModel,
+        scheme: Scheme,
+        mode: str,
+        symbols01: torch.Tensor | None = None,
+        fusion_weight: float = 0.5,
+    ):
         if mode not in SCORING_MODES:
             raise ValueError(f"scoring mode must be one of {SCORING_MODES}")
         if mode == "head" and model.classifier is None:

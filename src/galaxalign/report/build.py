@@ -31,8 +31,9 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_report(out: Path, data: Path, runs: dict[str, Path], metrics: dict[str, dict], run, index, dataset, split,
-                 elapsed: float) -> Path:
+def write_report(
+    out: Path, data: Path, runs: dict[str, Path], metrics: dict[str, dict], run, index, dataset, split, elapsed: float
+) -> Path:
     from galaxalign.symbols import symbol_gallery
     from galaxalign.synth import render_contact_sheet
 
@@ -41,38 +42,63 @@ def write_report(out: Path, data: Path, runs: dict[str, Path], metrics: dict[str
     report = Report(
         title="GalaxAlign demo report",
         subtitle=f"Galaxy10-Sim ({len(dataset)} rendered galaxies; {len(split.train)}/{len(split.val)}/{len(split.test)} "
-                 f"train/val/test), backbone {run.config.backbone}, {elapsed / 60:.1f} minutes on this machine",
+        f"train/val/test), backbone {run.config.backbone}, {elapsed / 60:.1f} minutes on this machine",
     )
 
     rows = []
     for method, m in metrics.items():
         summary = _summary(runs[method])
-        rows.append([method, m["scoring"], _fmt(m["accuracy"]), _fmt(m["macro_f1"]), _fmt(m["map@10"]),
-                     _fmt(m["ndcg@10"]), f"{summary['train_seconds']:.0f}"])
-    report.add("Results on the test split", table(
-        ["method", "classified by", "accuracy", "macro-F1", "mAP@10", "nDCG@10", "training (s)"], rows),
+        rows.append(
+            [
+                method,
+                m["scoring"],
+                _fmt(m["accuracy"]),
+                _fmt(m["macro_f1"]),
+                _fmt(m["map@10"]),
+                _fmt(m["ndcg@10"]),
+                f"{summary['train_seconds']:.0f}",
+            ]
+        )
+    report.add(
+        "Results on the test split",
+        table(["method", "classified by", "accuracy", "macro-F1", "mAP@10", "nDCG@10", "training (s)"], rows),
         note="Same backbone, split and budget for both runs. Retrieval: each test galaxy queries the training split; "
-             "a hit is relevant when it has the same class (nDCG grades hits by how close their generating parameters are).")
+        "a hit is relevant when it has the same class (nDCG grades hits by how close their generating parameters are).",
+    )
     report.add("Reading the results", bullet_list(reading(metrics, names)))
 
-    report.add("Schematic symbols", image(_png(symbol_gallery(scheme, size=96, variants=3, seed=0)), "symbol gallery"),
-               note="Each class's canonical symbol, then three seeded variants: the drawings the symbol encoder learns from.")
-    report.add("Example galaxies", image(_png(render_contact_sheet(data, per_class=8)), "Galaxy10-Sim examples"),
-               note="The first eight rendered galaxies of each class (GalSim bulges and disks, PSF, noise, g/r/z colours).")
+    report.add(
+        "Schematic symbols",
+        image(_png(symbol_gallery(scheme, size=96, variants=3, seed=0)), "symbol gallery"),
+        note="Each class's canonical symbol, then three seeded variants: the drawings the symbol encoder learns from.",
+    )
+    report.add(
+        "Example galaxies",
+        image(_png(render_contact_sheet(data, per_class=8)), "Galaxy10-Sim examples"),
+        note="The first eight rendered galaxies of each class (GalSim bulges and disks, PSF, noise, g/r/z colours).",
+    )
     report.add("Training", image(figures.training_curves(runs), "training curves"))
-    report.add("Confusion matrices", '<div class="pair">' + "".join(
-        image(Path(m["files"]["confusion"]).read_bytes(), f"{method} confusion") for method, m in metrics.items()) + "</div>",
-        note="Rows are the true class; colour is the share of that class.")
+    report.add(
+        "Confusion matrices",
+        '<div class="pair">'
+        + "".join(
+            image(Path(m["files"]["confusion"]).read_bytes(), f"{method} confusion") for method, m in metrics.items()
+        )
+        + "</div>",
+        note="Rows are the true class; colour is the share of that class.",
+    )
 
     test_labels = dataset.labels[split.test]
     embeddings = run.embed_dataset(dataset, split.test).embeddings
     with torch.no_grad():
         text_anchors = text_prototypes(run.model, scheme).numpy()
         symbol_anchors = symbol_prototypes(run.model, run.symbols01).numpy()
-    report.add("The shared space", image(
-        figures.embedding_map(embeddings, test_labels, text_anchors, symbol_anchors, names), "embedding map"),
+    report.add(
+        "The shared space",
+        image(figures.embedding_map(embeddings, test_labels, text_anchors, symbol_anchors, names), "embedding map"),
         note="t-SNE of the galaxalign run's test embeddings. Stars: each class's text prototype; squares: its symbol "
-             "prototype. Anchors sitting inside their class's cloud is what alignment means.")
+        "prototype. Anchors sitting inside their class's cloud is what alignment means.",
+    )
 
     searcher = Searcher(index, run)
     k = 8
@@ -81,18 +107,37 @@ def write_report(out: Path, data: Path, runs: dict[str, Path], metrics: dict[str
     candidates = np.flatnonzero(test_labels == wanted)
     if len(candidates):
         query = dataset[int(split.test[candidates[0]])].image
-        strips.append(("By image: a test galaxy (an unbarred loose spiral)",
-                       figures.retrieval_strip(query, "image", searcher.by_image(query, k), index.thumbnails, names, wanted)))
+        strips.append(
+            (
+                "By image: a test galaxy (an unbarred loose spiral)",
+                figures.retrieval_strip(query, "image", searcher.by_image(query, k), index.thumbnails, names, wanted),
+            )
+        )
     text, text_key = EXAMPLE_TEXT
     text_tile = np.full((64, 64, 3), 245, np.uint8)
-    strips.append((f'By words: "{text}"', figures.retrieval_strip(
-        text_tile, "words", searcher.by_text(text, k), index.thumbnails, names, scheme.by_key(text_key).id)))
+    strips.append(
+        (
+            f'By words: "{text}"',
+            figures.retrieval_strip(
+                text_tile, "words", searcher.by_text(text, k), index.thumbnails, names, scheme.by_key(text_key).id
+            ),
+        )
+    )
     symbol_class = scheme.by_key(EXAMPLE_SYMBOL)
     symbol_tile = (run.symbols01[symbol_class.id][0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    strips.append((f"By symbol: {symbol_class.name}", figures.retrieval_strip(
-        symbol_tile, "symbol", searcher.by_symbol(symbol_class.key, k), index.thumbnails, names, symbol_class.id)))
-    report.add("Similarity search", "".join(f"<p><b>{title}</b></p>{image(png, title)}" for title, png in strips),
-               note="Top 8 from the index of training galaxies; green frame: same class as the query, red: another class.")
+    strips.append(
+        (
+            f"By symbol: {symbol_class.name}",
+            figures.retrieval_strip(
+                symbol_tile, "symbol", searcher.by_symbol(symbol_class.key, k), index.thumbnails, names, symbol_class.id
+            ),
+        )
+    )
+    report.add(
+        "Similarity search",
+        "".join(f"<p><b>{title}</b></p>{image(png, title)}" for title, png in strips),
+        note="Top 8 from the index of training galaxies; green frame: same class as the query, red: another class.",
+    )
     report.add("Try it yourself", f"<p>Serve this index in a browser:</p><p><code>{serve_command(out)}</code></p>")
     path = out / "report.html"
     write_text_atomic(path, report.render())
@@ -123,15 +168,21 @@ def reading(metrics: dict[str, dict], names: list[str]) -> list[str]:
             verdict = f"Plain supervised fine-tuning classifies {-gap:.3f} better than GalaxAlign here ({base['accuracy']:.3f} vs {ours['accuracy']:.3f}, {n} test galaxies); see docs/results.md for the full comparison across label fractions."
         lines.append(verdict)
         if ours.get("map@10") is not None and base.get("map@10") is not None:
-            lines.append(f"For search, mAP@10 is {ours['map@10']:.3f} with GalaxAlign's shared space and {base['map@10']:.3f} with the supervised run's embeddings (its projection was never trained, so retrieval rides on the backbone features).")
+            lines.append(
+                f"For search, mAP@10 is {ours['map@10']:.3f} with GalaxAlign's shared space and {base['map@10']:.3f} with the supervised run's embeddings (its projection was never trained, so retrieval rides on the backbone features)."
+            )
     for method, m in metrics.items():
         confusion = np.asarray(m["confusion"])
         off = confusion - np.diag(np.diag(confusion))
         if off.sum():
             i, j = np.unravel_index(off.argmax(), off.shape)
-            lines.append(f"{method}: the most common mistake is calling {names[i]} {names[j]} ({off[i, j]} of {confusion[i].sum()}).")
+            lines.append(
+                f"{method}: the most common mistake is calling {names[i]} {names[j]} ({off[i, j]} of {confusion[i].sum()})."
+            )
     if ours and "accuracy_by_mode" in ours:
         modes = ", ".join(f"{k} {v:.3f}" for k, v in ours["accuracy_by_mode"].items())
         lines.append(f"GalaxAlign by scoring mode (text prototypes, symbol prototypes, their fusion): {modes}.")
-    lines.append("Galaxy10-Sim is synthetic and small; these numbers show the pipeline working, not performance on real DECaLS images.")
+    lines.append(
+        "Galaxy10-Sim is synthetic and small; these numbers show the pipeline working, not performance on real DECaLS images."
+    )
     return lines

@@ -14,7 +14,16 @@ from PIL import Image, ImageDraw, ImageFont
 from galaxalign.runs import metrics_records
 
 CLASS_COLOURS = [
-    "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4",
+    "#e6194b",
+    "#3cb44b",
+    "#ffe119",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
 ]
 
 
@@ -52,14 +61,22 @@ def training_curves(run_dirs: dict[str, Path]) -> bytes:
     return _png(fig)
 
 
-def embedding_map(points: np.ndarray, labels: np.ndarray, text_anchors: np.ndarray, symbol_anchors: np.ndarray,
-                  class_names: list[str], seed: int = 0) -> bytes:
+def embedding_map(
+    points: np.ndarray,
+    labels: np.ndarray,
+    text_anchors: np.ndarray,
+    symbol_anchors: np.ndarray,
+    class_names: list[str],
+    seed: int = 0,
+) -> bytes:
     """t-SNE of galaxy embeddings, with each class's text and symbol anchors placed among them."""
     from sklearn.manifold import TSNE
 
     everything = np.concatenate([points, text_anchors, symbol_anchors])
     perplexity = float(max(5, min(30, (len(everything) - 1) // 4)))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", metric="cosine", random_state=seed).fit_transform(everything)
+    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", metric="cosine", random_state=seed).fit_transform(
+        everything
+    )
     n, c = len(points), len(class_names)
     fig = _new_figure(8.5, 6.5)
     ax = fig.add_subplot()
@@ -80,8 +97,15 @@ def embedding_map(points: np.ndarray, labels: np.ndarray, text_anchors: np.ndarr
     return _png(fig)
 
 
-def retrieval_strip(query: np.ndarray, query_caption: str, hits: list, thumbnails: np.ndarray,
-                    class_names: list[str], expected_label: int | None, tile: int = 96) -> bytes:
+def retrieval_strip(
+    query: np.ndarray,
+    query_caption: str,
+    hits: list,
+    thumbnails: np.ndarray,
+    class_names: list[str],
+    expected_label: int | None,
+    tile: int = 96,
+) -> bytes:
     """The query, then its top hits: class name and score under each; green frame = same class."""
     font = ImageFont.load_default(size=11)
     pad, caption_h = 6, 30
@@ -101,7 +125,12 @@ def retrieval_strip(query: np.ndarray, query_caption: str, hits: list, thumbnail
     for slot, hit in enumerate(hits, start=1):
         same = expected_label is not None and hit.label == expected_label
         frame = None if expected_label is None else ("#2e9d3a" if same else "#d63a3a")
-        put(thumbnails[hit.index], slot, [class_names[hit.label] if hit.label >= 0 else "?", f"score {hit.score:.2f}"], frame)
+        put(
+            thumbnails[hit.index],
+            slot,
+            [class_names[hit.label] if hit.label >= 0 else "?", f"score {hit.score:.2f}"],
+            frame,
+        )
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -42,7 +42,7 @@ class Report:
 
     def render(self) -> str:
         return (
-            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
             f"<title>{html.escape(self.title)}</title><style>{STYLE}</style></head><body>"
             f"<header><h1>{html.escape(self.title)}</h1><p>{html.escape(self.subtitle)}</p></header>"
             f"<main>{''.join(self.sections)}</main></body></html>"

@@ -118,7 +118,9 @@ def search_params(index: faiss.Index) -> dict[str, int]:
     return {}
 
 
-def tune_search(index: faiss.Index, vectors: np.ndarray, k: int = 10, target: float = TUNE_RECALL, seed: int = 0) -> dict:
+def tune_search(
+    index: faiss.Index, vectors: np.ndarray, k: int = 10, target: float = TUNE_RECALL, seed: int = 0
+) -> dict:
     """Set efSearch (HNSW) or nprobe (IVF) to the least that reaches `target` recall@k on a sample.
 
     The sample queries are indexed vectors, each left out of its own results (as search by id
@@ -147,8 +149,11 @@ def tune_search(index: faiss.Index, vectors: np.ndarray, k: int = 10, target: fl
         if recall >= target:
             break
     else:
-        warnings.warn(f"{type(index).__name__}: recall@{k} reaches only {recall:.3f} at {search_params(index)}; "
-                      "an exact (flat) or IVF index would do better", stacklevel=2)
+        warnings.warn(
+            f"{type(index).__name__}: recall@{k} reaches only {recall:.3f} at {search_params(index)}; "
+            "an exact (flat) or IVF index would do better",
+            stacklevel=2,
+        )
     return {**search_params(index), "tuned_recall": round(recall, 4)}
 
 
@@ -177,8 +182,15 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 class GalaxyIndex:
     """A loaded index folder: FAISS index, embeddings, per-galaxy metadata and thumbnails."""
 
-    def __init__(self, index_dir: Path, manifest: dict, index: faiss.Index, embeddings: np.ndarray,
-                 meta: dict[str, np.ndarray], thumbnails: np.ndarray | None):
+    def __init__(
+        self,
+        index_dir: Path,
+        manifest: dict,
+        index: faiss.Index,
+        embeddings: np.ndarray,
+        meta: dict[str, np.ndarray],
+        thumbnails: np.ndarray | None,
+    ):
         self.dir, self.manifest, self.index, self.embeddings = index_dir, manifest, index, embeddings
         self.ids: list[str] = meta["ids"].tolist()
         self.labels = meta["labels"]
@@ -250,10 +262,14 @@ class GalaxyIndex:
         label = int(self.labels[row])
         ra, dec = float(self.ra[row]), float(self.dec[row])
         return Hit(
-            id=self.ids[row], score=float(score), label=label,
-            label_name=self.label_names[label] if label >= 0 else None, index=int(row),
+            id=self.ids[row],
+            score=float(score),
+            label=label,
+            label_name=self.label_names[label] if label >= 0 else None,
+            index=int(row),
             source=self.sources[self.source_of[row]],
-            ra=None if math.isnan(ra) else ra, dec=None if math.isnan(dec) else dec,
+            ra=None if math.isnan(ra) else ra,
+            dec=None if math.isnan(dec) else dec,
         )
 
     def search(self, vectors: np.ndarray, k: int = 10) -> list[list[Hit]]:
@@ -266,8 +282,9 @@ class GalaxyIndex:
         scores, rows = self.index.search(queries, min(k, len(self)))
         return [[self.hit(r, s) for s, r in zip(qs, qr) if r >= 0] for qs, qr in zip(scores, rows)]
 
-    def add(self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, progress: bool = True,
-            workers: int = 0) -> GalaxyIndex:
+    def add(
+        self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, progress: bool = True, workers: int = 0
+    ) -> GalaxyIndex:
         """Append a dataset's galaxies (embedded by the same run), rewriting the folder atomically.
 
         The index keeps its kind, thumbnail setting and search tuning; this object then reflects
@@ -275,14 +292,31 @@ class GalaxyIndex:
         """
         check_run(self.dir, self.manifest, run)
         with atomic_path(self.dir, directory=True) as tmp:
-            _write(tmp, run, dataset, self.kind, batch_size, self.thumbnails is not None, progress, base=self,
-                   workers=workers)
+            _write(
+                tmp,
+                run,
+                dataset,
+                self.kind,
+                batch_size,
+                self.thumbnails is not None,
+                progress,
+                base=self,
+                workers=workers,
+            )
         vars(self).update(vars(GalaxyIndex.load(self.dir)))
         return self
 
 
-def build_index(run: Run, dataset: GalaxyDataset, out_dir: str | os.PathLike, kind: str = "auto",
-                batch_size: int = 64, thumbnails: bool = True, progress: bool = True, workers: int = 0) -> GalaxyIndex:
+def build_index(
+    run: Run,
+    dataset: GalaxyDataset,
+    out_dir: str | os.PathLike,
+    kind: str = "auto",
+    batch_size: int = 64,
+    thumbnails: bool = True,
+    progress: bool = True,
+    workers: int = 0,
+) -> GalaxyIndex:
     """Embed every galaxy of `dataset` with `run` and save a searchable index folder at `out_dir`."""
     if len(dataset) == 0:
         raise GalaxAlignError(f"{dataset.source}: no galaxies to index")
@@ -303,7 +337,9 @@ def read_manifest(index_dir: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise GalaxAlignError(f"{path}: not a GalaxAlign index manifest")
     if manifest.get("version") != FORMAT_VERSION:
-        raise GalaxAlignError(f"{path}: index format version {manifest.get('version')}, this GalaxAlign reads {FORMAT_VERSION}; rebuild it")
+        raise GalaxAlignError(
+            f"{path}: index format version {manifest.get('version')}, this GalaxAlign reads {FORMAT_VERSION}; rebuild it"
+        )
     missing = [k for k in MANIFEST_KEYS if k not in manifest]
     if missing:
         raise GalaxAlignError(f"{path}: manifest lacks {', '.join(missing)}")
@@ -348,14 +384,27 @@ def _load_meta(path: Path, n: int) -> dict[str, np.ndarray]:
     if bad:
         raise GalaxAlignError(f"{path}: {', '.join(bad)} do not hold one entry per indexed galaxy ({n})")
     labels, sources = meta["labels"], meta["source_of"]
-    if n and (labels.max() >= len(meta["label_names"]) or labels.min() < -1 or sources.min() < 0
-              or sources.max() >= len(meta["sources"])):
+    if n and (
+        labels.max() >= len(meta["label_names"])
+        or labels.min() < -1
+        or sources.min() < 0
+        or sources.max() >= len(meta["sources"])
+    ):
         raise GalaxAlignError(f"{path}: labels or sources out of range")
     return meta
 
 
-def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: int, thumbnails: bool,
-           progress: bool, base: GalaxyIndex | None, workers: int = 0) -> None:
+def _write(
+    tmp: Path,
+    run: Run,
+    dataset: GalaxyDataset,
+    kind: str,
+    batch_size: int,
+    thumbnails: bool,
+    progress: bool,
+    base: GalaxyIndex | None,
+    workers: int = 0,
+) -> None:
     """Write a complete index folder into `tmp`: `base`'s galaxies (if any), then `dataset`'s."""
     if batch_size < 1:  # checked before anything is written
         raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
@@ -370,8 +419,9 @@ def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: i
     embeddings = np.lib.format.open_memmap(tmp / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=(n, dim))
     thumbs = None
     if thumbnails:
-        thumbs = np.lib.format.open_memmap(tmp / THUMBNAILS_FILE, mode="w+", dtype=np.uint8,
-                                           shape=(n, THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3))
+        thumbs = np.lib.format.open_memmap(
+            tmp / THUMBNAILS_FILE, mode="w+", dtype=np.uint8, shape=(n, THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3)
+        )
     sources = list(base.sources) if base else []
     if dataset.source not in sources:
         sources.append(dataset.source)
@@ -387,6 +437,7 @@ def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: i
                 thumbs[block] = base.thumbnails[block]
         ids[:n_old], labels[:n_old], source_of[:n_old] = base.ids, base.labels, base.source_of
         ra[:n_old], dec[:n_old] = base.ra, base.dec
+
     def keep(rows: np.ndarray, images: list[np.ndarray]) -> None:
         """Thumbnails and metadata of each batch, from the images the run just decoded."""
         at = slice(n_old + int(rows[0]), n_old + int(rows[-1]) + 1)
@@ -397,8 +448,9 @@ def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: i
             ids[j], labels[j], source_of[j] = dataset.ids[int(i)], dataset.labels[int(i)], new_source
             ra[j], dec[j] = meta.get("ra", np.nan), meta.get("dec", np.nan)
 
-    scanned = run.embed_dataset(dataset, batch_size=batch_size, workers=workers, progress=progress, desc="index",
-                                on_batch=keep)
+    scanned = run.embed_dataset(
+        dataset, batch_size=batch_size, workers=workers, progress=progress, desc="index", on_batch=keep
+    )
     embeddings[n_old:] = normalise(scanned.embeddings)
     embeddings.flush()
     if thumbs is not None:
@@ -413,17 +465,31 @@ def _write(tmp: Path, run: Run, dataset: GalaxyDataset, kind: str, batch_size: i
         fill_index(index, embeddings)
         params = tune_search(index, embeddings)
     faiss.write_index(index, str(tmp / INDEX_FILE))
-    np.savez(tmp / META_FILE, ids=ids.astype(str), labels=labels, label_names=np.array(run.scheme.names),
-             sources=np.array(sources), source_of=source_of, ra=ra, dec=dec)
+    np.savez(
+        tmp / META_FILE,
+        ids=ids.astype(str),
+        labels=labels,
+        label_names=np.array(run.scheme.names),
+        sources=np.array(sources),
+        source_of=source_of,
+        ra=ra,
+        dec=dec,
+    )
     manifest = {
-        "format": FORMAT, "version": FORMAT_VERSION,
-        "run_dir": str(Path(run.run_dir).resolve()), "run_fingerprint": run.fingerprint,
-        "scheme": run.scheme.name, "dim": dim, "kind": kind, "count": n,
-        "thumbnails": thumbnails, "thumbnail_size": THUMBNAIL_SIZE if thumbnails else None,
-        "search": params, "data_sources": sources,
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "run_dir": str(Path(run.run_dir).resolve()),
+        "run_fingerprint": run.fingerprint,
+        "scheme": run.scheme.name,
+        "dim": dim,
+        "kind": kind,
+        "count": n,
+        "thumbnails": thumbnails,
+        "thumbnail_size": THUMBNAIL_SIZE if thumbnails else None,
+        "search": params,
+        "data_sources": sources,
     }
     (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-
 
 
 def _check_unique_ids(existing: list[str], dataset: GalaxyDataset) -> None:
@@ -454,4 +520,6 @@ class IndexConfig:
     def __post_init__(self):
         check_device_name(self.device)
         if self.add and (self.kind or not self.thumbnails):
-            raise GalaxAlignError("index: --add keeps the existing index's kind and thumbnails; drop --kind/--no-thumbnails")
+            raise GalaxAlignError(
+                "index: --add keeps the existing index's kind and thumbnails; drop --kind/--no-thumbnails"
+            )

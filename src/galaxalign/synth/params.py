@@ -214,8 +214,17 @@ def _companion(f: MorphologyFeatures, hlr: float, d: float, rng) -> dict:
         sep, ratio, tails = hlr * rng.uniform(2.0, 4.0), rng.uniform(0.1, 0.4), 0.0
     else:
         return dict.fromkeys(
-            ("merger_separation", "merger_flux_ratio", "merger_angle", "companion_axis_ratio",
-             "companion_position_angle", "companion_bulge_fraction", "tail_strength"), 0.0)
+            (
+                "merger_separation",
+                "merger_flux_ratio",
+                "merger_angle",
+                "companion_axis_ratio",
+                "companion_position_angle",
+                "companion_bulge_fraction",
+                "tail_strength",
+            ),
+            0.0,
+        )
     return {
         "merger_separation": float(sep),
         "merger_flux_ratio": float(ratio),

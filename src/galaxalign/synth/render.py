@@ -95,26 +95,55 @@ def _bodies(p: GalaxyParams, scale: float) -> list[_Body]:
     lead = sep * ratio / (1.0 + ratio)  # keep the pair's light centred
     hlr = p.half_light_radius_arcsec / scale
     main = _Body(
-        x=cx - lead * ux, y=cy - lead * uy, flux=total / (1.0 + ratio), hlr=hlr, q=p.axis_ratio,
-        pa=p.position_angle, bulge_fraction=p.bulge_fraction, bulge_n=p.bulge_sersic_n,
-        bulge_hlr=p.bulge_radius_ratio * hlr, bulge_q=p.bulge_axis_ratio, bulge_g_r=p.bulge_g_r,
-        disk_g_r=p.disk_g_r, n_arms=p.n_arms, pitch=p.pitch_deg, arm_strength=p.arm_strength,
-        arm_width=p.arm_width, arm_phase=p.arm_phase, bar_strength=p.bar_strength,
-        bar_length=p.bar_length, bar_angle=p.bar_angle, knot_fraction=p.knot_fraction,
-        n_knots=p.n_knots, dust=p.dust_strength, disturbance=p.disturbance,
-        tail_strength=p.tail_strength, tail_angle=p.merger_angle + 180.0,
+        x=cx - lead * ux,
+        y=cy - lead * uy,
+        flux=total / (1.0 + ratio),
+        hlr=hlr,
+        q=p.axis_ratio,
+        pa=p.position_angle,
+        bulge_fraction=p.bulge_fraction,
+        bulge_n=p.bulge_sersic_n,
+        bulge_hlr=p.bulge_radius_ratio * hlr,
+        bulge_q=p.bulge_axis_ratio,
+        bulge_g_r=p.bulge_g_r,
+        disk_g_r=p.disk_g_r,
+        n_arms=p.n_arms,
+        pitch=p.pitch_deg,
+        arm_strength=p.arm_strength,
+        arm_width=p.arm_width,
+        arm_phase=p.arm_phase,
+        bar_strength=p.bar_strength,
+        bar_length=p.bar_length,
+        bar_angle=p.bar_angle,
+        knot_fraction=p.knot_fraction,
+        n_knots=p.n_knots,
+        dust=p.dust_strength,
+        disturbance=p.disturbance,
+        tail_strength=p.tail_strength,
+        tail_angle=p.merger_angle + 180.0,
     )
     if ratio == 0.0:
         return [main]
     comp_hlr = hlr * math.sqrt(ratio)
     cq = p.companion_axis_ratio
     companion = _Body(
-        x=cx + (sep - lead) * ux, y=cy + (sep - lead) * uy, flux=total * ratio / (1.0 + ratio),
-        hlr=comp_hlr, q=cq, pa=p.companion_position_angle, bulge_fraction=p.companion_bulge_fraction,
-        bulge_n=p.bulge_sersic_n, bulge_hlr=0.3 * comp_hlr, bulge_q=math.sqrt(0.5 + 0.5 * cq**2),
-        bulge_g_r=p.bulge_g_r, disk_g_r=p.disk_g_r, knot_fraction=p.knot_fraction, n_knots=p.n_knots // 2,
+        x=cx + (sep - lead) * ux,
+        y=cy + (sep - lead) * uy,
+        flux=total * ratio / (1.0 + ratio),
+        hlr=comp_hlr,
+        q=cq,
+        pa=p.companion_position_angle,
+        bulge_fraction=p.companion_bulge_fraction,
+        bulge_n=p.bulge_sersic_n,
+        bulge_hlr=0.3 * comp_hlr,
+        bulge_q=math.sqrt(0.5 + 0.5 * cq**2),
+        bulge_g_r=p.bulge_g_r,
+        disk_g_r=p.disk_g_r,
+        knot_fraction=p.knot_fraction,
+        n_knots=p.n_knots // 2,
         disturbance=p.disturbance if p.tail_strength > 0 else 0.0,
-        tail_strength=p.tail_strength, tail_angle=p.merger_angle,
+        tail_strength=p.tail_strength,
+        tail_angle=p.merger_angle,
     )
     return [main, companion]
 
@@ -201,7 +230,10 @@ def _draw_cuspy(profile: galsim.GSObject, size: int, x: float, y: float, patch: 
     j0 = int(np.clip(round(centre + x) - patch // 2, 0, size - patch))
     mid = (patch - 1) / 2.0
     fine = profile.drawImage(
-        nx=patch * sub, ny=patch * sub, scale=1.0 / sub, method="no_pixel",
+        nx=patch * sub,
+        ny=patch * sub,
+        scale=1.0 / sub,
+        method="no_pixel",
         offset=((centre + x - j0 - mid) * sub, (centre + y - i0 - mid) * sub),
     ).array
     image[i0 : i0 + patch, j0 : j0 + patch] = fine.reshape(patch, sub, patch, sub).sum(axis=(1, 3))

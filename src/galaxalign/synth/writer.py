@@ -186,8 +186,13 @@ def _render_chunk(job: _Job, span: tuple[int, int]) -> _Chunk:
 def _create_images(h5: h5py.File, n: int, size: int) -> h5py.Dataset:
     """Deflated, one chunk per image, so readers load images lazily; workers do the deflating."""
     return h5.create_dataset(
-        "images", (n, size, size, 3), np.uint8, chunks=(1, size, size, 3), compression="gzip",
-        compression_opts=DEFLATE_LEVEL)
+        "images",
+        (n, size, size, 3),
+        np.uint8,
+        chunks=(1, size, size, 3),
+        compression="gzip",
+        compression_opts=DEFLATE_LEVEL,
+    )
 
 
 def _write_tables(h5: h5py.File, job: _Job, params: np.ndarray, sky: np.ndarray) -> None:
@@ -204,14 +209,16 @@ def _write_tables(h5: h5py.File, job: _Job, params: np.ndarray, sky: np.ndarray)
 
 
 def _describe(h5: h5py.File, job: _Job, config: SynthConfig) -> None:
-    h5.attrs.update({
-        "generator": GENERATOR,
-        "version": __version__,
-        "seed": job.seed,
-        "difficulty": job.difficulty,
-        "per_class": config.per_class,
-        "size": job.size,
-        "scheme": job.scheme.name,
-        "class_names": json.dumps(job.scheme.names),
-        "scheme_json": json.dumps(job.scheme.to_dict()),
-    })
+    h5.attrs.update(
+        {
+            "generator": GENERATOR,
+            "version": __version__,
+            "seed": job.seed,
+            "difficulty": job.difficulty,
+            "per_class": config.per_class,
+            "size": job.size,
+            "scheme": job.scheme.name,
+            "class_names": json.dumps(job.scheme.names),
+            "scheme_json": json.dumps(job.scheme.to_dict()),
+        }
+    )

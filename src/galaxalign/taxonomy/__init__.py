@@ -132,9 +132,7 @@ class Scheme:
                     "name": c.name,
                     "label": c.label,
                     "descriptions": list(c.descriptions),
-                    "features": {
-                        k: list(v) if isinstance(v, tuple) else v for k, v in asdict(c.features).items()
-                    },
+                    "features": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(c.features).items()},
                 }
                 for c in self.classes
             ],
@@ -281,9 +279,7 @@ def load_scheme(name_or_path: str | Path = "galaxy10") -> Scheme:
         return parse_scheme(json.loads(raw), source=f"{text_name}.json")
     path = Path(text_name)
     if not path.exists():
-        raise GalaxAlignError(
-            f"{path}: no such scheme file (built-in schemes: {', '.join(BUILTIN_SCHEMES)})"
-        )
+        raise GalaxAlignError(f"{path}: no such scheme file (built-in schemes: {', '.join(BUILTIN_SCHEMES)})")
     try:
         raw_text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:

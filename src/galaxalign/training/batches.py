@@ -66,9 +66,19 @@ class BatchBuilder:
     own caption: image, symbol and text are a true triple.
     """
 
-    def __init__(self, dataset: GalaxyDataset, indices: np.ndarray, labels: np.ndarray, image_size: int,
-                 normalize, text_owners: torch.Tensor, symbol_variants: int, seed: int,
-                 galaxy_symbols: torch.Tensor | None = None, galaxy_text_rows: np.ndarray | None = None):
+    def __init__(
+        self,
+        dataset: GalaxyDataset,
+        indices: np.ndarray,
+        labels: np.ndarray,
+        image_size: int,
+        normalize,
+        text_owners: torch.Tensor,
+        symbol_variants: int,
+        seed: int,
+        galaxy_symbols: torch.Tensor | None = None,
+        galaxy_text_rows: np.ndarray | None = None,
+    ):
         self.dataset, self.indices, self.labels = dataset, indices, labels
         self.augment = GalaxyAugment(image_size)
         self.normalize = normalize
@@ -99,8 +109,9 @@ class BatchBuilder:
         """The plan's images as (3, H, W) uint8 tensors, read in this process."""
         return [torch.from_numpy(self.dataset[i].image).permute(2, 0, 1) for i in plan.indices]
 
-    def assemble(self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor | None,
-                 device: torch.device | None = None) -> Batch:
+    def assemble(
+        self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor | None, device: torch.device | None = None
+    ) -> Batch:
         """Augment the decoded images (None: a method without images) on `device` with the plan's parameters."""
         device = device or torch.device("cpu")
         symbols = None
@@ -119,8 +130,9 @@ class BatchBuilder:
         plan = self.plan(epoch, order, positions)
         return self.assemble(plan, self.read(plan), device)
 
-    def _augmented(self, images: list[torch.Tensor] | torch.Tensor, params: list[dict[str, torch.Tensor]],
-                   device: torch.device) -> torch.Tensor:
+    def _augmented(
+        self, images: list[torch.Tensor] | torch.Tensor, params: list[dict[str, torch.Tensor]], device: torch.device
+    ) -> torch.Tensor:
         """Each image resampled with its own parameters, in one `apply` per image shape.
 
         Bitwise the same pixels as augmenting image by image, without ~10 small tensor ops per

@@ -43,14 +43,33 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("supervised", loss="cross_entropy", head=True, aligns=(), two_stages=False, scoring=("head",)),
         Method("clip", loss="contrastive", head=False, aligns=("image",), two_stages=False, scoring=("text",)),
-        Method("galaxalign-stage1", loss="contrastive", head=False, aligns=("image", "symbol"), two_stages=False,
-               scoring=ALIGNED_SCORING),
-        Method("galaxalign", loss="contrastive", head=False, aligns=("image", "symbol"), two_stages=True,
-               scoring=ALIGNED_SCORING),
+        Method(
+            "galaxalign-stage1",
+            loss="contrastive",
+            head=False,
+            aligns=("image", "symbol"),
+            two_stages=False,
+            scoring=ALIGNED_SCORING,
+        ),
+        Method(
+            "galaxalign",
+            loss="contrastive",
+            head=False,
+            aligns=("image", "symbol"),
+            two_stages=True,
+            scoring=ALIGNED_SCORING,
+        ),
         # The hypothesis in its purest form: learn what drawn structures mean from class symbols and
         # class texts alone (through the shared image encoder), then classify galaxies by prototypes.
-        Method("zero-label", loss="contrastive", head=False, aligns=("symbol",), two_stages=False,
-               scoring=ALIGNED_SCORING, images=False),
+        Method(
+            "zero-label",
+            loss="contrastive",
+            head=False,
+            aligns=("symbol",),
+            two_stages=False,
+            scoring=ALIGNED_SCORING,
+            images=False,
+        ),
     )
 }
 TARGETS = ("multi", "onehot", "classes")
@@ -62,7 +81,9 @@ class TrainConfig:
     data: str = field(metadata={"help": "dataset: Galaxy10-layout .h5, catalog CSV/parquet, or image folder"})
     out: str = field(metadata={"help": "run folder to create (or resume)"})
     method: str = option("galaxalign", "what to train", choices=tuple(METHODS))
-    backbone: str = option("packaged", "backbone name: packaged, packaged-effnet, hf:<path>, openclip:<arch>:<tag>, tiny")
+    backbone: str = option(
+        "packaged", "backbone name: packaged, packaged-effnet, hf:<path>, openclip:<arch>:<tag>, tiny"
+    )
     scheme: str = option("galaxy10", "class scheme: galaxy10, gz2, or a scheme file")
     label_fraction: float = option(1.0, "fraction of the training split whose labels are used (stratified)")
     epochs: int = option(4, "passes over the labelled training images")
@@ -74,16 +95,28 @@ class TrainConfig:
     weight_decay: float = option(0.05, "AdamW weight decay")
     warmup_fraction: float = option(0.1, "share of steps with linear warm-up before the cosine decay")
     layer_decay: float = option(0.75, "layer-wise learning-rate decay per block below the top")
-    trainable_blocks: int = option(3, "backbone blocks trained per tower, counted from the top (the final norm counts as one): -1 all, 0 heads only")
+    trainable_blocks: int = option(
+        3,
+        "backbone blocks trained per tower, counted from the top (the final norm counts as one): -1 all, 0 heads only",
+    )
     embed_dim: int = option(256, "shared embedding width (backbones with CLIP projections keep theirs)")
     image_size: int = option(0, "input size in pixels; 0 uses the backbone's default")
-    targets: str = option("onehot", "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md), "
-                                     "multi (same class = positive) or classes (cross-entropy against every class's "
-                                     "text prototype, FLYP/UniCL style)", choices=TARGETS)
-    symbols: str = option("class", "symbol and caption of each training galaxy: class (its class's symbol family and "
-                                   "phrases) or galaxy (drawn and written from its own Galaxy Zoo answers)",
-                          choices=SYMBOL_SOURCES)
-    image_trainable_blocks: int | None = option(None, "image (and symbol) tower blocks trained; default: --trainable-blocks")
+    targets: str = option(
+        "onehot",
+        "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md), "
+        "multi (same class = positive) or classes (cross-entropy against every class's "
+        "text prototype, FLYP/UniCL style)",
+        choices=TARGETS,
+    )
+    symbols: str = option(
+        "class",
+        "symbol and caption of each training galaxy: class (its class's symbol family and "
+        "phrases) or galaxy (drawn and written from its own Galaxy Zoo answers)",
+        choices=SYMBOL_SOURCES,
+    )
+    image_trainable_blocks: int | None = option(
+        None, "image (and symbol) tower blocks trained; default: --trainable-blocks"
+    )
     text_trainable_blocks: int | None = option(None, "text tower blocks trained; default: --trainable-blocks")
     balanced: bool = option(True, "class-balanced batches")
     w_image_text: float = option(1.0, "weight of the image-text loss")
@@ -111,9 +144,13 @@ class TrainConfig:
             (self.accumulate >= 1, "accumulate must be at least 1"),
             (self.lr > 0 and self.head_lr > 0, "learning rates must be positive"),
             (0 < self.layer_decay <= 1, "layer_decay must be in (0, 1]"),
-            (all(n is None or n >= -1 for n in (self.trainable_blocks, self.image_trainable_blocks,
-                                                 self.text_trainable_blocks)),
-             "trainable blocks must be -1, 0 or a positive count"),
+            (
+                all(
+                    n is None or n >= -1
+                    for n in (self.trainable_blocks, self.image_trainable_blocks, self.text_trainable_blocks)
+                ),
+                "trainable blocks must be -1, 0 or a positive count",
+            ),
             (self.image_size == 0 or 16 <= self.image_size <= 1024, "image_size must be 0 or 16..1024"),
             (self.symbol_variants >= 1, "symbol_variants must be at least 1"),
             (self.val_every >= 1, "val_every must be at least 1"),

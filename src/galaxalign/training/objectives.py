@@ -22,8 +22,14 @@ Parts = dict[str, float]
 
 
 class Objective(nn.Module):
-    def __init__(self, model: GalaxAlignModel, config: TrainConfig, text_tokens: dict, symbols: torch.Tensor | None,
-                 text_owners: torch.Tensor):
+    def __init__(
+        self,
+        model: GalaxAlignModel,
+        config: TrainConfig,
+        text_tokens: dict,
+        symbols: torch.Tensor | None,
+        text_owners: torch.Tensor,
+    ):
         super().__init__()
         self.model, self.config = model, config
         self.text_tokens = text_tokens  # every class phrase (then, with per-galaxy captions, every caption)
@@ -35,8 +41,10 @@ class Objective(nn.Module):
         return self.loss_of(self, batch)
 
     def encode_texts(self, rows: torch.Tensor) -> torch.Tensor:
-        return _once_per_row(rows, lambda r: self.model.encode_text(self.text_tokens["input_ids"][r],
-                                                                    self.text_tokens["attention_mask"][r]))
+        return _once_per_row(
+            rows,
+            lambda r: self.model.encode_text(self.text_tokens["input_ids"][r], self.text_tokens["attention_mask"][r]),
+        )
 
     def encode_symbols(self, batch: Batch) -> torch.Tensor:
         if batch.symbol_pixels is not None:  # each galaxy's own symbol
@@ -47,7 +55,9 @@ class Objective(nn.Module):
         """(C, D) mean embedding of each class's phrases, with gradients (class-level targets)."""
         n_classes = int(self.text_owners.max()) + 1
         rows = torch.arange(len(self.text_owners), device=self.text_owners.device)
-        embeddings = self.model.encode_text(self.text_tokens["input_ids"][rows], self.text_tokens["attention_mask"][rows])
+        embeddings = self.model.encode_text(
+            self.text_tokens["input_ids"][rows], self.text_tokens["attention_mask"][rows]
+        )
         sums = torch.zeros(n_classes, embeddings.shape[1], device=embeddings.device, dtype=embeddings.dtype)
         return F.normalize(sums.index_add(0, self.text_owners, embeddings), dim=-1)
 

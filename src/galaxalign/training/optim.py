@@ -17,7 +17,9 @@ from galaxalign.models.model import GalaxAlignModel
 from galaxalign.training.config import TrainConfig
 
 
-def _tower_groups(blocks: list[nn.Module], trainable_blocks: int, lr: float, layer_decay: float, tag: str) -> list[dict]:
+def _tower_groups(
+    blocks: list[nn.Module], trainable_blocks: int, lr: float, layer_decay: float, tag: str
+) -> list[dict]:
     """Freeze all but the top `trainable_blocks` blocks; give each trained block a decayed lr."""
     for block in blocks:
         block.requires_grad_(False)
@@ -27,7 +29,9 @@ def _tower_groups(blocks: list[nn.Module], trainable_blocks: int, lr: float, lay
         block.requires_grad_(True)
         params = [p for p in block.parameters() if p.requires_grad]
         if params:
-            groups.append({"params": params, "base_lr": lr * layer_decay**depth_from_top, "name": f"{tag}{depth_from_top}"})
+            groups.append(
+                {"params": params, "base_lr": lr * layer_decay**depth_from_top, "name": f"{tag}{depth_from_top}"}
+            )
     return groups
 
 

@@ -56,8 +56,12 @@ class TrainState:
         self.position = position or Position()
 
     def save(self, path: Path) -> None:
-        payload = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                   "torch_rng": torch.get_rng_state(), **asdict(self.position)}
+        payload = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            **asdict(self.position),
+        }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
 
@@ -70,9 +74,13 @@ class TrainState:
             problem = str(exc).splitlines()[0]
             raise GalaxAlignError(f"{path}: does not fit this run's config ({problem})") from None
         self.position = Position(
-            step=int(checkpoint["step"]), epoch=int(checkpoint["epoch"]), batch=int(checkpoint["batch"]),
-            stage=int(checkpoint["stage"]), best_val=float(checkpoint["best_val"]),
-            best_stage=int(checkpoint.get("best_stage", 0)), best_step=int(checkpoint.get("best_step", -1)),
+            step=int(checkpoint["step"]),
+            epoch=int(checkpoint["epoch"]),
+            batch=int(checkpoint["batch"]),
+            stage=int(checkpoint["stage"]),
+            best_val=float(checkpoint["best_val"]),
+            best_stage=int(checkpoint.get("best_stage", 0)),
+            best_step=int(checkpoint.get("best_step", -1)),
             metrics_lines=int(checkpoint.get("metrics_lines", -1)),
         )
         torch.set_rng_state(checkpoint["torch_rng"])

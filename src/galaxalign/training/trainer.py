@@ -82,7 +82,9 @@ class Trainer:
         self.rank, self.world = _distributed(self.device)
         # Checked and applied once a resume has read the run's own config (threads change float sums).
         if config.batch_size % self.world:
-            raise GalaxAlignError(f"config: batch_size {config.batch_size} must divide evenly over {self.world} processes")
+            raise GalaxAlignError(
+                f"config: batch_size {config.batch_size} must divide evenly over {self.world} processes"
+            )
         if config.threads:
             torch.set_num_threads(config.threads)
         self.config, self.run_dir, self.progress = config, Path(config.out), progress
@@ -113,9 +115,18 @@ class Trainer:
             self.log.cut_back()
         self.objective = self._wrap()
 
-        self.builder = BatchBuilder(self.data.dataset, self.data.train_indices, self.train_labels, self.size,
-                                    self.model.backbone.normalize, self.text_owners.cpu(), config.symbol_variants,
-                                    config.seed, self.galaxy_symbols, self.galaxy_text_rows)
+        self.builder = BatchBuilder(
+            self.data.dataset,
+            self.data.train_indices,
+            self.train_labels,
+            self.size,
+            self.model.backbone.normalize,
+            self.text_owners.cpu(),
+            config.symbol_variants,
+            config.seed,
+            self.galaxy_symbols,
+            self.galaxy_text_rows,
+        )
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.accumulate)
@@ -137,17 +148,25 @@ class Trainer:
             texts = [*texts, *unique]
             self.galaxy_text_rows = np.array([row_of[text] for text in captions], dtype=np.int64)
         self.text_tokens = {k: v.to(self.device) for k, v in self.model.backbone.tokenize(texts).items()}
-        self.symbols01 = (symbol_pixels(self.scheme, self.config.symbol_variants, self.size, seed=self.config.seed)
-                          if self.config.uses_symbols else None)
-        self.symbols = (self.model.backbone.normalize(self.symbols01.flatten(0, 1).to(self.device))
-                        if self.symbols01 is not None else None)
+        self.symbols01 = (
+            symbol_pixels(self.scheme, self.config.symbol_variants, self.size, seed=self.config.seed)
+            if self.config.uses_symbols
+            else None
+        )
+        self.symbols = (
+            self.model.backbone.normalize(self.symbols01.flatten(0, 1).to(self.device))
+            if self.symbols01 is not None
+            else None
+        )
 
     def _draw_galaxies(self) -> list[str]:
         """Each labelled training galaxy's symbol (kept grey, uint8) and caption, from its own answers."""
         answers = dataset_answers(self.data.dataset)
         if answers is None:
-            raise GalaxAlignError(f"{self.data.dataset.source}: --symbols galaxy needs each galaxy's attributes "
-                                  f"(a Galaxy10-Sim params group, or Galaxy Zoo vote fractions)")
+            raise GalaxAlignError(
+                f"{self.data.dataset.source}: --symbols galaxy needs each galaxy's attributes "
+                f"(a Galaxy10-Sim params group, or Galaxy Zoo vote fractions)"
+            )
         mine = [answers[int(i)] for i in self.data.train_indices]
         drawn = galaxy_symbol_batch(mine, self.size, seed=self.config.seed) if mine else torch.zeros(0, 3, 1, 1)
         self.galaxy_symbols = drawn[:, :1].mul(255).round().to(torch.uint8)
@@ -174,13 +193,22 @@ class Trainer:
 
     def fit(self, pause_after_steps: int = 0) -> Path:
         config, position = self.config, self.state.position
-        bar = tqdm(total=config.epochs * self.batches_per_epoch,
-                   initial=position.epoch * self.batches_per_epoch + position.batch,
-                   disable=not self.progress or self.rank != 0, desc=config.method, unit="batch", dynamic_ncols=True)
+        bar = tqdm(
+            total=config.epochs * self.batches_per_epoch,
+            initial=position.epoch * self.batches_per_epoch + position.batch,
+            disable=not self.progress or self.rank != 0,
+            desc=config.method,
+            unit="batch",
+            dynamic_ncols=True,
+        )
         started, seen = time.perf_counter(), 0
         start_epoch, start_batch = position.epoch, position.batch
         for epoch in range(start_epoch, config.epochs):
-            if self.stage2_epoch is not None and epoch >= self.stage2_epoch and not self.model.has_separate_symbol_encoder:
+            if (
+                self.stage2_epoch is not None
+                and epoch >= self.stage2_epoch
+                and not self.model.has_separate_symbol_encoder
+            ):
                 self._enter_stage2()
             order = epoch_order(self.train_labels, config.batch_size, config.seed, epoch, config.balanced)
             self.model.train()
@@ -196,8 +224,17 @@ class Trainer:
                 rate = seen / (time.perf_counter() - started)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
-                self.log.write({"epoch": epoch, "step": position.step, "stage": position.stage, "loss": loss.item(),
-                                **parts, "lr": self.state.optimizer.param_groups[0]["lr"], "images_per_s": rate})
+                self.log.write(
+                    {
+                        "epoch": epoch,
+                        "step": position.step,
+                        "stage": position.stage,
+                        "loss": loss.item(),
+                        **parts,
+                        "lr": self.state.optimizer.param_groups[0]["lr"],
+                        "images_per_s": rate,
+                    }
+                )
                 if stepped and pause_after_steps and position.step >= pause_after_steps:
                     self._checkpoint(epoch, index + 1)
                     bar.close()
@@ -218,12 +255,23 @@ class Trainer:
         """This rank's batches: planned here (every random choice), read by `workers` processes,
         augmented on the training device. The same batches for any worker count."""
         local = self.config.batch_size // self.world
-        plans = [self.builder.plan(epoch, order, range(i * self.config.batch_size + self.rank * local,
-                                                       i * self.config.batch_size + (self.rank + 1) * local))
-                 for i in indices]
+        plans = [
+            self.builder.plan(
+                epoch,
+                order,
+                range(
+                    i * self.config.batch_size + self.rank * local, i * self.config.batch_size + (self.rank + 1) * local
+                ),
+            )
+            for i in indices
+        ]
         if self.config.spec.images:
-            images = image_batches(self.data.dataset, [plan.indices for plan in plans], workers=self.config.workers,
-                                   pin_memory=self.device.type == "cuda")
+            images = image_batches(
+                self.data.dataset,
+                [plan.indices for plan in plans],
+                workers=self.config.workers,
+                pin_memory=self.device.type == "cuda",
+            )
         else:
             images = iter([None] * len(plans))
         for index, plan, decoded in zip(indices, plans, images):
@@ -254,40 +302,55 @@ class Trainer:
         position = self.state.position
         self.model.eval()
         live = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01)
-        scoring, by_scoring = choose_scoring(live, self.data.dataset, self.data.split.val, self.config.spec.scoring,
-                                             workers=self.config.workers)
+        scoring, by_scoring = choose_scoring(
+            live, self.data.dataset, self.data.split.val, self.config.spec.scoring, workers=self.config.workers
+        )
         val_acc = by_scoring[scoring.name]
-        self.log.write({"epoch": epoch, "step": position.step, "stage": position.stage, "val_accuracy": val_acc,
-                        "scoring": scoring.name, "val_by_scoring": by_scoring})
+        self.log.write(
+            {
+                "epoch": epoch,
+                "step": position.step,
+                "stage": position.stage,
+                "val_accuracy": val_acc,
+                "scoring": scoring.name,
+                "val_by_scoring": by_scoring,
+            }
+        )
         eligible = self.stage2_epoch is None or position.stage == 2
         if (eligible and val_acc > position.best_val) or not (self.run_dir / MODEL_FILE).exists():
             if eligible:
                 position.best_val, position.best_stage, position.best_step = val_acc, position.stage, position.step
             save_weights(self.run_dir / MODEL_FILE, self.model, scoring)
-        bar.write(f"epoch {epoch + 1}/{self.config.epochs}: val accuracy {val_acc:.3f} ({scoring.name}; "
-                  f"best {max(position.best_val, 0):.3f})")
+        bar.write(
+            f"epoch {epoch + 1}/{self.config.epochs}: val accuracy {val_acc:.3f} ({scoring.name}; "
+            f"best {max(position.best_val, 0):.3f})"
+        )
 
     def _write_summary(self, seconds: float, seen: int) -> None:
         """Test accuracy of the best-validation weights: selection on val, report on test."""
         run = load_run(self.run_dir, device=str(self.device))
         test = self.data.split.test
-        predicted = run.embed_dataset(self.data.dataset, test, modes=(run.scoring,),
-                                      workers=self.config.workers).predicted[run.scoring]
-        write_summary(self.run_dir, {
-            "method": self.config.method,
-            "backbone": self.config.backbone,
-            "label_fraction": self.config.label_fraction,
-            "train_labelled": int(len(self.data.train_indices)),
-            "best_val_accuracy": self.state.position.best_val,
-            "best_stage": self.state.position.best_stage,
-            "best_step": self.state.position.best_step,
-            "test_accuracy": _accuracy(predicted, self.data.dataset.labels[test]),
-            "test_size": int(len(test)),
-            "train_seconds": round(seconds, 1),
-            "train_images_per_s": round(seen / seconds, 2) if seconds else None,
-            "scoring": run.scoring,
-            "fusion_weight": run.fusion_weight if run.scoring == "fusion" else None,
-        })
+        predicted = run.embed_dataset(
+            self.data.dataset, test, modes=(run.scoring,), workers=self.config.workers
+        ).predicted[run.scoring]
+        write_summary(
+            self.run_dir,
+            {
+                "method": self.config.method,
+                "backbone": self.config.backbone,
+                "label_fraction": self.config.label_fraction,
+                "train_labelled": int(len(self.data.train_indices)),
+                "best_val_accuracy": self.state.position.best_val,
+                "best_stage": self.state.position.best_stage,
+                "best_step": self.state.position.best_step,
+                "test_accuracy": _accuracy(predicted, self.data.dataset.labels[test]),
+                "test_size": int(len(test)),
+                "train_seconds": round(seconds, 1),
+                "train_images_per_s": round(seen / seconds, 2) if seconds else None,
+                "scoring": run.scoring,
+                "fusion_weight": run.fusion_weight if run.scoring == "fusion" else None,
+            },
+        )
 
 
 def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:

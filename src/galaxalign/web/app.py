@@ -140,8 +140,14 @@ def _read_capped(upload: UploadFile, cap: int) -> bytes:
 class SearchService:
     """The loaded index, run and searcher, and the answers the API gives from them."""
 
-    def __init__(self, index_dir: str | Path, run_dir: str | Path | None, max_upload_bytes: int, max_pixels: int,
-                 device: str = "cpu"):
+    def __init__(
+        self,
+        index_dir: str | Path,
+        run_dir: str | Path | None,
+        max_upload_bytes: int,
+        max_pixels: int,
+        device: str = "cpu",
+    ):
         self.index = GalaxyIndex.load(index_dir)
         self.run = load_run(run_dir or self.index.run_dir, device=device)
         self.searcher = Searcher(self.index, self.run)  # refuses a run other than the index's
@@ -168,23 +174,28 @@ class SearchService:
 
     def _classes(self, probs: np.ndarray) -> list[ClassProbability]:
         order = np.argsort(-probs)[:TOP_CLASSES]
-        return [ClassProbability(key=self.run.scheme[i].key, name=self.run.scheme[i].name,
-                                 probability=float(probs[i])) for i in order]
+        return [
+            ClassProbability(key=self.run.scheme[i].key, name=self.run.scheme[i].name, probability=float(probs[i]))
+            for i in order
+        ]
 
     def _hit(self, hit: Hit, top: list[ClassProbability]) -> GalaxyHit:
         fields = hit.to_dict() | {"source": Path(hit.source).name}  # a server path is not the client's business
         thumbnail = f"/api/thumbnail/{hit.index}.png" if self.index.thumbnails is not None else None
         return GalaxyHit(**fields, thumbnail=thumbnail, predicted=top[0] if top else None, top=top)
 
-    def search(self, kind: str, value: str, query: Callable[[int], list[Hit]], k: int, embeds: bool = True) -> SearchResult:
+    def search(
+        self, kind: str, value: str, query: Callable[[int], list[Hit]], k: int, embeds: bool = True
+    ) -> SearchResult:
         """`embeds=False` (search by id) reads stored embeddings only: it need not queue for the model."""
         uses_model = embeds or self.scoring == "head"
         with self.lock if uses_model else contextlib.nullcontext():
             hits = query(k)
             probs = self.probabilities([h.index for h in hits])
         tops = [self._classes(p) for p in probs] if probs is not None else [[] for _ in hits]
-        return SearchResult(query=QueryInfo(kind=kind, value=value), k=k,
-                            hits=[self._hit(h, top) for h, top in zip(hits, tops)])
+        return SearchResult(
+            query=QueryInfo(kind=kind, value=value), k=k, hits=[self._hit(h, top) for h, top in zip(hits, tops)]
+        )
 
     # ---- uploads
 
@@ -211,8 +222,14 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
-               max_pixels: int = MAX_QUERY_PIXELS, max_k: int = MAX_K, device: str = "cpu") -> FastAPI:
+def create_app(
+    index_dir: str | Path,
+    run_dir: str | Path | None = None,
+    max_upload_bytes: int = MAX_UPLOAD_BYTES,
+    max_pixels: int = MAX_QUERY_PIXELS,
+    max_k: int = MAX_K,
+    device: str = "cpu",
+) -> FastAPI:
     """The search app for `index_dir`, answered with `run_dir` (default: the run that built the index)."""
     if not 0 < max_pixels <= MAX_PIXELS:
         raise GalaxAlignError(f"serve: the pixel limit must be from 1 to {MAX_PIXELS}, got {max_pixels}")
@@ -221,8 +238,11 @@ def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upl
     service = SearchService(index_dir, run_dir, max_upload_bytes, max_pixels, device)
     page = (STATIC / "index.html").read_bytes()
     assets = {name: (STATIC / name).read_bytes() for name in STATIC_TYPES}
-    app = FastAPI(title="GalaxAlign galaxy search", version=__version__,
-                  description="Find galaxies like an image, some words, a class symbol or a sketch.")
+    app = FastAPI(
+        title="GalaxAlign galaxy search",
+        version=__version__,
+        description="Find galaxies like an image, some words, a class symbol or a sketch.",
+    )
     app.state.service = service
     errors = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
     body_cap = max_upload_bytes + MULTIPART_SLACK
@@ -261,31 +281,48 @@ def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upl
 
     @app.get("/api/health", response_model=Health)
     def health() -> Health:
-        return Health(status="ok", galaxies=len(service.index), scheme=service.run.scheme.name,
-                      index_kind=service.index.kind, scoring=service.scoring,
-                      thumbnails=service.index.thumbnails is not None, max_upload_bytes=max_upload_bytes,
-                      max_pixels=max_pixels, max_k=max_k)
+        return Health(
+            status="ok",
+            galaxies=len(service.index),
+            scheme=service.run.scheme.name,
+            index_kind=service.index.kind,
+            scoring=service.scoring,
+            thumbnails=service.index.thumbnails is not None,
+            max_upload_bytes=max_upload_bytes,
+            max_pixels=max_pixels,
+            max_k=max_k,
+        )
 
     @app.get("/api/classes", response_model=ClassList)
     def classes() -> ClassList:
-        return ClassList(scheme=service.run.scheme.name, classes=[
-            ClassInfo(id=c.id, key=c.key, name=c.name, label=c.label, symbol=f"/api/symbol/{c.key}.png")
-            for c in service.run.scheme
-        ])
+        return ClassList(
+            scheme=service.run.scheme.name,
+            classes=[
+                ClassInfo(id=c.id, key=c.key, name=c.name, label=c.label, symbol=f"/api/symbol/{c.key}.png")
+                for c in service.run.scheme
+            ],
+        )
 
     @app.get("/api/search/text", response_model=SearchResult, responses=errors)
     def search_text(q: Annotated[str, Query(min_length=1, max_length=500, description="words")], k: K = 10):
         return service.search("text", q, lambda n: service.searcher.by_text(q, n), k)
 
     @app.get("/api/search/symbol", response_model=SearchResult, responses=errors)
-    def search_symbol(cls: Annotated[str, Query(min_length=1, max_length=100, description="class key, id or name")],
-                      k: K = 10):
+    def search_symbol(
+        cls: Annotated[str, Query(min_length=1, max_length=100, description="class key, id or name")], k: K = 10
+    ):
         return service.search("symbol", cls, lambda n: service.searcher.by_symbol(cls, n), k)
 
     @app.get("/api/search/id", response_model=SearchResult, responses=errors)
-    def search_id(galaxy_id: Annotated[str, Query(alias="id", min_length=1, max_length=200,
-                                                  description="an indexed galaxy's id (left out of its results)")],
-                  k: K = 10):
+    def search_id(
+        galaxy_id: Annotated[
+            str,
+            Query(
+                alias="id", min_length=1, max_length=200, description="an indexed galaxy's id (left out of its results)"
+            ),
+        ],
+        k: K = 10,
+    ):
         return service.search("id", galaxy_id, lambda n: service.searcher.by_id(galaxy_id, n), k, embeds=False)
 
     @app.post("/api/search/image", response_model=SearchResult, responses=errors, max_body_size=body_cap)
@@ -294,19 +331,18 @@ def create_app(index_dir: str | Path, run_dir: str | Path | None = None, max_upl
         return service.search("image", name, lambda n: service.searcher.by_image(image, n), k)
 
     @app.post("/api/search/sketch", response_model=SearchResult, responses=errors, max_body_size=body_cap)
-    def search_sketch(file: Annotated[UploadFile, File(description="a drawing (PNG): light on dark, or dark on light")],
-                      k: K = 10):
+    def search_sketch(
+        file: Annotated[UploadFile, File(description="a drawing (PNG): light on dark, or dark on light")], k: K = 10
+    ):
         name, image = service.sketch_upload(file)
         return service.search("sketch", name, lambda n: service.searcher.by_sketch(image, n), k)
 
-    @app.get("/api/thumbnail/{row}.png", responses={404: {"model": ErrorBody}},
-             response_class=Response)
+    @app.get("/api/thumbnail/{row}.png", responses={404: {"model": ErrorBody}}, response_class=Response)
     def thumbnail(row: int) -> Response:
         thumbs = service.index.thumbnails
         if thumbs is None or not 0 <= row < len(thumbs):
             raise HTTPException(404, f"no thumbnail {row}")
-        return Response(_png(np.asarray(thumbs[row])), media_type="image/png",
-                        headers={"Cache-Control": "max-age=60"})
+        return Response(_png(np.asarray(thumbs[row])), media_type="image/png", headers={"Cache-Control": "max-age=60"})
 
     @app.get("/api/symbol/{class_key}.png", responses={404: {"model": ErrorBody}}, response_class=Response)
     def symbol(class_key: str) -> Response:
