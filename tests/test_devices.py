@@ -72,3 +72,12 @@ def test_saved_weights_are_cpu_tensors_and_load_on_any_device(stage1_run):
     run = load_run(stage1_run.run_dir, device="auto")
     assert run.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert run.embed_texts(["a bar"]).shape == (1, run.model.embed_dim)
+
+
+def test_training_does_not_import_galsim():
+    """A GPU host may lack GalSim: training (per-galaxy symbols included) reads parameters without it."""
+    import subprocess
+    import sys
+
+    code = "import sys, galaxalign.training.trainer, galaxalign.cli; sys.exit('galsim' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

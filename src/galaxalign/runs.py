@@ -243,7 +243,7 @@ class Run:
 
     def modes(self) -> tuple[str, ...]:
         """Every scoring mode this run supports, its own first."""
-        available = ("text", "symbol", "fusion") if self.config.uses_text else ()
+        available: tuple[str, ...] = ("text", "symbol", "fusion") if self.config.uses_text else ()
         if self.model.classifier is not None:
             available += ("head",)
         return (self.scoring, *(m for m in available if m != self.scoring))
@@ -292,12 +292,14 @@ class Run:
         indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
         for mode in modes:
             self.scorer(mode)  # an unsupported mode fails before any image is read
-        embeddings, feats, predicted = [], [], {m: [] for m in modes}
+        embeddings: list[np.ndarray] = []
+        feats: list[np.ndarray] = []
+        predicted: dict[str, list[np.ndarray]] = {m: [] for m in modes}
         batches = index_batches(indices, batch_size)
         decoded = image_batches(dataset, batches, workers=workers) if batches else iter(())
         with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            for rows, chw in zip(batches, decoded):
-                rows = np.asarray(rows, dtype=np.int64)
+            for batch, chw in zip(batches, decoded):
+                rows = np.asarray(batch, dtype=np.int64)
                 images = [image.permute(1, 2, 0).numpy() for image in chw]
                 if on_batch is not None:
                     on_batch(rows, images)
@@ -311,8 +313,10 @@ class Run:
         dim = self.model.embed_dim
         return Embedded(
             indices=indices,
-            embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, dim), np.float32),
-            features=(np.concatenate(feats) if feats else np.zeros((0, self.model.backbone.image_dim), np.float32))
+            embeddings=np.concatenate(embeddings) if embeddings else np.zeros((0, dim), dtype=np.float32),
+            features=(
+                np.concatenate(feats) if feats else np.zeros((0, self.model.backbone.image_dim), dtype=np.float32)
+            )
             if features
             else None,
             predicted={m: np.concatenate(v) if v else np.zeros(0, np.int64) for m, v in predicted.items()},
@@ -352,7 +356,7 @@ class Run:
             self._forward(self.pixels(images[i : i + batch_size]), (), False)[0].cpu()
             for i in range(0, len(images), batch_size)
         ]
-        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.embed_dim), np.float32)
+        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.embed_dim), dtype=np.float32)
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
@@ -381,8 +385,9 @@ def choose_scoring(
             continue
         with torch.no_grad():
             vectors = torch.from_numpy(scanned.embeddings).to(run.device)
-            text = vectors @ run.scorer("text").text.t()
-            symbol = vectors @ run.scorer("symbol").symbol.t()
+            # fuse() standardises each row, so scaled logits mix exactly as cosines do
+            text = run.scorer("text").logits_from_embeddings(vectors)
+            symbol = run.scorer("symbol").logits_from_embeddings(vectors)
             for weight in sorted(FUSION_WEIGHTS, key=lambda w: abs(w - 0.5)):
                 chosen = Scoring("fusion", weight)
                 candidates[chosen.name] = (chosen, fuse(text, symbol, weight).argmax(1).cpu().numpy())

@@ -133,6 +133,8 @@ def evaluate_run(
 
     query_attrs, db_attrs = _attribute_matrix(asked), _attribute_matrix(dataset)
     graded = query_attrs is not None and db_attrs is not None and query_attrs.shape[1] == db_attrs.shape[1]
+    if not graded:
+        query_attrs = db_attrs = None
     same_ids = asked is dataset  # a galaxy is not its own neighbour; a separate file shares no galaxies
     retrieval = retrieval_metrics(
         query_emb,
@@ -140,8 +142,8 @@ def evaluate_run(
         db_emb,
         labels[database],
         k=RETRIEVAL_K,
-        query_attrs=query_attrs[query] if graded else None,
-        db_attrs=db_attrs[database] if graded else None,
+        query_attrs=None if query_attrs is None else query_attrs[query],
+        db_attrs=None if db_attrs is None else db_attrs[database],
         query_ids=query if same_ids else None,
         db_ids=database if same_ids else None,
     )
@@ -171,7 +173,7 @@ def evaluate_run(
     }
     with atomic_path(files["features"]) as tmp:  # the image-tower features, in predictions order: for probes
         with open(tmp, "wb") as handle:
-            np.save(handle, scanned.features.astype(np.float32))
+            np.save(handle, np.asarray(scanned.features, dtype=np.float32))
     write_json_atomic(files["metrics"], metrics)
     write_predictions(files["predictions"], query, asked.labels[query], predicted[scoring], run.scheme.names)
     title = f"{run.run_dir.name}: {split}, {scoring} scoring (accuracy {metrics['accuracy']:.3f})"
@@ -207,7 +209,10 @@ def read_predictions(path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = list(csv.DictReader(handle))
     if not rows or list(rows[0]) != list(PREDICTION_COLUMNS):
         raise GalaxAlignError(f"{path}: not a predictions file (expected columns {', '.join(PREDICTION_COLUMNS)})")
-    return tuple(np.array([int(row[key]) for row in rows], dtype=np.int64) for key in ("index", "label", "predicted"))
+    index, label, predicted = (
+        np.array([int(row[key]) for row in rows], dtype=np.int64) for key in ("index", "label", "predicted")
+    )
+    return index, label, predicted
 
 
 def predict_split(

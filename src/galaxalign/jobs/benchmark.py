@@ -272,13 +272,10 @@ def _fit_probe(train_x, train_y, val_x, val_y) -> _Probe:
     from sklearn.preprocessing import StandardScaler
 
     scaler = StandardScaler().fit(train_x)
-    best = None
-    for c in PROBE_C:
-        model = LogisticRegression(max_iter=2000, C=c).fit(scaler.transform(train_x), train_y)
-        accuracy = float((model.predict(scaler.transform(val_x)) == val_y).mean()) if len(val_y) else 0.0
-        if best is None or accuracy > best[0]:
-            best = (accuracy, model, c)
-    return _Probe(scaler, best[1], best[2])
+    fitted = [LogisticRegression(max_iter=2000, C=c).fit(scaler.transform(train_x), train_y) for c in PROBE_C]
+    accuracy = [float((m.predict(scaler.transform(val_x)) == val_y).mean()) if len(val_y) else 0.0 for m in fitted]
+    best = int(np.argmax(accuracy))  # the first of equals
+    return _Probe(scaler, fitted[best], PROBE_C[best])
 
 
 @dataclass

@@ -101,13 +101,12 @@ class ClassScorer:
         if not 0.0 <= fusion_weight <= 1.0:
             raise ValueError(f"fusion weight must be in [0, 1], got {fusion_weight}")
         self.model, self.mode, self.fusion_weight = model, mode, fusion_weight
-        self.text = text_prototypes(model, scheme) if mode in ("text", "fusion") else None
+        self.text: torch.Tensor | None = text_prototypes(model, scheme) if mode in ("text", "fusion") else None
+        self.symbol: torch.Tensor | None = None
         if mode in ("symbol", "fusion"):
             if symbols01 is None:
                 raise ValueError(f"{mode} scoring needs the symbol family")
             self.symbol = symbol_prototypes(model, symbols01)
-        else:
-            self.symbol = None
 
     @torch.no_grad()
     def logits(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -122,11 +121,13 @@ class ClassScorer:
             raise ValueError("head scoring needs image features, not embeddings")
         scale = self.model.logit_scale.exp()
         embeddings = embeddings.float()
-        if self.mode == "text":
-            return scale * embeddings @ self.text.t()
-        if self.mode == "symbol":
-            return scale * embeddings @ self.symbol.t()
-        return fuse(embeddings @ self.text.t(), embeddings @ self.symbol.t(), self.fusion_weight)
+        text = None if self.text is None else embeddings @ self.text.t()
+        symbol = None if self.symbol is None else embeddings @ self.symbol.t()
+        if text is not None and symbol is not None:  # fusion (the only mode with both)
+            return fuse(text, symbol, self.fusion_weight)
+        scores = text if text is not None else symbol
+        assert scores is not None, "a prototype mode has prototypes"
+        return scale * scores
 
 
 def fuse(text_scores: torch.Tensor, symbol_scores: torch.Tensor, weight: float) -> torch.Tensor:

@@ -100,8 +100,8 @@ class BatchBuilder:
             plan.labels.append(label)
             candidates = self.texts_by_class[label]
             class_text = int(candidates[rng.integers(len(candidates))])
-            own_text = self.galaxy_text_rows is not None
-            plan.text_rows.append(int(self.galaxy_text_rows[local]) if own_text else class_text)
+            own = self.galaxy_text_rows
+            plan.text_rows.append(int(own[local]) if own is not None else class_text)
             plan.symbol_rows.append(label * self.symbol_variants + int(rng.integers(self.symbol_variants)))
         return plan
 
@@ -141,7 +141,7 @@ class BatchBuilder:
         if isinstance(images, torch.Tensor):  # one shape (an h5): one apply
             group = {key: torch.cat([p[key] for p in params]).to(device) for key in params[0]}
             return self.augment.apply(images.to(device, non_blocking=True), group)
-        out: list[torch.Tensor | None] = [None] * len(images)
+        out: dict[int, torch.Tensor] = {}
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(tuple(image.shape), []).append(i)
@@ -150,4 +150,4 @@ class BatchBuilder:
             stacked = torch.stack([images[i] for i in rows]).to(device, non_blocking=True)
             for i, pixels in zip(rows, self.augment.apply(stacked, group)):
                 out[i] = pixels
-        return torch.stack(out)
+        return torch.stack([out[i] for i in range(len(images))])

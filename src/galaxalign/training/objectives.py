@@ -49,7 +49,9 @@ class Objective(nn.Module):
     def encode_symbols(self, batch: Batch) -> torch.Tensor:
         if batch.symbol_pixels is not None:  # each galaxy's own symbol
             return self.model.encode_symbol(batch.symbol_pixels)
-        return _once_per_row(batch.symbol_rows, lambda r: self.model.encode_symbol(self.symbols[r]))
+        bank = self.symbols
+        assert bank is not None, "a method that aligns symbols has the class symbol bank"
+        return _once_per_row(batch.symbol_rows, lambda r: self.model.encode_symbol(bank[r]))
 
     def class_text_prototypes(self) -> torch.Tensor:
         """(C, D) mean embedding of each class's phrases, with gradients (class-level targets)."""
@@ -71,6 +73,7 @@ def _once_per_row(rows: torch.Tensor, encode: Callable[[torch.Tensor], torch.Ten
 def cross_entropy(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts]:
     """The supervised baseline: a linear head on the image features."""
     model = objective.model
+    assert batch.pixels is not None, "a method with a head trains on galaxy images"
     loss = F.cross_entropy(model.classify_features(model.image_features(batch.pixels)), batch.labels)
     return loss, {"ce": loss.item()}
 
@@ -84,9 +87,13 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
     """
     model, config = objective.model, objective.config
     aligns = config.spec.aligns
-    labels = gather_features(batch.labels) if config.targets in ("multi", "classes") else None
+    # The global batch's labels, for multi and classes targets (one-hot targets need none).
+    labels = gather_features(batch.labels) if config.targets != "onehot" else batch.labels
     scale = model.logit_scale
-    image = gather_features(model.encode_image(batch.pixels)) if "image" in aligns else None
+    image = None
+    if "image" in aligns:
+        assert batch.pixels is not None, "a method that aligns images trains on galaxy images"
+        image = gather_features(model.encode_image(batch.pixels))
     symbol = gather_features(objective.encode_symbols(batch)) if "symbol" in aligns else None
     if config.targets == "classes":
         prototypes = objective.class_text_prototypes()
@@ -100,7 +107,7 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
         def with_text(x: torch.Tensor) -> torch.Tensor:
             return contrastive_loss(x, text, scale, pair_labels)
 
-    parts = {}
+    parts: dict[str, tuple[float, torch.Tensor]] = {}
     if image is not None:
         parts["image_text"] = (config.w_image_text, with_text(image))
     if symbol is not None:
@@ -108,7 +115,7 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
         if image is not None and model.has_separate_symbol_encoder:
             multi = labels if config.targets == "multi" else None
             parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, multi))
-    loss = sum(weight * value for weight, value in parts.values())
+    loss = torch.stack([weight * value for weight, value in parts.values()]).sum()
     return loss, {name: value.item() for name, (_, value) in parts.items()}
 
 

@@ -37,6 +37,7 @@ def _tower_groups(
 
 def _symbol_blocks(model: GalaxAlignModel) -> list[nn.Module]:
     """The symbol encoder's blocks, matched by position to the image encoder's."""
+    assert model.symbol_encoder is not None, "the symbol encoder exists from stage 2 on"
     image_modules = dict(model.image_encoder.named_modules())
     symbol_modules = dict(model.symbol_encoder.named_modules())
     names = {id(module): name for name, module in image_modules.items()}

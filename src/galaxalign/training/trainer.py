@@ -130,9 +130,10 @@ class Trainer:
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.accumulate)
-        two_stages = config.spec.two_stages and round(config.epochs * config.stage1_fraction) < config.epochs
-        self.stage2_epoch = round(config.epochs * config.stage1_fraction) if two_stages else None
-        stage_epochs = (self.stage2_epoch, config.epochs - self.stage2_epoch) if two_stages else (config.epochs,)
+        split_at = round(config.epochs * config.stage1_fraction)
+        two_stages = config.spec.two_stages and split_at < config.epochs
+        self.stage2_epoch = split_at if two_stages else None
+        stage_epochs = (split_at, config.epochs - split_at) if two_stages else (config.epochs,)
         self.schedule = Schedule(tuple(e * steps_per_epoch for e in stage_epochs if e), config.warmup_fraction)
 
     def _build_banks(self) -> None:
@@ -140,7 +141,8 @@ class Trainer:
         `symbols=galaxy` also each labelled galaxy's own symbol and caption."""
         texts, owners = class_texts(self.scheme)
         self.text_owners = owners.to(self.device)
-        self.galaxy_symbols, self.galaxy_text_rows = None, None
+        self.galaxy_symbols: torch.Tensor | None = None
+        self.galaxy_text_rows: np.ndarray | None = None
         if self.config.symbols == "galaxy" and self.config.uses_symbols and self.config.spec.images:
             captions = self._draw_galaxies()
             unique = sorted(set(captions))
@@ -255,25 +257,18 @@ class Trainer:
         """This rank's batches: planned here (every random choice), read by `workers` processes,
         augmented on the training device. The same batches for any worker count."""
         local = self.config.batch_size // self.world
-        plans = [
-            self.builder.plan(
-                epoch,
-                order,
-                range(
-                    i * self.config.batch_size + self.rank * local, i * self.config.batch_size + (self.rank + 1) * local
-                ),
-            )
-            for i in indices
-        ]
-        if self.config.spec.images:
-            images = image_batches(
-                self.data.dataset,
-                [plan.indices for plan in plans],
-                workers=self.config.workers,
-                pin_memory=self.device.type == "cuda",
-            )
-        else:
-            images = iter([None] * len(plans))
+        starts = [i * self.config.batch_size + self.rank * local for i in indices]
+        plans = [self.builder.plan(epoch, order, range(start, start + local)) for start in starts]
+        if not self.config.spec.images:  # trained on class symbols and phrases alone
+            for index, plan in zip(indices, plans):
+                yield index, self.builder.assemble(plan, None, self.device)
+            return
+        images = image_batches(
+            self.data.dataset,
+            [plan.indices for plan in plans],
+            workers=self.config.workers,
+            pin_memory=self.device.type == "cuda",
+        )
         for index, plan, decoded in zip(indices, plans, images):
             yield index, self.builder.assemble(plan, decoded, self.device)
 
