@@ -266,3 +266,15 @@ def test_config_validation():
         DownloadConfig("galaxy10-decals", url="ftp.example.org/Galaxy10_DECals.h5")
     config = DownloadConfig("galaxy10-decals")
     assert config.out == "." and config.url is None
+
+
+def test_cli_download_of_a_mirror_that_serves_another_file(server, tmp_path, capsys):
+    """Through the CLI: the mirror's bytes are not Galaxy10 DECaLS, so one line names both
+    checksums, exit 2, and only the .part is left (the finished name is never written)."""
+    from galaxalign.cli import main
+
+    url, _ = server
+    assert main(["download", "galaxy10-decals", "--out", str(tmp_path), "--url", url, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and SHA256 in err.lower() and REMOTES["galaxy10-decals"].sha256.lower() in err.lower()
+    assert not (tmp_path / "Galaxy10_DECals.h5").exists() and (tmp_path / "Galaxy10_DECals.h5.part").exists()

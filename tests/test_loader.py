@@ -298,3 +298,16 @@ def test_convert_config_builds_the_cli_flags():
         parser.parse_args(["--src", "a.h5", "--out", "b.h5", "--compression", "zstd"])
     with pytest.raises(SystemExit):
         parser.parse_args(["--src", "a.h5"])
+
+
+def test_cli_convert_rewrites_and_reports(sim_h5, tmp_path, capsys):
+    from galaxalign.cli import main
+
+    out = tmp_path / "fast.h5"
+    assert main(["convert", "--src", str(sim_h5), "--out", str(out), "--compression", "lzf", "--quiet"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    with h5py.File(sim_h5) as a, h5py.File(out) as b:
+        assert b["images"].compression == "lzf" and b["images"].chunks[0] == 1
+        assert np.array_equal(a["images"][()], b["images"][()]) and np.array_equal(a["ans"][()], b["ans"][()])
+    assert main(["convert", "--src", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
+    assert "missing.h5" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()

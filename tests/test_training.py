@@ -414,3 +414,13 @@ def test_class_level_targets_train(easy_h5, tmp_path):
     stage1 = [r["image_text"] for r in steps if r["stage"] == 1]
     assert np.mean(stage1[-3:]) < np.mean(stage1[:3])
     assert {"image_text", "symbol_text", "image_symbol"} <= set(steps[-1])
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager(easy_h5, tmp_path):
+    """--compile changes how the step runs, not what it computes or what the run folder holds."""
+    eager = train(tiny(easy_h5, tmp_path / "eager", method="clip", epochs=1), progress=False)
+    compiled = train(tiny(easy_h5, tmp_path / "compiled", method="clip", epochs=1, compile=True), progress=False)
+    np.testing.assert_allclose(losses(compiled), losses(eager), rtol=1e-3)
+    assert checkpoint_weights(compiled).keys() == checkpoint_weights(eager).keys()
+    assert load_run(compiled).classify([easy_image(2, np.random.default_rng(0))])[0]["key"]

@@ -18,12 +18,15 @@ import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import read_json
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+T = TypeVar("T", bound="DataclassInstance")
 
 
 def option(default, help: str, **extra):
@@ -50,6 +53,13 @@ def nested(factory: Callable[[], Any], help: str, skip: tuple[str, ...] = ()):
 
 def _is_nested(f: dataclasses.Field) -> bool:
     return bool(f.metadata.get("nested"))
+
+
+def _nested_default(f: dataclasses.Field) -> Any:
+    """A `nested` field's own instance, from the default_factory that `nested` always sets."""
+    factory = f.default_factory
+    assert callable(factory)
+    return factory()
 
 
 def _base_type(annotation) -> tuple[type, bool]:
@@ -82,7 +92,7 @@ def add_config_arguments(
         if f.name in skip:
             continue
         if _is_nested(f):
-            add_config_arguments(parser, hints[f.name], skip=f.metadata["skip"], defaults=f.default_factory())
+            add_config_arguments(parser, hints[f.name], skip=f.metadata["skip"], defaults=_nested_default(f))
             continue
         kind, _ = _base_type(hints[f.name])
         help_text = f.metadata.get("help", "")
@@ -140,7 +150,7 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **overrides) -> T:
     values = {}
     for f in dataclasses.fields(cls):
         if _is_nested(f):
-            base = f.default_factory()
+            base = _nested_default(f)
             mirrored = {
                 g.name: getattr(args, g.name)
                 for g in dataclasses.fields(base)
@@ -166,7 +176,7 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>
     unknown = sorted(set(data) - names)
     if unknown:
         raise GalaxAlignError(f"{source}: unknown field(s) {', '.join(unknown)}")
-    values = {}
+    values: dict[str, Any] = {}
     for name, value in data.items():
         kind, optional = _base_type(hints[name])
         if value is None and optional:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import h5py
 import numpy as np
@@ -94,6 +94,9 @@ class GalaxyDataset:
 
 
 class DatasetView(GalaxyDataset):
+    _parent: GalaxyDataset
+    _parent_index: np.ndarray
+
     def __init__(self, parent: GalaxyDataset, indices: Sequence[int] | np.ndarray):
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if idx.size and (idx.min() < -len(parent) or idx.max() >= len(parent)):
@@ -118,6 +121,8 @@ class DatasetView(GalaxyDataset):
 
 
 def _scheme(scheme: str | Scheme | None, default: str) -> Scheme:
+    if isinstance(scheme, Scheme):
+        return scheme
     return load_scheme(default if scheme is None else scheme)
 
 
@@ -277,7 +282,8 @@ def _labels_from_column(values: Sequence[Any], scheme: Scheme, where: str) -> np
         if pd.isna(v) or (isinstance(v, str) and not v.strip()):
             out[row] = -1
         elif isinstance(v, (int, np.integer)) or (isinstance(v, float) and float(v).is_integer()):
-            if abs(v) > np.iinfo(np.int64).max:  # would overflow below; smaller ones are range-checked after
+            magnitude = cast("float | np.integer", abs(v))  # mypy joins abs() over the union to object
+            if magnitude > np.iinfo(np.int64).max:  # would overflow below; smaller ones are range-checked after
                 raise GalaxAlignError(f"{where}: row {row}: label {v!r} is out of range for scheme {scheme.name}")
             out[row] = int(v)
         else:

@@ -121,7 +121,7 @@ def _check_declared_size(hdul, name: str, limit: int) -> None:
     """Refuse from the headers alone: a small tile-compressed (.fz) or gzipped file can declare gigapixels."""
     total = 0
     for hdu in hdul:
-        shape = hdu.shape if hdu.is_image else ()
+        shape: tuple[int, ...] = hdu.shape if hdu.is_image else ()
         if len(shape) >= 2 and shape[-1] * shape[-2] > limit:
             raise TooManyPixels(f"{name}: image is {shape[-1]}x{shape[-2]} pixels, over the limit of {limit}")
         total += math.prod(shape) if shape else 0

@@ -18,11 +18,15 @@ import importlib.util
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
 
 from galaxalign.errors import GalaxAlignError
+
+if TYPE_CHECKING:
+    from transformers import BertModel, CLIPTextModel, CLIPVisionModel, Dinov2Model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,6 +53,13 @@ def normalize_pixels(pixels01: torch.Tensor, mean: Sequence[float], std: Sequenc
     return (pixels01 - mean_t) / std_t
 
 
+class Tower(nn.Module):
+    """An image or text tower: a module that can list its blocks from input to output."""
+
+    def blocks(self) -> list[nn.Module]:
+        raise NotImplementedError
+
+
 class Backbone(nn.Module):
     """An image tower and a text tower behind one interface.
 
@@ -63,8 +74,8 @@ class Backbone(nn.Module):
         self,
         *,
         name: str,
-        image_encoder: nn.Module,
-        text_encoder: nn.Module,
+        image_encoder: Tower,
+        text_encoder: Tower,
         tokenize: Tokenize,
         image_mean: Sequence[float],
         image_std: Sequence[float],
@@ -81,8 +92,8 @@ class Backbone(nn.Module):
         self.image_projection = image_projection
         self.text_projection = text_projection
         self._tokenize = tokenize
-        self.image_mean: tuple[float, float, float] = tuple(float(v) for v in image_mean)
-        self.image_std: tuple[float, float, float] = tuple(float(v) for v in image_std)
+        self.image_mean: tuple[float, ...] = tuple(float(v) for v in image_mean)
+        self.image_std: tuple[float, ...] = tuple(float(v) for v in image_std)
         self.image_size = int(image_size)
         self.image_dim = int(image_dim)
         self.text_dim = int(text_dim)
@@ -171,14 +182,14 @@ def _quiet_transformers() -> Iterator[None]:
 # ------------------------------------------------------------------ towers
 
 
-class DinoImageEncoder(nn.Module):
+class DinoImageEncoder(Tower):
     """A `Dinov2Model` pooled to the CLS token, or CLS + mean patch token (`pool="cls+mean"`).
 
     "cls+mean" (the default) is DINOv2's own linear-evaluation recipe: the mean patch token adds
     the global light profile that CLS alone summarises less well; it doubles `dim`.
     """
 
-    def __init__(self, model: nn.Module, pool: str = "cls+mean"):
+    def __init__(self, model: Dinov2Model, pool: str = "cls+mean"):
         super().__init__()
         if pool not in ("cls", "cls+mean"):
             raise GalaxAlignError(f"unknown pooling {pool!r}; use 'cls' or 'cls+mean'")
@@ -196,10 +207,10 @@ class DinoImageEncoder(nn.Module):
         return [self.model.embeddings, *self.model.encoder.layer, self.model.layernorm]
 
 
-class BertMeanEncoder(nn.Module):
+class BertMeanEncoder(Tower):
     """A `BertModel` mean-pooled over real tokens, as sentence-transformers trained MiniLM."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: BertModel):
         super().__init__()
         self.model = model
         self.dim = model.config.hidden_size
@@ -213,10 +224,10 @@ class BertMeanEncoder(nn.Module):
         return [self.model.embeddings, *self.model.encoder.layer]
 
 
-class ClipVisionEncoder(nn.Module):
+class ClipVisionEncoder(Tower):
     """A transformers `CLIPVisionModel`: post-layernorm CLS token, position embeddings interpolated."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: CLIPVisionModel):
         super().__init__()
         self.model = model
 
@@ -228,10 +239,10 @@ class ClipVisionEncoder(nn.Module):
         return [m.embeddings, m.pre_layrnorm, *m.encoder.layers, m.post_layernorm]
 
 
-class ClipTextEncoder(nn.Module):
+class ClipTextEncoder(Tower):
     """A transformers `CLIPTextModel`: final-layernorm state at the EOS token."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: CLIPTextModel):
         super().__init__()
         self.model = model
 
@@ -364,7 +375,7 @@ def hf_clip(spec: str, image_size: int | None = None, text_max_length: int = 77)
     The towers return their pooled widths; the aligned `visual_projection`/`text_projection`
     are exposed as `image_projection`/`text_projection` so training can start from them.
     """
-    from transformers import AutoTokenizer, CLIPModel
+    from transformers import AutoTokenizer, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
     try:
         with _quiet_transformers():
@@ -376,7 +387,12 @@ def hf_clip(spec: str, image_size: int | None = None, text_max_length: int = 77)
             f"folder (CLIPModel.save_pretrained + tokenizer) or a model already in the Hugging Face cache"
         ) from e
     pre = _clip_preprocessor_config(spec)
-    max_length = min(text_max_length, clip.config.text_config.max_position_embeddings)
+    text_config, vision_config = clip.config.text_config, clip.config.vision_config
+    # CLIPConfig turns both sub-configs into config objects when it is built
+    assert isinstance(text_config, CLIPTextConfig) and isinstance(vision_config, CLIPVisionConfig)
+    # CLIPVisionEmbeddings has already sized its position table from it: a plain int
+    assert isinstance(vision_config.image_size, int)
+    max_length = min(text_max_length, text_config.max_position_embeddings)
     return Backbone(
         name=f"hf:{spec}",
         image_encoder=ClipVisionEncoder(clip.vision_model),
@@ -384,9 +400,9 @@ def hf_clip(spec: str, image_size: int | None = None, text_max_length: int = 77)
         tokenize=HFTokenize(tokenizer, max_length),
         image_mean=pre.get("image_mean", OPENAI_CLIP_MEAN),
         image_std=pre.get("image_std", OPENAI_CLIP_STD),
-        image_size=image_size or clip.config.vision_config.image_size,
-        image_dim=clip.config.vision_config.hidden_size,
-        text_dim=clip.config.text_config.hidden_size,
+        image_size=image_size or vision_config.image_size,
+        image_dim=vision_config.hidden_size,
+        text_dim=text_config.hidden_size,
         image_projection=clip.visual_projection,
         text_projection=clip.text_projection,
     )
@@ -404,7 +420,7 @@ def _clip_preprocessor_config(spec: str) -> dict:
     return json.loads(Path(found).read_text()) if isinstance(found, str) else {}
 
 
-class OpenClipImageEncoder(nn.Module):
+class OpenClipImageEncoder(Tower):
     """open_clip's visual tower; `visual(pixels)` is what `encode_image` computes unnormalised."""
 
     def __init__(self, visual: nn.Module):
@@ -416,13 +432,14 @@ class OpenClipImageEncoder(nn.Module):
 
     def blocks(self) -> list[nn.Module]:
         v = self.visual
-        if not hasattr(getattr(v, "transformer", None), "resblocks"):
+        transformer = getattr(v, "transformer", None)
+        if transformer is None or not hasattr(transformer, "resblocks"):
             return [v]  # ResNet or timm trunks: one block
         # class/positional embeddings are bare parameters of `visual`, outside every block.
-        return [v.conv1, v.ln_pre, *v.transformer.resblocks, v.ln_post]
+        return [v.get_submodule("conv1"), v.get_submodule("ln_pre"), *transformer.resblocks, v.get_submodule("ln_post")]
 
 
-class OpenClipTextEncoder(nn.Module):
+class OpenClipTextEncoder(Tower):
     """An open_clip model without its visual tower, called through `encode_text`."""
 
     def __init__(self, model: nn.Module):
@@ -430,13 +447,16 @@ class OpenClipTextEncoder(nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model.encode_text(input_ids)  # open_clip pools at EOS with its causal mask
+        # nn.Module.__getattr__ is typed `Tensor | Module`; this is a method of the (untyped) open_clip model
+        encode_text = cast(Callable[[torch.Tensor], torch.Tensor], self.model.encode_text)
+        return encode_text(input_ids)  # open_clip pools at EOS with its causal mask
 
     def blocks(self) -> list[nn.Module]:
         text = getattr(self.model, "text", self.model)  # CustomTextCLIP nests the tower in .text
-        if not hasattr(getattr(text, "transformer", None), "resblocks"):
+        transformer = getattr(text, "transformer", None)
+        if transformer is None or not hasattr(transformer, "resblocks"):
             return [text]
-        return [text.token_embedding, *text.transformer.resblocks, text.ln_final]
+        return [text.get_submodule("token_embedding"), *transformer.resblocks, text.get_submodule("ln_final")]
 
 
 class OpenClipTokenize:

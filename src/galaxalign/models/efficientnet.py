@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TypedDict
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from galaxalign.models.backbones import Tower
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage.
 LITE0_STAGES = (
@@ -25,7 +28,14 @@ LITE0_STAGES = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-_BN = {"eps": 1e-3, "momentum": 0.01}
+
+
+class _BatchNormArgs(TypedDict):
+    eps: float
+    momentum: float
+
+
+_BN: _BatchNormArgs = {"eps": 1e-3, "momentum": 0.01}
 # EfficientNet-PyTorch top-level names -> ours; block internals keep their names.
 _RENAME = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1", "_fc": "classifier"}
 
@@ -64,7 +74,7 @@ class MBConv(nn.Module):
         return x + y if self.residual else y
 
 
-class EfficientNetLite(nn.Module):
+class EfficientNetLite(Tower):
     """EfficientNet-Lite0; `forward` gives pooled 1280-d features, `logits` the ImageNet scores."""
 
     feature_dim = 1280

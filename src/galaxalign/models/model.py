@@ -59,6 +59,7 @@ class GalaxAlignModel(nn.Module):
     def encode_symbol(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.symbol_encoder is None:
             return self.encode_image(pixels)
+        assert self.symbol_projection is not None  # split_symbol_encoder sets both together
         return F.normalize(self.symbol_projection(self.symbol_encoder(pixels)), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,7 @@ class GalaxAlignModel(nn.Module):
         return self.classifier(features)
 
 
-def _projection(pretrained: nn.Module | None, in_dim: int, embed_dim: int) -> nn.Module:
+def _projection(pretrained: nn.Linear | None, in_dim: int, embed_dim: int) -> nn.Linear:
     """Reuse a backbone's aligned projection (CLIP kinds) or start a fresh linear one."""
     if pretrained is not None:
         return pretrained

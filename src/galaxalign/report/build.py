@@ -169,7 +169,7 @@ def reading(metrics: dict[str, dict], names: list[str]) -> list[str]:
         lines.append(verdict)
         if ours.get("map@10") is not None and base.get("map@10") is not None:
             lines.append(
-                f"For search, mAP@10 is {ours['map@10']:.3f} with GalaxAlign's shared space and {base['map@10']:.3f} with the supervised run's embeddings (its projection was never trained, so retrieval rides on the backbone features)."
+                f"For search, mAP@10 is {ours['map@10']:.3f} with GalaxAlign's shared space and {base['map@10']:.3f} with the supervised run's pooled backbone features (its projection never trains, so it retrieves by the features)."
             )
     for method, m in metrics.items():
         confusion = np.asarray(m["confusion"])

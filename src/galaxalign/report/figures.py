@@ -115,7 +115,7 @@ def retrieval_strip(
 
     def put(image: np.ndarray, slot: int, lines: list[str], frame: str | None):
         x = pad + slot * (tile + pad)
-        canvas.paste(Image.fromarray(image).convert("RGB").resize((tile, tile), Image.BILINEAR), (x, pad))
+        canvas.paste(Image.fromarray(image).convert("RGB").resize((tile, tile), Image.Resampling.BILINEAR), (x, pad))
         if frame:
             draw.rectangle([x - 2, pad - 2, x + tile + 1, pad + tile + 1], outline=frame, width=3)
         for i, text in enumerate(lines):

@@ -23,6 +23,7 @@ import math
 import os
 import warnings
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,6 +127,7 @@ def tune_search(
     The sample queries are indexed vectors, each left out of its own results (as search by id
     does), so they behave like unseen queries; returns the setting and its measured recall.
     """
+    steps: Sequence[int]
     if isinstance(index, faiss.IndexHNSW):
         steps, setter = EF_SEARCH_STEPS, lambda v: setattr(index.hnsw, "efSearch", v)
     elif isinstance(index, faiss.IndexIVF):
@@ -244,9 +246,9 @@ class GalaxyIndex:
             )
         for name, value in manifest.get("search", {}).items():
             if name == "ef_search":
-                index.hnsw.efSearch = value
+                index.hnsw.efSearch = value  # type: ignore[attr-defined]  # read_index downcasts; stubs say Index
             elif name == "nprobe":
-                index.nprobe = value
+                index.nprobe = value  # type: ignore[attr-defined]  # an IndexIVF, as above
         return cls(index_dir, manifest, index, embeddings, meta, thumbnails)
 
     def row(self, galaxy_id: str) -> int:
@@ -434,6 +436,7 @@ def _write(
             block = slice(i, min(i + CHUNK, n_old))
             embeddings[block] = base.embeddings[block]
             if thumbs is not None:
+                assert base.thumbnails is not None  # add() asks for thumbnails only when the base has them
                 thumbs[block] = base.thumbnails[block]
         ids[:n_old], labels[:n_old], source_of[:n_old] = base.ids, base.labels, base.source_of
         ra[:n_old], dec[:n_old] = base.ra, base.dec

@@ -22,7 +22,7 @@ from galaxalign.search.index import GalaxyIndex, Hit, check_run, normalise
 from galaxalign.symbols import render_symbol
 
 if TYPE_CHECKING:
-    from galaxalign.runs import Run
+    from galaxalign.runs import ImageLike, Run
 
 ImageInput = np.ndarray | str | os.PathLike
 SKETCH_FILL = 0.85  # fraction of the side a sketch's drawing spans, as a symbol's body does
@@ -97,7 +97,7 @@ class Searcher:
     def by_vector(self, vector: np.ndarray, k: int = 10) -> list[Hit]:
         return self.index.search(vector, k)[0]
 
-    def by_image(self, image: ImageInput, k: int = 10) -> list[Hit]:
+    def by_image(self, image: ImageLike, k: int = 10) -> list[Hit]:
         return self.by_vector(self._need_run("image").embed_images([image]), k)
 
     def by_id(self, galaxy_id: str, k: int = 10) -> list[Hit]:

@@ -386,7 +386,7 @@ def _tail(size: int, b: _Body, pitch_deg: float) -> np.ndarray:
 def _smooth_noise(size: int, rng, cells: int = 6) -> np.ndarray:
     """A unit-variance random field smooth on a sixth of the image, by bicubic upsampling."""
     coarse = rng.standard_normal((cells, cells)).astype(np.float32)
-    return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC))
+    return np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC))
 
 
 def _splat(image: np.ndarray, x, y, flux) -> None:

@@ -37,7 +37,10 @@ def render_contact_sheet(h5_path: str | os.PathLike, per_class: int = 8) -> Imag
         label = _wrap(f"{r}: {name}", 26)
         draw.multiline_text((8, r * tile + tile // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
         for k, image in enumerate(images):
-            sheet.paste(Image.fromarray(image).resize((tile, tile), Image.LANCZOS), (LABEL_WIDTH + k * tile, r * tile))
+            sheet.paste(
+                Image.fromarray(image).resize((tile, tile), Image.Resampling.LANCZOS),
+                (LABEL_WIDTH + k * tile, r * tile),
+            )
     return sheet
 
 

@@ -171,6 +171,7 @@ def _init_worker(job: _Job) -> None:
 
 
 def _render_span(span: tuple[int, int]) -> _Chunk:
+    assert _WORKER_JOB is not None  # set by _init_worker in every pool process
     return _render_chunk(_WORKER_JOB, span)
 
 

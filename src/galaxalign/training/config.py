@@ -133,6 +133,7 @@ class TrainConfig:
     threads: int = option(0, "torch CPU threads; 0 leaves torch's default")
     device: str = option("auto", DEVICE_HELP)
     workers: int = option(0, "processes that read and decode images ahead of training (0: the training process)")
+    compile: bool = option(False, "torch.compile the training step (opt-in: measure it on your hardware first)")
 
     def __post_init__(self):
         checks = [

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -175,11 +176,19 @@ class Trainer:
         return [caption(a) for a in mine]
 
     def _wrap(self) -> nn.Module:
-        objective = Objective(self.model, self.config, self.text_tokens, self.symbols, self.text_owners)
-        if self.world == 1:
-            return objective
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
+        """The loss module as the loop calls it: under DDP on several processes, compiled if asked.
+
+        Compiling wraps the loss module only: the model's own modules and weight names are
+        untouched, so checkpoints and run folders are the same with or without it.
+        """
+        objective: nn.Module = Objective(self.model, self.config, self.text_tokens, self.symbols, self.text_owners)
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
+        if self.config.compile:
+            # torch.compile of a module returns a module (OptimizedModule); its stubs say a callable.
+            objective = cast(nn.Module, torch.compile(objective))
+        return objective
 
     def _barrier(self) -> None:
         if self.world > 1:

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
@@ -244,7 +244,7 @@ def create_app(
         description="Find galaxies like an image, some words, a class symbol or a sketch.",
     )
     app.state.service = service
-    errors = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+    errors: dict[int | str, dict[str, Any]] = {413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
     body_cap = max_upload_bytes + MULTIPART_SLACK
     K = Annotated[int, Query(ge=1, le=max_k, description="number of results")]
 
