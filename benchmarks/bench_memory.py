@@ -42,7 +42,8 @@ def write_noise_h5(path: Path, shape=GALAXY10_SHAPE, block: int = 256, seed: int
 
 def child(stage: str, data: str, out: str, method: str, steps: int) -> None:
     """Run one stage and print {"peak_gb": ...}: `import` (torch and the trainer), `model` or `train`."""
-    from galaxalign.training.trainer import build_model, train
+    from galaxalign.runs import build_model
+    from galaxalign.training import train
 
     if stage == "model":
         build_model(TrainConfig(data=data, out=out, method=method), n_classes=10)

@@ -153,7 +153,7 @@ def build_index(folder: Path, backbone: str, per_class: int = 10) -> Path:
     from galaxalign.search import build_index as build
     from galaxalign.synth import SynthConfig, write_synth
     from galaxalign.training import TrainConfig
-    from galaxalign.training.trainer import init_run
+    from galaxalign.runs import init_run
 
     data = folder / "sim.h5"
     if not data.exists():

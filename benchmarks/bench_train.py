@@ -38,7 +38,8 @@ from galaxalign.models.prototypes import class_texts, symbol_pixels
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training import TrainConfig, train
 from galaxalign.training.batches import BatchBuilder, epoch_order
-from galaxalign.training.trainer import build_model, parameter_groups
+from galaxalign.runs import build_model
+from galaxalign.training.optim import parameter_groups
 
 TITLE = "Training throughput: trainer vs plain PyTorch loop, packaged backbone (steady state, median of pairs)"
 TARGET = 1.10
