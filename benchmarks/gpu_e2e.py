@@ -102,11 +102,7 @@ from galaxalign.data.convert import convert_h5  # noqa: E402
 from galaxalign.data.splits import make_split  # noqa: E402
 from galaxalign.devices import resolve_device  # noqa: E402
 from galaxalign.models.backbones import (  # noqa: E402
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Backbone,
-    BertMeanEncoder,
-    DinoImageEncoder,
     HFTokenize,
     register_backbone,
 )
@@ -118,7 +114,7 @@ GALAXY10_DECALS_COUNTS = (1081, 1853, 2645, 2027, 334, 2043, 1829, 2628, 1423, 1
 EXTRAPOLATED_EPOCHS = 10
 TARGET_RATIO = 0.8
 PACKAGED_NAME = "packaged-arch"
-BERT_VOCAB = 30522
+BERT_VOCAB = gpu_bench.BERT_VOCAB
 CLIP_VOCAB = 49408
 LOADER_PREFETCH = 2  # image_batches' default: batches in flight per loader worker
 MODEL_ONLY_ITERS = 30  # timed model-only train steps at most (embedding: twice as many), after 3 warm-up ones
@@ -308,40 +304,9 @@ def save_clip_folder(folder: Path, full: bool, device: torch.device) -> Path:
 def packaged_backbone(full: bool) -> Backbone:
     """The packaged architecture with random weights: gpu_bench's build at full size, the same
     towers tiny for the smoke test; the byte-level tokenizer stands in for MiniLM's."""
-    from transformers import BertConfig, BertModel, Dinov2Config, Dinov2Model
 
-    if full:
-        backbone = gpu_bench.packaged_architecture()[0].backbone
-    else:
-        vit = Dinov2Model(
-            Dinov2Config(
-                hidden_size=64,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                mlp_ratio=2,
-                patch_size=8,
-                image_size=32,
-                layerscale_value=1.0,
-            )
-        )
-        bert = BertModel(
-            BertConfig(
-                vocab_size=BERT_VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128
-            ),
-            add_pooling_layer=False,
-        )
-        image, text = DinoImageEncoder(vit), BertMeanEncoder(bert)
-        backbone = Backbone(
-            name="packaged (random init, tiny)",
-            image_encoder=image,
-            text_encoder=text,
-            tokenize=None,
-            image_mean=IMAGENET_MEAN,
-            image_std=IMAGENET_STD,
-            image_size=32,
-            image_dim=image.dim,
-            text_dim=text.dim,
-        )
+    sizes = gpu_bench.PACKAGED_SIZES if full else gpu_bench.TINY_PACKAGED_SIZES
+    backbone = gpu_bench.packaged_architecture(sizes)[0].backbone
     backbone._tokenize = HFTokenize(byte_tokenizer(), 64)  # `packaged` truncates at 64 tokens too
     return backbone
 

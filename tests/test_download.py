@@ -276,5 +276,9 @@ def test_cli_download_of_a_mirror_that_serves_another_file(server, tmp_path, cap
     url, _ = server
     assert main(["download", "galaxy10-decals", "--out", str(tmp_path), "--url", url, "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and SHA256 in err.lower() and REMOTES["galaxy10-decals"].sha256.lower() in err.lower()
+    assert (
+        len(err.splitlines()) == 1
+        and SHA256 in err.lower()
+        and REMOTES["galaxy10-decals"].sha256.lower() in err.lower()
+    )
     assert not (tmp_path / "Galaxy10_DECals.h5").exists() and (tmp_path / "Galaxy10_DECals.h5.part").exists()

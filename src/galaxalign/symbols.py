@@ -228,21 +228,19 @@ def _smooth(spec: SymbolSpec, st: _Style) -> list[Primitive]:
     return [_glow(_ellipse(0, 0, rx, ry), (0, 0), (rx, ry), 0, 0.95, 0.3, INK, LINE * st.width)]
 
 
+def _face_on_disk(st: _Style) -> Primitive:
+    """The faint disk behind a face-on galaxy's bulge, bar and arms (outlined only without arms)."""
+    q = st.axis_ratio
+    outline = None if st.arms else 0.85
+    return _glow(
+        _ellipse(0, 0, RADIUS, RADIUS * q), (0, 0), (RADIUS, RADIUS * q), 0, 0.32, 0.08, outline, LINE * st.width
+    )
+
+
 def _disk(spec: SymbolSpec, st: _Style) -> list[Primitive]:
     """A face-on disk: a faint outlined disk, a bulge and, where the class has them, bar and arms."""
     q = st.axis_ratio
-    out = [
-        _glow(
-            _ellipse(0, 0, RADIUS, RADIUS * q),
-            (0, 0),
-            (RADIUS, RADIUS * q),
-            0,
-            0.32,
-            0.08,
-            None if st.arms else 0.85,
-            LINE * st.width,
-        )
-    ]
+    out = [_face_on_disk(st)]
     bulge_r = max(st.bulge_radius, 0.06) * RADIUS
     bar_len = max(0.5 * RADIUS, bulge_r + 0.14) if spec.bar else 0.0
     arm_w = 0.085 * st.width
@@ -667,17 +665,7 @@ def _galaxy_layers(a: GalaxyAnswers, seed: int | None) -> list[tuple[float, list
         layers.append((a.merging_conf, body))
         layers += _face_on_parts(a, spec, st, core)
     else:
-        q = st.axis_ratio
-        disk = _glow(
-            _ellipse(0, 0, RADIUS, RADIUS * q),
-            (0, 0),
-            (RADIUS, RADIUS * q),
-            0,
-            0.32,
-            0.08,
-            None if st.arms else 0.85,
-            LINE * st.width,
-        )
+        disk = _face_on_disk(st)
         layers.append((a.smooth_or_featured_conf, [disk]))
         layers += _face_on_parts(a, spec, st, (0.0, 0.0))
     return [(alpha, [_turn(p, st.rotation_deg) for p in prims]) for alpha, prims in layers if prims]
