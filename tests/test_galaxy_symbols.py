@@ -204,6 +204,23 @@ def test_votes_majority_with_vote_share_as_confidence():
     assert (weak.merging, weak.merging_conf) == ("minor disturbance", pytest.approx(0.6))
 
 
+def test_a_question_whose_shares_do_not_add_up_decides_nothing():
+    """A damaged catalogue row (merging shares summing to 3 %) must not make a merger."""
+    row = {
+        "smooth": [0.2],
+        "featured": [0.8],
+        "edge_on_no": [0.9],
+        "edge_on_yes": [0.1],
+        "merging_none": [0.0],
+        "merging_minor": [0.0],
+        "merging_major": [0.0],
+        "merging_merger": [0.03],
+    }
+    a = answers_from_votes({k: np.array(v) for k, v in row.items()})[0]
+    assert (a.merging, a.merging_conf) == ("none", 0.0)
+    assert (a.smooth_or_featured, a.smooth_or_featured_conf) == ("featured", pytest.approx(0.8))
+
+
 def test_votes_from_yes_no_catalogues_and_missing_questions():
     gz2 = {
         "featured": [0.9],

@@ -357,12 +357,18 @@ def answers_from_votes(fractions: Mapping[str, Any]) -> list[GalaxyAnswers]:
     return out
 
 
+MIN_ANSWERED = 0.5  # a question's answer shares sum to ~1 where it was asked; far less is a broken row
+
+
 def _plurality(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per galaxy (column of `stack`, one row per answer): the plurality answer's index and its
-    share; share 0 where nobody answered. Ties go to the first answer."""
+    share; share 0 where nobody answered, or where the shares sum to less than MIN_ANSWERED (a
+    damaged catalogue row must not decide an answer from a few per cent of the votes). Ties go
+    to the first answer."""
     index = np.argmax(np.nan_to_num(stack, nan=-1.0), axis=0)
     share = np.nan_to_num(stack[index, np.arange(stack.shape[1])], nan=0.0)
-    return index, np.clip(share, 0.0, 1.0)
+    answered = np.nansum(stack, axis=0) >= MIN_ANSWERED
+    return index, np.where(answered, np.clip(share, 0.0, 1.0), 0.0)
 
 
 def answer_fractions(table: Mapping[str, Any], kind: str = "auto") -> dict[str, np.ndarray] | None:
