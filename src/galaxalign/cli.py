@@ -232,7 +232,7 @@ COMMANDS: dict[str, Command] = {
         _convert,
     ),
     "train": Command(
-        "fine-tune a backbone with one method (supervised, clip, galaxalign-stage1, galaxalign)",
+        "fine-tune a backbone with one method: supervised, clip, galaxalign, ... (--method lists them all)",
         "galaxalign.training.config:TrainConfig",
         _train,
         extra=_train_flags,
@@ -286,7 +286,10 @@ def _config_class(command: Command):
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only`, just that subcommand's flags are built (its config alone is imported)."""
-    parser = argparse.ArgumentParser(prog="galaxalign", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="galaxalign",
+        description="Galaxy morphology classification and similarity search with images, schematic symbols and text.",
+    )
     parser.add_argument("--version", action="version", version=f"galaxalign {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
