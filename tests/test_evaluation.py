@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import EASY_CLASSES, easy_image, write_galaxy10_h5
+from conftest import EASY_CLASSES, easy_image, tiny, write_galaxy10_h5
 from galaxalign.cli import main
 from galaxalign.data import Split, open_dataset
 from galaxalign.evaluation import classification_metrics, evaluate_run, metrics, retrieval_metrics
 from galaxalign.evaluation.evaluate import predict_split, read_predictions
 from galaxalign.runs import load_run
-from galaxalign.training import TrainConfig, train
+from galaxalign.training import train
 
 
 def at(degrees, length=1.0):
@@ -169,25 +169,7 @@ def test_retrieval_self_exclusion_matches_brute_force():
 @pytest.fixture(scope="module")
 def run_dir(easy_h5, tmp_path_factory):
     """A two-stage GalaxAlign run, so every scoring mode has something to score with."""
-    config = TrainConfig(
-        data=str(easy_h5),
-        out=str(tmp_path_factory.mktemp("runs") / "ga"),
-        method="galaxalign",
-        backbone="tiny",
-        image_size=32,
-        epochs=2,
-        stage1_fraction=0.5,
-        batch_size=12,
-        lr=2e-3,
-        head_lr=5e-3,
-        trainable_blocks=-1,
-        symbol_variants=3,
-        embed_dim=32,
-        warmup_fraction=0.0,
-        val_fraction=0.2,
-        test_fraction=0.2,
-        threads=1,
-    )
+    config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "ga", method="galaxalign", stage1_fraction=0.5)
     return train(config, progress=False)
 
 
