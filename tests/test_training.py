@@ -138,6 +138,10 @@ def test_run_loads_from_its_folder_alone(easy_h5, tmp_path):
     assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
     assert run.embed_images(images).shape == (3, run.model.embed_dim)
     assert np.allclose(np.linalg.norm(run.embed_texts(["a barred spiral"]), axis=1), 1, atol=1e-5)
+    features = run.image_features(images)  # pooled, before the projection: the projection of them is the embedding
+    assert features.shape == (3, run.model.backbone.image_dim)
+    projected = run.model.project_image(torch.from_numpy(features)).detach().numpy()
+    assert np.allclose(projected, run.embed_images(images), atol=1e-5)
 
 
 def test_cli_train_errors_are_one_line(easy_h5, tmp_path, capsys):

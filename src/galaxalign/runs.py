@@ -359,6 +359,15 @@ class Run:
         return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.embed_dim), dtype=np.float32)
 
     @torch.no_grad()
+    def image_features(self, images: Sequence[ImageLike], batch_size: int = 64) -> np.ndarray:
+        """The image tower's pooled features, before the projection: for linear probes."""
+        chunks = [
+            self._forward(self.pixels(images[i : i + batch_size]), (), True)[1].cpu()
+            for i in range(0, len(images), batch_size)
+        ]
+        return torch.cat(chunks).numpy() if chunks else np.zeros((0, self.model.backbone.image_dim), dtype=np.float32)
+
+    @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         tokens = self.model.backbone.tokenize(list(texts))
         ids, mask = tokens["input_ids"].to(self.device), tokens["attention_mask"].to(self.device)

@@ -35,6 +35,7 @@ from galaxalign.runs import (
     PREDICTIONS_FILE,
     SPLIT_FILE,
     Run,
+    Scoring,
     eval_dir,
     init_run,
     is_evaluated,
@@ -193,9 +194,7 @@ def _trained_row(
         "macro_f1": metrics["macro_f1"],
         "map@10": metrics["map@10"],
         "ndcg@10": metrics["ndcg@10"],
-        "scoring": metrics["scoring"]
-        if metrics.get("fusion_weight") is None
-        else f"fusion@{metrics['fusion_weight']:g}",
+        "scoring": Scoring(metrics["scoring"], metrics.get("fusion_weight") or 0.5).name,
         "correct": _test_correctness(run_dir, test, config.train.device),
     }
     if config.probe:

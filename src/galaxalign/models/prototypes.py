@@ -79,7 +79,7 @@ def standardise(logits: torch.Tensor) -> torch.Tensor:
 
 
 class ClassScorer:
-    """Turns normalised model input into class logits with one of SCORING_MODES.
+    """Class logits of embedded images with one of SCORING_MODES (the head acts on image features, in Run).
 
     Fusion mixes the standardised text and symbol scores, `fusion_weight` of text: image-text and
     image-symbol cosines have different offsets and spreads, so adding raw prototypes (or raw
@@ -107,12 +107,6 @@ class ClassScorer:
             if symbols01 is None:
                 raise ValueError(f"{mode} scoring needs the symbol family")
             self.symbol = symbol_prototypes(model, symbols01)
-
-    @torch.no_grad()
-    def logits(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.mode == "head":
-            return self.model.classify_features(self.model.image_features(pixels))
-        return self.logits_from_embeddings(self.model.encode_image(pixels))
 
     @torch.no_grad()
     def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
