@@ -428,3 +428,50 @@ def test_compiled_training_step_matches_eager(easy_h5, tmp_path):
     np.testing.assert_allclose(losses(compiled), losses(eager), rtol=1e-3)
     assert checkpoint_weights(compiled).keys() == checkpoint_weights(eager).keys()
     assert load_run(compiled).classify([easy_image(2, np.random.default_rng(0))])[0]["key"]
+
+
+def test_prototype_head_predicts_what_the_prototypes_predict():
+    """LP-FT's start: the head's logits are the prototype cosines times a per-image positive factor."""
+    from galaxalign.training import TrainConfig
+
+    model = build_model(TrainConfig(data="", out="", backbone="tiny", method="lp-ft", embed_dim=16), 5)
+    pixels = torch.randn(8, 3, 32, 32)
+    prototypes = torch.nn.functional.normalize(torch.randn(5, model.embed_dim), dim=-1)
+    with torch.no_grad():
+        features = model.image_features(pixels)
+        feature_norm = float(model.image_projection(features).norm(dim=1).mean())
+        model.init_classifier(prototypes, feature_norm)
+        head = model.classify_features(features)
+        cosines = model.project_image(features) @ prototypes.t()
+        per_image = model.image_projection(features).norm(dim=1, keepdim=True) / feature_norm
+    assert torch.allclose(head, model.logit_scale.exp() * cosines * per_image, atol=1e-4)
+    assert torch.equal(head.argmax(1), cosines.argmax(1))
+
+
+def test_lp_ft_aligns_then_fine_tunes_a_head_from_the_prototypes(easy_h5, tmp_path):
+    run_dir = train(tiny(easy_h5, tmp_path / "lpft", method="lp-ft", epochs=6, stage1_fraction=0.5), progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert all({"image_text", "symbol_text"} <= set(r) for r in steps if r["stage"] == 1)
+    assert all(set(r) >= {"ce"} and "image_text" not in r for r in steps if r["stage"] == 2)
+    starts = [r for r in records if "head_from" in r]
+    assert len(starts) == 1 and starts[0]["head_from"].split("@")[0] in ("fusion", "text", "symbol")
+    vals = [r for r in records if "val_accuracy" in r]
+    assert {r["scoring"] for r in vals if r["stage"] == 2} == {"head"}
+    assert all(r["scoring"] != "head" for r in vals if r["stage"] == 1)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_stage"] == 2 and summary["scoring"] == "head"
+    assert not any(k.startswith("symbol_encoder.") for k in checkpoint_weights(run_dir))
+    stage2 = [r["ce"] for r in steps if r["stage"] == 2]
+    assert np.mean(stage2[-3:]) < np.mean(stage2[:3])
+    assert load_run(run_dir).scoring == "head"
+
+
+def test_lp_ft_resumes_inside_stage_2(easy_h5, tmp_path):
+    config = dict(method="lp-ft", epochs=4, stage1_fraction=0.5)  # 6 steps an epoch: stage 2 from step 12
+    straight = train(tiny(easy_h5, tmp_path / "straight", **config), progress=False)
+    train(tiny(easy_h5, tmp_path / "paused", **config), progress=False, pause_after_steps=14)
+    assert torch.load(tmp_path / "paused" / "checkpoint.pt", weights_only=True)["stage"] == 2
+    assert main(["train", "--out", str(tmp_path / "paused"), "--resume", "--quiet"]) == 0
+    a, b = checkpoint_weights(straight), checkpoint_weights(tmp_path / "paused")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -75,7 +75,7 @@ def build_model(config: TrainConfig, n_classes: int, stage: int = 1) -> GalaxAli
     torch.manual_seed(config.seed)
     backbone = build_backbone(config.backbone)
     model = GalaxAlignModel(backbone, embed_dim=config.embed_dim, num_classes=n_classes if config.spec.head else 0)
-    if stage == 2:
+    if stage == 2 and config.spec.splits_symbol_encoder:
         model.split_symbol_encoder()
     return model
 

@@ -65,6 +65,24 @@ class GalaxAlignModel(nn.Module):
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text_projection(self.text_encoder(input_ids, attention_mask)), dim=-1)
 
+    @torch.no_grad()
+    def init_classifier(self, prototypes: torch.Tensor, feature_norm: float) -> None:
+        """Start the head from class prototypes (C, D): its logits are then `logit_scale` times the
+        prototype cosines, up to each image's projected-feature norm over `feature_norm`, so it
+        predicts what the prototypes predict and fine-tuning starts from the aligned classifier."""
+        if self.classifier is None:
+            raise RuntimeError("this model has no classifier head")
+        if feature_norm <= 0:
+            raise ValueError(f"feature_norm must be positive, got {feature_norm}")
+        scale = self.logit_scale.exp() / feature_norm
+        weight = self.image_projection.weight.float()
+        bias = self.image_projection.bias
+        prototypes = prototypes.to(weight)
+        self.classifier.weight.copy_(scale * prototypes @ weight)
+        self.classifier.bias.copy_(
+            scale * prototypes @ bias.float() if bias is not None else torch.zeros_like(self.classifier.bias)
+        )
+
     def classify_features(self, features: torch.Tensor) -> torch.Tensor:
         if self.classifier is None:
             raise RuntimeError("this model has no classifier head")

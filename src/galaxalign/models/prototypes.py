@@ -108,6 +108,16 @@ class ClassScorer:
                 raise ValueError(f"{mode} scoring needs the symbol family")
             self.symbol = symbol_prototypes(model, symbols01)
 
+    def prototypes(self) -> torch.Tensor:
+        """(C, D): the class vectors whose cosines this scorer ranks by (for a fusion, the same mix
+        of the text and symbol prototypes: its linear stand-in), to start a linear head from."""
+        if self.text is not None and self.symbol is not None:
+            return self.fusion_weight * self.text + (1.0 - self.fusion_weight) * self.symbol
+        prototypes = self.text if self.text is not None else self.symbol
+        if prototypes is None:
+            raise ValueError("head scoring has no prototypes")
+        return prototypes
+
     @torch.no_grad()
     def logits_from_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Prototype scores of already-embedded images (no second pass through the encoder)."""

@@ -19,13 +19,15 @@ class Method:
     """What a method trains: a classifier head, which modalities it aligns with text, its stages."""
 
     name: str
-    loss: str  # a key of training.objectives.OBJECTIVES
+    loss: str  # a key of training.objectives.OBJECTIVES (stage 1, or the only stage)
     head: bool  # a linear classifier on the image features
     aligns: tuple[str, ...]  # modalities contrasted with text ("image", "symbol")
-    two_stages: bool  # stage 2 splits off a symbol encoder of its own
     scoring: tuple[str, ...]  # scoring modes its runs may use, chosen on validation; the first breaks ties
 
     images: bool = True  # trains on labelled galaxy images (False: on class symbols and texts alone)
+    stage2: str | None = None  # what starts stage 2: one of STAGE2_STARTS, or None for one stage
+    stage2_loss: str | None = None  # stage 2's objective, when it differs from stage 1's
+    stage1_scoring: tuple[str, ...] = ()  # stage 1's scoring modes, when they differ from `scoring`
 
     @property
     def uses_text(self) -> bool:
@@ -35,40 +37,58 @@ class Method:
     def uses_symbols(self) -> bool:
         return "symbol" in self.aligns
 
+    @property
+    def two_stages(self) -> bool:
+        return self.stage2 is not None
+
+    @property
+    def splits_symbol_encoder(self) -> bool:
+        return self.stage2 == "symbol-encoder"
+
+    def loss_at(self, stage: int) -> str:
+        return self.stage2_loss or self.loss if stage == 2 else self.loss
+
+    def scoring_at(self, stage: int) -> tuple[str, ...]:
+        """The scoring modes validation chooses from in `stage` (a run without stage 2 stays at 1)."""
+        return self.stage1_scoring or self.scoring if stage == 1 else self.scoring
+
 
 ALIGNED_SCORING = ("fusion", "text", "symbol")  # methods that train symbols may classify by either or both
+# What the split into stage 2 does: the symbol encoder becomes a copy of the image encoder of its
+# own (galaxalign), or the classifier head starts from the class prototypes (lp-ft).
+STAGE2_STARTS = ("symbol-encoder", "prototype-head")
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("supervised", loss="cross_entropy", head=True, aligns=(), two_stages=False, scoring=("head",)),
-        Method("clip", loss="contrastive", head=False, aligns=("image",), two_stages=False, scoring=("text",)),
+        Method("supervised", loss="cross_entropy", head=True, aligns=(), scoring=("head",)),
+        Method("clip", loss="contrastive", head=False, aligns=("image",), scoring=("text",)),
         Method(
-            "galaxalign-stage1",
-            loss="contrastive",
-            head=False,
-            aligns=("image", "symbol"),
-            two_stages=False,
-            scoring=ALIGNED_SCORING,
+            "galaxalign-stage1", loss="contrastive", head=False, aligns=("image", "symbol"), scoring=ALIGNED_SCORING
         ),
         Method(
             "galaxalign",
             loss="contrastive",
             head=False,
             aligns=("image", "symbol"),
-            two_stages=True,
             scoring=ALIGNED_SCORING,
+            stage2="symbol-encoder",
         ),
         # The hypothesis in its purest form: learn what drawn structures mean from class symbols and
         # class texts alone (through the shared image encoder), then classify galaxies by prototypes.
+        Method("zero-label", loss="contrastive", head=False, aligns=("symbol",), scoring=ALIGNED_SCORING, images=False),
+        # LP-FT with an aligned start: stage 1 is galaxalign's; stage 2 starts a linear head from the
+        # class prototypes (the scoring chosen on validation), then fine-tunes it and the image tower
+        # with cross-entropy, so the labels refine what text and symbols taught instead of a random head.
         Method(
-            "zero-label",
+            "lp-ft",
             loss="contrastive",
-            head=False,
-            aligns=("symbol",),
-            two_stages=False,
-            scoring=ALIGNED_SCORING,
-            images=False,
+            head=True,
+            aligns=("image", "symbol"),
+            scoring=("head",),
+            stage2="prototype-head",
+            stage2_loss="cross_entropy",
+            stage1_scoring=ALIGNED_SCORING,
         ),
     )
 }

@@ -29,13 +29,14 @@ class Objective(nn.Module):
         text_tokens: dict,
         symbols: torch.Tensor | None,
         text_owners: torch.Tensor,
+        stage: int = 1,
     ):
         super().__init__()
         self.model, self.config = model, config
         self.text_tokens = text_tokens  # every class phrase (then, with per-galaxy captions, every caption)
         self.text_owners = text_owners  # class of each class phrase, on the device
         self.symbols = symbols  # (C*V, 3, S, S), normalised
-        self.loss_of = OBJECTIVES[config.spec.loss]
+        self.loss_of = OBJECTIVES[config.spec.loss_at(stage)]
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, Parts]:
         return self.loss_of(self, batch)

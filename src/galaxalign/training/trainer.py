@@ -181,7 +181,9 @@ class Trainer:
         Compiling wraps the loss module only: the model's own modules and weight names are
         untouched, so checkpoints and run folders are the same with or without it.
         """
-        objective: nn.Module = Objective(self.model, self.config, self.text_tokens, self.symbols, self.text_owners)
+        objective: nn.Module = Objective(
+            self.model, self.config, self.text_tokens, self.symbols, self.text_owners, self.state.position.stage
+        )
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
@@ -195,12 +197,35 @@ class Trainer:
             dist.barrier()
 
     def _enter_stage2(self) -> None:
-        """Split off the symbol encoder; the optimiser is rebuilt with its parameters."""
-        self.model.split_symbol_encoder()
-        self.model.to(self.device)
+        """Start stage 2 (split off the symbol encoder, or start the head from the prototypes);
+        the optimiser is rebuilt over the parameters as they now are."""
+        if self.config.spec.splits_symbol_encoder:
+            self.model.split_symbol_encoder()
+            self.model.to(self.device)
+        else:
+            self._init_head_from_prototypes()
         self.state = TrainState(self.model, make_optimizer(self.model, self.config), self.state.position)
         self.state.position.stage = 2
         self.objective = self._wrap()
+
+    def _init_head_from_prototypes(self, norm_sample: int = 256) -> None:
+        """LP-FT's start: the head from the prototypes of stage 1's scoring chosen on validation,
+        scaled by the mean projected-feature norm of (up to `norm_sample`) labelled training images.
+        Every rank computes the same from the same weights, so DDP replicas stay equal."""
+        self.model.eval()
+        data, spec, workers = self.data, self.config.spec, self.config.workers
+        live = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01)
+        scoring, _ = choose_scoring(live, data.dataset, data.split.val, spec.scoring_at(1), workers=workers)
+        chosen = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01, scoring=scoring)
+        sample = data.train_indices[:norm_sample]
+        features = chosen.embed_dataset(data.dataset, sample, features=True, workers=workers).features
+        assert features is not None, "asked for features"
+        with torch.no_grad():
+            projected = self.model.image_projection(torch.from_numpy(features).to(self.device))
+            feature_norm = float(projected.norm(dim=1).mean()) if len(projected) else 1.0
+        self.model.init_classifier(chosen.scorer().prototypes(), feature_norm)
+        if self.rank == 0:
+            self.log.write({"stage": 2, "step": self.state.position.step, "head_from": scoring.name})
 
     def fit(self, pause_after_steps: int = 0) -> Path:
         config, position = self.config, self.state.position
@@ -215,11 +240,7 @@ class Trainer:
         started, seen = time.perf_counter(), 0
         start_epoch, start_batch = position.epoch, position.batch
         for epoch in range(start_epoch, config.epochs):
-            if (
-                self.stage2_epoch is not None
-                and epoch >= self.stage2_epoch
-                and not self.model.has_separate_symbol_encoder
-            ):
+            if self.stage2_epoch is not None and epoch >= self.stage2_epoch and position.stage == 1:
                 self._enter_stage2()
             order = epoch_order(self.train_labels, config.batch_size, config.seed, epoch, config.balanced)
             self.model.train()
@@ -307,7 +328,11 @@ class Trainer:
         self.model.eval()
         live = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01)
         scoring, by_scoring = choose_scoring(
-            live, self.data.dataset, self.data.split.val, self.config.spec.scoring, workers=self.config.workers
+            live,
+            self.data.dataset,
+            self.data.split.val,
+            self.config.spec.scoring_at(position.stage),
+            workers=self.config.workers,
         )
         val_acc = by_scoring[scoring.name]
         self.log.write(
