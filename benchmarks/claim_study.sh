@@ -8,7 +8,8 @@
 #      with the symbol source chosen in step 2 (SYMBOLS=class|galaxy);
 #   4. a learning curve on validation only: the three trained methods at 10 % labels over larger
 #      step budgets (STEPS, default 75,150; the 30-step point is the test study's own validation),
-#      to see whether the 30-step budget under-trains any of them.
+#      to see whether the 30-step budget under-trains any of them (CURVE_METHODS, CURVE_SEEDS and
+#      THREADS override the methods, seeds and torch threads).
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
 # seeds 1 and 2 to save CPU time).
 # Usage: benchmarks/claim_study.sh validate | SYMBOLS=galaxy benchmarks/claim_study.sh test
@@ -36,6 +37,6 @@ case "${1:-}" in
   curve)
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
-      --symbols "$SYMBOLS" --methods supervised,clip,galaxalign --threads "${THREADS:-0}" ;;
+      --symbols "$SYMBOLS" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
   *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve" >&2; exit 2 ;;
 esac

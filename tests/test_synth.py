@@ -22,6 +22,7 @@ from galaxalign.synth import (
     write_synth,
 )
 from galaxalign.synth import params as params_module
+from galaxalign.synth import render as render_module
 from galaxalign.synth import writer as writer_module
 from galaxalign.taxonomy import load_scheme
 
@@ -61,6 +62,7 @@ def test_file_has_galaxy10_layout_and_balanced_shuffled_classes(g10):
         attrs = h5.attrs
         assert attrs["generator"] == "galaxalign-synth" and attrs["seed"] == 3 and attrs["scheme"] == "galaxy10"
         assert attrs["difficulty"] == DEFAULT_DIFFICULTY
+        assert attrs["render_version"] == render_module.RENDER_VERSION
         assert json.loads(attrs["class_names"]) == scheme.names
         images = h5["images"][:]
     # Every image holds a galaxy: its centre is brighter than its border.
@@ -144,6 +146,21 @@ def test_render_galaxy_returns_rgb_uint8_with_red_bulges_and_blue_arms():
         colours.append(img[mask].mean(axis=0))
     mean = np.mean(colours, axis=0)
     assert mean[2] / mean[0] > core[2] / core[0], "spirals should be bluer than ellipticals"
+
+
+def test_display_puts_zero_flux_on_the_sky_pedestal_and_keeps_noise_below_it():
+    """Sky noise shows on both sides of a grey pedestal instead of being clipped to black."""
+    pedestal = round(255 * render_module.SKY_PEDESTAL)
+    zero = render_module._lupton_rgb(np.zeros((3, 4, 4)))
+    assert np.all(zero == pedestal)
+    below = render_module._lupton_rgb(np.full((3, 4, 4), -0.002))
+    assert np.all((below > 0) & (below < pedestal))
+    rng = np.random.default_rng(2)
+    params = sample_params(load_scheme("galaxy10").by_key("round_smooth"), DEFAULT_DIFFICULTY, rng)
+    image = render_galaxy(params, 96, rng)
+    border = np.concatenate([image[:8], image[-8:]]).reshape(-1, 3).astype(float)
+    assert abs(np.median(border) - pedestal) <= 2
+    assert np.mean(border.max(axis=1) == 0) < 0.02, "few sky pixels may be black in every band"
 
 
 def test_disk_geometry_matches_galsim_disk():

@@ -34,9 +34,12 @@ SPIRAL_HLR_ARCSEC = (4.0, 10.0)
 DISK_HLR_ARCSEC = (3.0, 9.0)
 SMOOTH_HLR_ARCSEC = (2.0, 6.0)
 GALAXY10_FOV_ARCSEC = 256 * 0.262
-# Cutout width in galaxy half-light radii, within FOV_LIMITS arcsec, as Galaxy Zoo cutouts are zoomed.
-FOV_PER_HLR = 10.0
-FOV_LIMITS = (30.0, 170.0)
+# Cutout width in galaxy half-light radii, within FOV_LIMITS arcsec, as Galaxy Zoo cutouts are zoomed:
+# GZ DECaLS cutouts are 424 px at 0.04 petro_th50 arcsec/px (17 half-light radii), never finer than
+# 0.1 arcsec/px (a 42.4 arcsec frame). The upper limit only bounds the field's stars and background
+# galaxies (their number grows with the frame's area); it is the earlier 170 scaled with the zoom.
+FOV_PER_HLR = 17.0
+FOV_LIMITS = (42.4, 290.0)
 MAX_MAGNITUDE = 17.77  # Galaxy Zoo DECaLS / SDSS main-sample limit in r
 
 

@@ -23,9 +23,23 @@ NATIVE_SCALE = 0.262  # DECaLS arcsec per pixel
 SKY_SIGMA = np.array([0.0045, 0.007, 0.011])
 # Legacy Surveys colour-image weights (g, r, z), as in legacypipe's get_rgb: red bulges turn orange.
 BAND_WEIGHT = np.array([5.25, 3.4, 2.2], np.float32)
-# Lupton asinh stretch: linear below SOFT, and a mean weighted intensity of TOP saturates.
+# Lupton asinh stretch: linear below SOFT, and a mean weighted intensity of TOP saturates. TOP was
+# 40 before the sky pedestal; 24 keeps the display units per unit of flux above the pedestal.
 LUPTON_SOFT = 0.04
-LUPTON_TOP = 40.0
+LUPTON_TOP = 24.0
+# Display value of zero flux, as a share of 255. Real colour images put their black point below
+# zero flux (the GZ DECaLS PNG stretch maps -0.5 of its units to black, which leaves the sky at
+# about 17 DN), so sky noise shows on both sides of a grey pedestal instead of its half below zero
+# being clipped to black (docs/sim-to-real.md).
+SKY_PEDESTAL = 17.0 / 255.0
+# Share of each pixel's colour contrast (about the mean of the weighted bands) that the display
+# keeps. GZ DECaLS PNGs stretch each band on its own and desaturate, so their galaxies' colours
+# are about a third as spread as a colour-preserving stretch shows them, and their sky noise is
+# mostly grey (channels correlated about 0.75); 0.35 gives both (docs/sim-to-real.md).
+COLOUR_SATURATION = 0.35
+# Which look a file has, stored in its attributes: 1 (files without the attribute) black sky,
+# full colour, frames of 10 half-light radii; 2 sky pedestal, desaturated colour, frames of 17.
+RENDER_VERSION = 2
 BAR_AXIS_RATIO = 0.28
 TAIL_PITCH_DEG = (25.0, 60.0)  # open, and more varied than spiral arms
 PLUME_THRESHOLD = 0.3  # disturbance above which the outline gets off-centre plumes
@@ -446,12 +460,16 @@ def _add_noise(native: np.ndarray, factor: float, rng: np.random.Generator) -> N
 
 
 def _lupton_rgb(native: np.ndarray) -> np.ndarray:
-    """Lupton et al. (2004) asinh colour composite, saturating to the colour of the source."""
+    """Lupton et al. (2004) asinh colour composite, saturating to the colour of the source, with
+    colours pulled toward grey (COLOUR_SATURATION) and zero flux shown at SKY_PEDESTAL. The asinh
+    is odd, so a pixel below zero flux is darker than the pedestal rather than clipped to black."""
     rgb = native[::-1] * BAND_WEIGHT[::-1, None, None]  # z, r, g -> R, G, B
-    intensity = np.maximum(rgb.mean(axis=0), np.float32(1e-6))
+    intensity = rgb.mean(axis=0)
+    rgb = intensity + np.float32(COLOUR_SATURATION) * (rgb - intensity)  # keeps the mean intensity
     top = np.float32(1.0 / math.asinh(LUPTON_TOP / LUPTON_SOFT))
-    stretched = np.arcsinh(intensity * np.float32(1.0 / LUPTON_SOFT)) * top
-    rgb *= stretched / intensity
-    np.clip(rgb, 0.0, None, out=rgb)
-    rgb *= np.float32(255.0) / np.maximum(rgb.max(axis=0), np.float32(1.0))
-    return (rgb.transpose(1, 2, 0) + np.float32(0.5)).astype(np.uint8)
+    safe = np.where(np.abs(intensity) < 1e-9, np.float32(1e-9), intensity)  # asinh(x)/x -> 1 at 0
+    rgb *= np.arcsinh(safe * np.float32(1.0 / LUPTON_SOFT)) * top / safe
+    rgb /= np.maximum(rgb.max(axis=0), np.float32(1.0))
+    display = np.float32(SKY_PEDESTAL) + np.float32(1.0 - SKY_PEDESTAL) * rgb
+    np.clip(display, 0.0, 1.0, out=display)
+    return (display.transpose(1, 2, 0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)

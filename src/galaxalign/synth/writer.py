@@ -25,7 +25,7 @@ from galaxalign.config import option, required
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
 from galaxalign.synth.params import DEFAULT_DIFFICULTY, PARAM_NAMES, sample_params
-from galaxalign.synth.render import render_galaxy
+from galaxalign.synth.render import RENDER_VERSION, render_galaxy
 from galaxalign.taxonomy import Scheme, load_scheme
 
 GENERATOR = "galaxalign-synth"
@@ -214,6 +214,7 @@ def _describe(h5: h5py.File, job: _Job, config: SynthConfig) -> None:
         {
             "generator": GENERATOR,
             "version": __version__,
+            "render_version": RENDER_VERSION,  # the look (render.RENDER_VERSION); absent: version 1
             "seed": job.seed,
             "difficulty": job.difficulty,
             "per_class": config.per_class,
