@@ -247,3 +247,28 @@ def test_bad_benchmark_options():
         BenchmarkConfig(data="x", out="y", methods="supervised,magic")
     with pytest.raises(GalaxAlignError, match="label fractions"):
         BenchmarkConfig(data="x", out="y", label_fractions="0,2")
+
+
+def test_test_file_of_another_sim_look_is_refused(tmp_path, capsys):
+    """A Galaxy10-Sim test file rendered with another look than the training file is a different
+    domain: the benchmark stops before training anything."""
+    import shutil
+
+    import h5py
+
+    from conftest import write_galaxy10_h5
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(EASY_CLASSES, 4)
+    write_galaxy10_h5(tmp_path / "train.h5", np.stack([easy_image(int(c), rng) for c in labels]), labels)
+    shutil.copy(tmp_path / "train.h5", tmp_path / "test.h5")
+    for name, version in (("train.h5", None), ("test.h5", 2)):
+        with h5py.File(tmp_path / name, "a") as h5:
+            h5.attrs["generator"] = "galaxalign-synth"
+            if version is not None:
+                h5.attrs["render_version"] = version
+    args = ["benchmark", "--data", str(tmp_path / "train.h5"), "--test-data", str(tmp_path / "test.h5")]
+    assert main([*args, "--out", str(tmp_path / "b"), "--backbone", "tiny", "--quiet"]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "test.h5" in error[0] and "render version 2" in error[0] and "version 1" in error[0]
+    assert not (tmp_path / "b" / "runs").exists()

@@ -204,6 +204,11 @@ class H5Dataset(GalaxyDataset):
             if not isinstance(group, h5py.Group):
                 raise GalaxAlignError(f"{self.path}: key 'params': expected a group of (N,) datasets")
             self._params = {k: self._column(f, f"params/{k}", n, numeric=True).astype(np.float32) for k in group}
+        # Which Galaxy10-Sim look the file has (synth.render.RENDER_VERSION; files from before the
+        # attribute are version 1); None for files the generator did not write.
+        self.render_version: int | None = None
+        if f.attrs.get("generator") == "galaxalign-synth":
+            self.render_version = int(f.attrs.get("render_version", 1))
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
