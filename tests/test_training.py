@@ -475,3 +475,10 @@ def test_lp_ft_resumes_inside_stage_2(easy_h5, tmp_path):
     assert main(["train", "--out", str(tmp_path / "paused"), "--resume", "--quiet"]) == 0
     a, b = checkpoint_weights(straight), checkpoint_weights(tmp_path / "paused")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_method_with_an_unknown_stage_2_start_is_refused():
+    from galaxalign.training.config import Method
+
+    with pytest.raises(ValueError, match="stage2 must be one of"):
+        Method("typo", loss="contrastive", head=False, aligns=("image",), scoring=("text",), stage2="symbol_encoder")

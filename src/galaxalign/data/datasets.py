@@ -39,6 +39,9 @@ class Sample:
     id: str
 
 
+SYNTH_GENERATOR = "galaxalign-synth"  # the `generator` attribute of files `galaxalign synth` writes
+
+
 class GalaxyDataset:
     """Indexable galaxies with a class scheme; subclasses set `_labels`, `_ids` and read images."""
 
@@ -46,6 +49,8 @@ class GalaxyDataset:
     source: str
     _labels: np.ndarray
     _ids: list[str]
+    # Which Galaxy10-Sim look a rendered file has (synth.render.RENDER_VERSION); None for other data.
+    render_version: int | None = None
 
     def __len__(self) -> int:
         return len(self._labels)
@@ -204,10 +209,7 @@ class H5Dataset(GalaxyDataset):
             if not isinstance(group, h5py.Group):
                 raise GalaxAlignError(f"{self.path}: key 'params': expected a group of (N,) datasets")
             self._params = {k: self._column(f, f"params/{k}", n, numeric=True).astype(np.float32) for k in group}
-        # Which Galaxy10-Sim look the file has (synth.render.RENDER_VERSION; files from before the
-        # attribute are version 1); None for files the generator did not write.
-        self.render_version: int | None = None
-        if f.attrs.get("generator") == "galaxalign-synth":
+        if f.attrs.get("generator") == SYNTH_GENERATOR:  # files from before the attribute are version 1
             self.render_version = int(f.attrs.get("render_version", 1))
 
     def _h5(self) -> h5py.File:

@@ -124,11 +124,11 @@ def _test_set(config: BenchmarkConfig, dataset: GalaxyDataset, split: Split, sch
     heldout = open_dataset(config.test_data, scheme=scheme)
     if heldout.source == dataset.source:
         raise GalaxAlignError(f"{config.test_data}: the test file must be another file than --data")
-    versions = [getattr(d, "render_version", None) for d in (dataset, heldout)]
-    if None not in versions and versions[0] != versions[1]:
+    ours, theirs = dataset.render_version, heldout.render_version
+    if ours is not None and theirs is not None and ours != theirs:
         raise GalaxAlignError(
-            f"{config.test_data}: Galaxy10-Sim render version {versions[1]}, but {config.data} has version "
-            f"{versions[0]}; render both with one version of galaxalign"
+            f"{config.test_data}: Galaxy10-Sim render version {theirs}, but {config.data} has version "
+            f"{ours}; render both with one version of galaxalign"
         )
     return TestSet(heldout, labelled_only(np.arange(len(heldout)), heldout.labels), heldout=True)
 

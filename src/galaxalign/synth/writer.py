@@ -22,13 +22,13 @@ from tqdm import tqdm
 
 from galaxalign import __version__
 from galaxalign.config import option, required
+from galaxalign.data.datasets import SYNTH_GENERATOR
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
 from galaxalign.synth.params import DEFAULT_DIFFICULTY, PARAM_NAMES, sample_params
 from galaxalign.synth.render import RENDER_VERSION, render_galaxy
 from galaxalign.taxonomy import Scheme, load_scheme
 
-GENERATOR = "galaxalign-synth"
 SIZE_RANGE = (16, 1024)
 DEFLATE_LEVEL = 1  # noisy images barely shrink further at higher levels, which cost 1.5-3x more
 MAX_CHUNK = 16  # galaxies per worker task: big enough to amortise IPC, small enough to balance
@@ -212,7 +212,7 @@ def _write_tables(h5: h5py.File, job: _Job, params: np.ndarray, sky: np.ndarray)
 def _describe(h5: h5py.File, job: _Job, config: SynthConfig) -> None:
     h5.attrs.update(
         {
-            "generator": GENERATOR,
+            "generator": SYNTH_GENERATOR,
             "version": __version__,
             "render_version": RENDER_VERSION,  # the look (render.RENDER_VERSION); absent: version 1
             "seed": job.seed,

@@ -13,6 +13,10 @@ from galaxalign.config import option
 from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
 
+# What the split into stage 2 does: the symbol encoder becomes a copy of the image encoder of its
+# own (galaxalign), or the classifier head starts from the class prototypes (lp-ft).
+STAGE2_STARTS = ("symbol-encoder", "prototype-head")
+
 
 @dataclass(frozen=True)
 class Method:
@@ -28,6 +32,11 @@ class Method:
     stage2: str | None = None  # what starts stage 2: one of STAGE2_STARTS, or None for one stage
     stage2_loss: str | None = None  # stage 2's objective, when it differs from stage 1's
     stage1_scoring: tuple[str, ...] = ()  # stage 1's scoring modes, when they differ from `scoring`
+
+    def __post_init__(self):
+        # The trainer branches on these values: a misspelt one must not start the wrong stage 2.
+        if self.stage2 is not None and self.stage2 not in STAGE2_STARTS:
+            raise ValueError(f"method {self.name}: stage2 must be one of {STAGE2_STARTS}, got {self.stage2!r}")
 
     @property
     def uses_text(self) -> bool:
@@ -54,9 +63,6 @@ class Method:
 
 
 ALIGNED_SCORING = ("fusion", "text", "symbol")  # methods that train symbols may classify by either or both
-# What the split into stage 2 does: the symbol encoder becomes a copy of the image encoder of its
-# own (galaxalign), or the classifier head starts from the class prototypes (lp-ft).
-STAGE2_STARTS = ("symbol-encoder", "prototype-head")
 
 METHODS: dict[str, Method] = {
     m.name: m
