@@ -272,3 +272,72 @@ def test_test_file_of_another_sim_look_is_refused(tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "test.h5" in error[0] and "render version 2" in error[0] and "version 1" in error[0]
     assert not (tmp_path / "b" / "runs").exists()
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
+    """A run stopped mid-way (a session's end, a killed job) continues where it stopped and ends
+    with the weights of an uninterrupted run; a run begun with other settings starts again."""
+    import shutil
+    from dataclasses import replace
+
+    import torch
+
+    from galaxalign.config import config_from_dict
+    from galaxalign.jobs.benchmark import trained_run_config
+    from galaxalign.training import train
+
+    common = [
+        "--data",
+        str(easy_h5),
+        "--backbone",
+        "tiny",
+        "--image-size",
+        "32",
+        "--methods",
+        "galaxalign",
+        "--label-fractions",
+        "1.0",
+        "--seeds",
+        "0",
+        "--batch-size",
+        "12",
+        "--trainable-blocks",
+        "-1",
+        "--lr",
+        "1e-3",
+        "--steps",
+        "12",
+        "--quiet",
+    ]
+    straight, stopped, other = tmp_path / "straight", tmp_path / "stopped", tmp_path / "other"
+    assert main(["benchmark", "--out", str(straight), *common]) == 0
+    name = "galaxalign_f1_s0_n12"
+    config = config_from_dict(BenchmarkConfig, json.loads((straight / "benchmark_config.json").read_text()))
+    straight_config = json.loads((straight / "runs" / name / "config.json").read_text())
+    for out in (stopped, other):
+        out.mkdir()
+        shutil.copy(straight / "split.json", out / "split.json")
+    # The benchmark's own config for the run, stopped after 7 of its 12 steps.
+    run_config = trained_run_config(
+        replace(config, out=str(stopped)), "galaxalign", 1.0, 0, straight_config["epochs"], stopped / "runs" / name
+    )
+    train(run_config, progress=False, pause_after_steps=7)
+    assert not (stopped / "runs" / name / "summary.json").exists()
+    # The same run begun with another learning rate: not this benchmark's run, so it starts again.
+    train(replace(run_config, out=str(other / "runs" / name), lr=0.5), progress=False, pause_after_steps=3)
+    for out in (stopped, other):
+        assert main(["benchmark", "--out", str(out), *common]) == 0
+    weights = {
+        out: torch.load(out / "runs" / name / "checkpoint.pt", weights_only=True) for out in (straight, stopped, other)
+    }
+    for out in (stopped, other):
+        assert weights[out]["seen"] == weights[straight]["seen"] > 0  # every image counted once
+        assert all(torch.equal(weights[straight]["model"][k], v) for k, v in weights[out]["model"].items())
+
+    def logged_steps(out):
+        lines = (out / "runs" / name / "metrics.jsonl").read_text().splitlines()
+        return [r["step"] for r in map(json.loads, lines) if "loss" in r]
+
+    assert logged_steps(stopped) == logged_steps(straight)  # each step logged once
+    rows = {out: json.loads((out / "results.json").read_text())["rows"][0] for out in (straight, stopped)}
+    assert rows[straight]["accuracy"] == rows[stopped]["accuracy"]

@@ -102,6 +102,8 @@ def test_resume_gives_the_same_final_weights(easy_h5, tmp_path):
     a, b = checkpoint_weights(straight), checkpoint_weights(tmp_path / "paused")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    seen = [torch.load(run / "checkpoint.pt", weights_only=True)["seen"] for run in (straight, tmp_path / "paused")]
+    assert seen[0] == seen[1] > 0  # the summary's rate counts both sittings' images, each once
 
 
 def test_worker_processes_train_to_identical_weights(easy_h5, tmp_path):

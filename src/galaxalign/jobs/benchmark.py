@@ -30,6 +30,7 @@ from galaxalign.evaluation.metrics import classification_metrics, paired_gap, re
 from galaxalign.io import write_json_atomic, write_text_atomic
 from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, BenchmarkConfig
 from galaxalign.runs import (
+    CONFIG_FILE,
     FEATURES_FILE,
     MODEL_FILE,
     PREDICTIONS_FILE,
@@ -46,7 +47,7 @@ from galaxalign.runs import (
     read_summary,
 )
 from galaxalign.taxonomy import load_scheme
-from galaxalign.training import train
+from galaxalign.training import TrainConfig, train
 
 # Few-label runs make many short epochs; validating each would cost more than training.
 MAX_VALIDATIONS = 4
@@ -142,28 +143,44 @@ def epochs_for(config: BenchmarkConfig, n_labelled: int, steps: int | None = Non
     return max(config.train.epochs, math.ceil(config.min_steps / steps_per_epoch))
 
 
+def trained_run_config(
+    config: BenchmarkConfig, method: str, fraction: float, seed: int, epochs: int, run_dir: Path
+) -> TrainConfig:
+    """One benchmark run's config: the shared settings, its method, labels, seed and budget."""
+    return replace(
+        config.train,
+        data=config.data,
+        out=str(run_dir),
+        method=method,
+        label_fraction=fraction,
+        epochs=epochs,
+        val_every=math.ceil(epochs / MAX_VALIDATIONS),
+        seed=seed,
+        split_file=str(Path(config.out) / SPLIT_FILE),
+    )
+
+
+def _resumable(run_dir: Path, run_config: TrainConfig) -> bool:
+    """An interrupted run continues from its last checkpoint (bit for bit what an uninterrupted
+    run gives) when its saved config is the one this benchmark would start it with."""
+    if not (run_dir / CONFIG_FILE).exists():
+        return False
+    try:
+        return read_config(run_dir) == run_config
+    except GalaxAlignError:  # a damaged config: the run starts again
+        return False
+
+
 def _trained_row(
     config, method, fraction, seed, steps, dataset, split, test: TestSet, run_dir: Path, progress: bool
 ) -> dict:
     n_labelled = len(label_fraction(split.train, dataset.labels, fraction, seed))
     if not is_finished(run_dir):
-        if run_dir.exists():
-            shutil.rmtree(run_dir)  # an unfinished run from an interrupted benchmark: start it again
-        epochs = epochs_for(config, n_labelled, steps)
-        train(
-            replace(
-                config.train,
-                data=config.data,
-                out=str(run_dir),
-                method=method,
-                label_fraction=fraction,
-                epochs=epochs,
-                val_every=math.ceil(epochs / MAX_VALIDATIONS),
-                seed=seed,
-                split_file=str(Path(config.out) / SPLIT_FILE),
-            ),
-            progress=progress,
-        )
+        run_config = trained_run_config(config, method, fraction, seed, epochs_for(config, n_labelled, steps), run_dir)
+        resume = _resumable(run_dir, run_config)
+        if run_dir.exists() and not resume:
+            shutil.rmtree(run_dir)  # interrupted before its config was written, or with other settings
+        train(run_config, resume=resume, progress=progress)
     summary, run_config = read_summary(run_dir), read_config(run_dir)
     row = {
         "method": method,

@@ -1,8 +1,8 @@
 """The training state that a checkpoint holds, saved and restored as one, and the metrics log.
 
 A checkpoint is the latest weights, the optimiser, the position in the schedule (step, epoch,
-next batch, stage), the best validation score so far, the torch RNG state and how many lines
-of `metrics.jsonl` it covers. A resume restores all of it and cuts the log back, so a resumed
+next batch, stage), the best validation score so far, the torch RNG state, how many lines
+of `metrics.jsonl` it covers, and the training time and images so far. A resume restores all of it and cuts the log back, so a resumed
 run reproduces an uninterrupted one and each step is logged once.
 """
 
@@ -31,6 +31,8 @@ class Position:
     best_stage: int = 0  # stage and step of the weights kept as model.safetensors (0, -1: none yet)
     best_step: int = -1
     metrics_lines: int = 0
+    seconds: float = 0.0  # training time and images over every sitting, for the summary's rate
+    seen: int = 0
 
 
 REQUIRED_KEYS = ("model", "optimizer", "torch_rng", "step", "epoch", "batch", "stage", "best_val")
@@ -82,6 +84,8 @@ class TrainState:
             best_stage=int(checkpoint.get("best_stage", 0)),
             best_step=int(checkpoint.get("best_step", -1)),
             metrics_lines=int(checkpoint.get("metrics_lines", -1)),
+            seconds=float(checkpoint.get("seconds", 0.0)),
+            seen=int(checkpoint.get("seen", 0)),
         )
         torch.set_rng_state(checkpoint["torch_rng"])
 

@@ -238,6 +238,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         started, seen = time.perf_counter(), 0
+        self._sitting = (started, position.seconds)  # a resumed run's time adds to its earlier sittings'
         start_epoch, start_batch = position.epoch, position.batch
         for epoch in range(start_epoch, config.epochs):
             if self.stage2_epoch is not None and epoch >= self.stage2_epoch and position.stage == 1:
@@ -250,6 +251,7 @@ class Trainer:
                     loss, parts = self.objective(batch)
                 (loss / config.accumulate).backward()
                 seen += config.batch_size
+                position.seen += config.batch_size
                 stepped = (index + 1) % config.accumulate == 0 or index + 1 == self.batches_per_epoch
                 if stepped:
                     self._step()
@@ -279,7 +281,7 @@ class Trainer:
             self._barrier()
         bar.close()
         if self.rank == 0:
-            self._write_summary(time.perf_counter() - started, seen)
+            self._write_summary()
         self._barrier()
         return self.run_dir
 
@@ -311,8 +313,13 @@ class Trainer:
             self.model.logit_scale.clamp_(0, math.log(100))
         position.step += 1
 
+    def _clock(self) -> None:
+        started, seconds_before = self._sitting
+        self.state.position.seconds = seconds_before + time.perf_counter() - started
+
     def _checkpoint(self, epoch: int, next_batch: int) -> None:
         if self.rank == 0:
+            self._clock()
             self.state.position.epoch, self.state.position.batch = epoch, next_batch
             self.state.save(self.run_dir / CHECKPOINT_FILE)
 
@@ -355,8 +362,11 @@ class Trainer:
             f"best {max(position.best_val, 0):.3f})"
         )
 
-    def _write_summary(self, seconds: float, seen: int) -> None:
-        """Test accuracy of the best-validation weights: selection on val, report on test."""
+    def _write_summary(self) -> None:
+        """Test accuracy of the best-validation weights: selection on val, report on test; the
+        training time of every sitting (a resumed run's included)."""
+        self._clock()
+        seconds, seen = self.state.position.seconds, self.state.position.seen
         run = load_run(self.run_dir, device=str(self.device))
         test = self.data.split.test
         predicted = run.embed_dataset(
