@@ -13,11 +13,15 @@
 #   5. the test reading again at the step budget the curve chose (STEPS), every trained method,
 #      3 seeds, 10 % and 1 % (FRACTIONS; the frozen rows do not depend on a budget and are not
 #      read again).
+#   6. the two galaxalign variants (locked image tower; class-level targets) on validation only, at
+#      10 % labels, 3 seeds and the chosen budget (STEPS), to compare with galaxalign's validation
+#      accuracy in the step-5 runs before any of them reads the test file.
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
 # seeds 1 and 2 to save CPU time).
 # Usage: benchmarks/claim_study.sh validate | SYMBOLS=galaxy benchmarks/claim_study.sh test
 #        SYMBOLS=class benchmarks/claim_study.sh curve
 #        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh test-budget
+#        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh variants
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/claim}
@@ -43,9 +47,13 @@ case "${1:-}" in
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/test-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
       --test-data "$OUT/test.h5" --label-fractions "${FRACTIONS:-0.1,0.01}" --symbols "$SYMBOLS" --steps "$STEPS" \
       --methods "${METHODS:-supervised,clip,galaxalign,lp-ft}" --threads "${THREADS:-0}" ;;
+  variants)
+    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/variants-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
+      --validation-only --label-fractions 0.1 --steps "$STEPS" --symbols "$SYMBOLS" \
+      --methods "${METHODS:-galaxalign-lit,galaxalign-classes}" --threads "${THREADS:-0}" ;;
   curve)
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
       --symbols "$SYMBOLS" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
-  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget" >&2; exit 2 ;;
+  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants" >&2; exit 2 ;;
 esac

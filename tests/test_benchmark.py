@@ -11,7 +11,7 @@ from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import paired_gap
 from galaxalign.jobs.benchmark import claim_check, epochs_for
-from galaxalign.jobs.config import ALL_METHODS, BenchmarkConfig
+from galaxalign.jobs.config import DEFAULT_METHODS, VARIANTS, BenchmarkConfig
 from galaxalign.training import METHODS, TrainConfig
 
 
@@ -58,7 +58,7 @@ def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, caps
     labelled = {r["train_labelled"] for r in trained if r["label_fraction"] == 0.25 and r["seed"] == 0}
     assert len(labelled) == 1
     markdown = (out / "results.md").read_text()
-    for method in ALL_METHODS:
+    for method in DEFAULT_METHODS:
         assert f"| {method} |" in markdown
     assert "The claim, checked" in markdown
     printed = capsys.readouterr().out
@@ -341,3 +341,40 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
     assert logged_steps(stopped) == logged_steps(straight)  # each step logged once
     rows = {out: json.loads((out / "results.json").read_text())["rows"][0] for out in (straight, stopped)}
     assert rows[straight]["accuracy"] == rows[stopped]["accuracy"]
+
+
+def test_variants_are_rows_with_their_own_settings(easy_h5, tmp_path):
+    """LiT-style and class-target galaxalign are benchmark rows: each run is galaxalign with the
+    variant's settings, and the row says which."""
+    from safetensors.torch import load_file
+
+    from galaxalign.runs import build_model, read_config
+
+    out = tmp_path / "variants"
+    args = ["benchmark", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--image-size", "32"]
+    args += ["--methods", ",".join(VARIANTS), "--label-fractions", "1.0", "--seeds", "0", "--steps", "4"]
+    assert main([*args, "--batch-size", "12", "--trainable-blocks", "-1", "--lr", "1e-3", "--quiet"]) == 0
+    rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert set(rows) == set(VARIANTS)
+    assert rows["galaxalign-classes"]["targets"] == "classes" and rows["galaxalign-lit"]["targets"] == "onehot"
+    assert rows["galaxalign-lit"]["trainable_blocks"] == [0, -1]
+    for name, (method, settings) in VARIANTS.items():
+        run_config = read_config(out / "runs" / f"{name}_f1_s0_n4")
+        assert run_config.method == method and all(getattr(run_config, k) == v for k, v in settings.items())
+    # LiT: the image tower is the pre-trained one, untouched; the text tower trained.
+    lit = out / "runs" / "galaxalign-lit_f1_s0_n4"
+    trained = load_file(str(lit / "model.safetensors"))
+    start = build_model(read_config(lit), n_classes=len(EASY_CLASSES)).state_dict()
+    image = [k for k in trained if k.startswith("image_encoder.")]
+    text = [k for k in trained if k.startswith("text_encoder.")]
+    assert image and text
+    assert all(torch_equal(trained[k], start[k]) for k in image)
+    assert not all(torch_equal(trained[k], start[k]) for k in text)
+    markdown = (out / "results.md").read_text()
+    assert "| galaxalign-lit |" in markdown and "galaxalign-lit is galaxalign with image_trainable_blocks=0" in markdown
+
+
+def torch_equal(a, b):
+    import torch
+
+    return torch.equal(a.float(), b.float())

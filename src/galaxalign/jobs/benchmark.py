@@ -28,7 +28,7 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.evaluate import HELDOUT, evaluate_run, labelled_only, read_predictions, write_predictions
 from galaxalign.evaluation.metrics import classification_metrics, paired_gap, retrieval_metrics
 from galaxalign.io import write_json_atomic, write_text_atomic
-from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, BenchmarkConfig
+from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, VARIANTS, BenchmarkConfig
 from galaxalign.runs import (
     CONFIG_FILE,
     FEATURES_FILE,
@@ -146,9 +146,12 @@ def epochs_for(config: BenchmarkConfig, n_labelled: int, steps: int | None = Non
 def trained_run_config(
     config: BenchmarkConfig, method: str, fraction: float, seed: int, epochs: int, run_dir: Path
 ) -> TrainConfig:
-    """One benchmark run's config: the shared settings, its method, labels, seed and budget."""
+    """One benchmark run's config: the shared settings, its method (a variant's own settings
+    replacing the shared ones), labels, seed and budget."""
+    method, settings = VARIANTS.get(method, (method, {}))
     return replace(
         config.train,
+        **settings,
         data=config.data,
         out=str(run_dir),
         method=method,
@@ -192,6 +195,7 @@ def _trained_row(
         "steps": run_config.epochs * max(1, summary["train_labelled"] // run_config.batch_size),
         "symbols": run_config.symbols,
         "targets": run_config.targets,
+        "trainable_blocks": [run_config.image_blocks, run_config.text_blocks],  # image, text towers
         "val_accuracy": summary["best_val_accuracy"],
         "best_stage": summary.get("best_stage"),
         "best_step": summary.get("best_step"),
@@ -480,6 +484,16 @@ def results_markdown(
         f"trained, lr {t.lr:g}, {t.targets} contrastive targets, {t.symbol_variants} symbols per class, "
         f"symbol source: {t.symbols}.",
     ]
+    variants = [m for m in config.method_list if m in VARIANTS]
+    if variants:
+        lines.append(
+            "Variants: "
+            + "; ".join(
+                f"{m} is {VARIANTS[m][0]} with " + ", ".join(f"{k}={v}" for k, v in VARIANTS[m][1].items())
+                for m in variants
+            )
+            + "."
+        )
     if config.validation_only:
         lines += [
             "Validation only: the test set was not read. Accuracy is the best validation accuracy of each run "

@@ -13,7 +13,15 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.training.config import METHODS, TrainConfig
 
 NO_TRAINING = ("zero-shot", "linear-probe")
-ALL_METHODS = (*METHODS, *NO_TRAINING)
+# Benchmark rows that are a trained method with settings of their own (issue 13, section 3):
+# a locked image tower that text and symbols shape the rest around (LiT), and class-level targets
+# (each image against all K class prototypes, as in FLYP and UniCL) instead of in-batch ones.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "galaxalign-lit": ("galaxalign", {"image_trainable_blocks": 0}),
+    "galaxalign-classes": ("galaxalign", {"targets": "classes"}),
+}
+DEFAULT_METHODS = (*METHODS, *NO_TRAINING)
+ALL_METHODS = (*METHODS, *VARIANTS, *NO_TRAINING)
 
 # Set by the benchmark for each run; the other TrainConfig fields are shared by every run.
 BENCHMARK_PER_RUN = ("data", "out", "method", "label_fraction", "seed", "split_file", "val_every")
@@ -31,7 +39,9 @@ class BenchmarkConfig:
     out: str = required("output folder (runs/, results.json, results.md)")
     label_fractions: str = option("1.0,0.1,0.01", "comma-separated label fractions")
     seeds: str = option("0,1,2", "comma-separated seeds (label subset, order, initialisation)")
-    methods: str = option(",".join(ALL_METHODS), "comma-separated methods")
+    methods: str = option(
+        ",".join(DEFAULT_METHODS), f"comma-separated methods; also the variants {', '.join(VARIANTS)}"
+    )
     min_steps: int = option(30, "at least this many optimiser steps per run, so few-label runs still train")
     steps: str = option("", "comma-separated step budgets (a learning curve); each replaces --epochs and --min-steps")
     test_data: str | None = option(
