@@ -274,6 +274,16 @@ def test_test_file_of_another_sim_look_is_refused(tmp_path, capsys):
     assert not (tmp_path / "b" / "runs").exists()
 
 
+def tiny_benchmark_args(data, methods: str, **flags) -> list[str]:
+    """A benchmark's flags for one seed at all labels on the tiny backbone: seconds per run."""
+    args = ["--data", str(data), "--backbone", "tiny", "--image-size", "32", "--methods", methods]
+    args += ["--label-fractions", "1.0", "--seeds", "0", "--batch-size", "12", "--trainable-blocks", "-1"]
+    args += ["--lr", "1e-3", "--quiet"]
+    for flag, value in flags.items():
+        args += [f"--{flag.replace('_', '-')}", str(value)]
+    return args
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
     """A run stopped mid-way (a session's end, a killed job) continues where it stopped and ends
     with the weights of an uninterrupted run; a run begun with other settings starts again."""
@@ -286,29 +296,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
     from galaxalign.jobs.benchmark import trained_run_config
     from galaxalign.training import train
 
-    common = [
-        "--data",
-        str(easy_h5),
-        "--backbone",
-        "tiny",
-        "--image-size",
-        "32",
-        "--methods",
-        "galaxalign",
-        "--label-fractions",
-        "1.0",
-        "--seeds",
-        "0",
-        "--batch-size",
-        "12",
-        "--trainable-blocks",
-        "-1",
-        "--lr",
-        "1e-3",
-        "--steps",
-        "12",
-        "--quiet",
-    ]
+    common = tiny_benchmark_args(easy_h5, "galaxalign", steps=12)
     straight, stopped, other = tmp_path / "straight", tmp_path / "stopped", tmp_path / "other"
     assert main(["benchmark", "--out", str(straight), *common]) == 0
     name = "galaxalign_f1_s0_n12"
@@ -351,9 +339,7 @@ def test_variants_are_rows_with_their_own_settings(easy_h5, tmp_path):
     from galaxalign.runs import build_model, read_config
 
     out = tmp_path / "variants"
-    args = ["benchmark", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--image-size", "32"]
-    args += ["--methods", ",".join(VARIANTS), "--label-fractions", "1.0", "--seeds", "0", "--steps", "4"]
-    assert main([*args, "--batch-size", "12", "--trainable-blocks", "-1", "--lr", "1e-3", "--quiet"]) == 0
+    assert main(["benchmark", "--out", str(out), *tiny_benchmark_args(easy_h5, ",".join(VARIANTS), steps=4)]) == 0
     rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert set(rows) == set(VARIANTS)
     assert rows["galaxalign-classes"]["targets"] == "classes" and rows["galaxalign-lit"]["targets"] == "onehot"
