@@ -305,14 +305,17 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
     for out in (stopped, other):
         out.mkdir()
         shutil.copy(straight / "split.json", out / "split.json")
+
+    def benchmark_run_config(out):
+        return trained_run_config(
+            replace(config, out=str(out)), "galaxalign", 1.0, 0, straight_config["epochs"], out / "runs" / name
+        )
+
     # The benchmark's own config for the run, stopped after 7 of its 12 steps.
-    run_config = trained_run_config(
-        replace(config, out=str(stopped)), "galaxalign", 1.0, 0, straight_config["epochs"], stopped / "runs" / name
-    )
-    train(run_config, progress=False, pause_after_steps=7)
+    train(benchmark_run_config(stopped), progress=False, pause_after_steps=7)
     assert not (stopped / "runs" / name / "summary.json").exists()
-    # The same run begun with another learning rate: not this benchmark's run, so it starts again.
-    train(replace(run_config, out=str(other / "runs" / name), lr=0.5), progress=False, pause_after_steps=3)
+    # The same run begun with another learning rate (and only that): not this benchmark's run.
+    train(replace(benchmark_run_config(other), lr=0.5), progress=False, pause_after_steps=3)
     for out in (stopped, other):
         assert main(["benchmark", "--out", str(out), *common]) == 0
     weights = {

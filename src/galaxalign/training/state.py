@@ -2,8 +2,9 @@
 
 A checkpoint is the latest weights, the optimiser, the position in the schedule (step, epoch,
 next batch, stage), the best validation score so far, the torch RNG state, how many lines
-of `metrics.jsonl` it covers, and the training time and images so far. A resume restores all of it and cuts the log back, so a resumed
-run reproduces an uninterrupted one and each step is logged once.
+of `metrics.jsonl` it covers, and the training time and images so far. A resume restores all of
+it and cuts the log back, so a resumed run reproduces an uninterrupted one and each step is
+logged once.
 """
 
 from __future__ import annotations

@@ -237,7 +237,7 @@ class Trainer:
             unit="batch",
             dynamic_ncols=True,
         )
-        started, seen = time.perf_counter(), 0
+        started, seen_before = time.perf_counter(), position.seen
         self._sitting = (started, position.seconds)  # a resumed run's time adds to its earlier sittings'
         start_epoch, start_batch = position.epoch, position.batch
         for epoch in range(start_epoch, config.epochs):
@@ -250,12 +250,11 @@ class Trainer:
                 with autocast(self.device, enabled=config.bf16 or self.device.type == "cuda"):
                     loss, parts = self.objective(batch)
                 (loss / config.accumulate).backward()
-                seen += config.batch_size
                 position.seen += config.batch_size
                 stepped = (index + 1) % config.accumulate == 0 or index + 1 == self.batches_per_epoch
                 if stepped:
                     self._step()
-                rate = seen / (time.perf_counter() - started)
+                rate = (position.seen - seen_before) / (time.perf_counter() - started)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
                 self.log.write(
