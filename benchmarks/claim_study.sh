@@ -22,6 +22,7 @@
 #        SYMBOLS=class benchmarks/claim_study.sh curve
 #        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh test-budget
 #        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh variants
+#        STEPS=150 benchmarks/claim_study.sh symbols
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/claim}
@@ -51,9 +52,15 @@ case "${1:-}" in
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/variants-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
       --validation-only --label-fractions 0.1 --steps "$STEPS" --symbols "$SYMBOLS" \
       --methods "${METHODS:-galaxalign-lit,galaxalign-classes}" --threads "${THREADS:-0}" ;;
+  symbols)
+    # The symbol source again at a chosen budget (validation only): galaxalign with per-galaxy
+    # symbols, against the class-symbol runs of the test reading at the same budget.
+    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/val-galaxy-n${STEPS:?the budget the curve chose}" \
+      --validation-only --label-fractions 0.1 --steps "$STEPS" --symbols galaxy \
+      --methods galaxalign --threads "${THREADS:-0}" ;;
   curve)
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
       --symbols "$SYMBOLS" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
-  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants" >&2; exit 2 ;;
+  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols" >&2; exit 2 ;;
 esac
