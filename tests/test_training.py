@@ -20,6 +20,7 @@ from galaxalign.runs import build_model, load_run
 from galaxalign.training import train
 from galaxalign.training.batches import epoch_order
 from galaxalign.training.optim import Schedule, parameter_groups
+from galaxalign.training.state import TrainState
 
 
 def checkpoint_weights(run_dir):
@@ -104,6 +105,23 @@ def test_resume_gives_the_same_final_weights(easy_h5, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
     seen = [torch.load(run / "checkpoint.pt", weights_only=True)["seen"] for run in (straight, tmp_path / "paused")]
     assert seen[0] == seen[1] > 0  # the summary's rate counts both sittings' images, each once
+
+
+def test_end_of_epoch_checkpoints_are_rate_limited(easy_h5, tmp_path, monkeypatch):
+    """One-step epochs (1 % of labels) must not write a checkpoint per step; the last epoch always does."""
+    written = []
+    save = TrainState.save
+
+    def counted(state, path):
+        written.append(state.position.epoch)
+        save(state, path)
+
+    monkeypatch.setattr(TrainState, "save", counted)
+    train(tiny(easy_h5, tmp_path / "rare", method="supervised", epochs=3, checkpoint_minutes=60.0), progress=False)
+    assert written == [3]
+    written.clear()
+    train(tiny(easy_h5, tmp_path / "every", method="supervised", epochs=3, checkpoint_minutes=0.0), progress=False)
+    assert written == [1, 2, 3]
 
 
 def test_worker_processes_train_to_identical_weights(easy_h5, tmp_path):

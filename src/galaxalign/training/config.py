@@ -155,7 +155,11 @@ class TrainConfig:
     seed: int = option(0, "seed of split, label subset, data order and initialisation")
     bf16: bool = option(False, "bf16 autocast on CPU too (on CUDA it is always on)")
     val_every: int = option(1, "epochs between validations (the last epoch is always validated)")
-    checkpoint_every: int = option(0, "steps between checkpoints; 0 checkpoints at the end of each epoch")
+    checkpoint_every: int = option(0, "steps between checkpoints (0: at ends of epochs only)")
+    checkpoint_minutes: float = option(
+        5.0,
+        "at most one end-of-epoch checkpoint per this many minutes (0: every epoch); the last epoch always writes one",
+    )
     threads: int = option(0, "torch CPU threads; 0 leaves torch's default")
     device: str = option("auto", DEVICE_HELP)
     workers: int = option(0, "processes that read and decode images ahead of training (0: the training process)")
@@ -182,6 +186,10 @@ class TrainConfig:
             (self.symbol_variants >= 1, "symbol_variants must be at least 1"),
             (self.val_every >= 1, "val_every must be at least 1"),
             (self.workers >= 0, "workers must be 0 or more"),
+            (
+                self.checkpoint_every >= 0 and self.checkpoint_minutes >= 0,
+                "checkpoint_every and checkpoint_minutes must be 0 or more",
+            ),
             (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1, "val/test fractions must be in (0, 1)"),
         ]
         check_device_name(self.device)

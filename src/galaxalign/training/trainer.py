@@ -239,6 +239,7 @@ class Trainer:
         )
         started, seen_before = time.perf_counter(), position.seen
         self._sitting = (started, position.seconds)  # a resumed run's time adds to its earlier sittings'
+        self._last_checkpoint = started
         start_epoch, start_batch = position.epoch, position.batch
         for epoch in range(start_epoch, config.epochs):
             if self.stage2_epoch is not None and epoch >= self.stage2_epoch and position.stage == 1:
@@ -276,7 +277,8 @@ class Trainer:
                     self._checkpoint(epoch, index + 1)
             if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
                 self._validate(epoch, bar)
-            self._checkpoint(epoch + 1, 0)
+            if epoch + 1 == config.epochs or self._checkpoint_due():
+                self._checkpoint(epoch + 1, 0)
             self._barrier()
         bar.close()
         if self.rank == 0:
@@ -316,7 +318,13 @@ class Trainer:
         started, seconds_before = self._sitting
         self.state.position.seconds = seconds_before + time.perf_counter() - started
 
+    def _checkpoint_due(self) -> bool:
+        """End-of-epoch checkpoints are rate-limited: with one-step epochs (1 % of labels) a
+        200 MB write per step would cost more than an interruption loses."""
+        return time.perf_counter() - self._last_checkpoint >= 60 * self.config.checkpoint_minutes
+
     def _checkpoint(self, epoch: int, next_batch: int) -> None:
+        self._last_checkpoint = time.perf_counter()
         if self.rank == 0:
             self._clock()
             self.state.position.epoch, self.state.position.batch = epoch, next_batch
