@@ -1,10 +1,12 @@
 """End-to-end training on tiny models and small generated data (no downloads)."""
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +23,9 @@ from galaxalign.training import train
 from galaxalign.training.batches import epoch_order
 from galaxalign.training.optim import Schedule, parameter_groups
 from galaxalign.training.state import TrainState
+
+
+BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
 def checkpoint_weights(run_dir):
@@ -383,7 +388,18 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
         assert torch.equal(tokens_of[row][: len(expected)], expected)  # its own caption, not a class phrase
     run_dir = trainer.fit()
     assert json.loads((run_dir / "config.json").read_text())["symbols"] == "galaxy"
-    assert (run_dir / "summary.json").exists()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    # benchmarks/own_prototypes.py re-scores the kept weights as the trainer's validation did.
+    spec = importlib.util.spec_from_file_location("own_prototypes", BENCHMARKS / "own_prototypes.py")
+    own_prototypes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(own_prototypes)
+    accuracy = own_prototypes.prototype_accuracies(run_dir)
+    kept = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_by_scoring" in r]
+    kept = [r for r in kept if r["step"] == summary["best_step"]][-1]["val_by_scoring"]
+    assert accuracy["class phrases"] == pytest.approx(kept["text"]) and accuracy["class symbols"] == pytest.approx(
+        kept["symbol"]
+    )
+    assert set(accuracy) == set(own_prototypes.KINDS) and all(0 <= v <= 1 for v in accuracy.values())
 
 
 def test_galaxy_symbols_need_attributes(easy_h5, tmp_path, capsys):
