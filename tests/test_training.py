@@ -24,7 +24,6 @@ from galaxalign.training.batches import epoch_order
 from galaxalign.training.optim import Schedule, parameter_groups
 from galaxalign.training.state import TrainState
 
-
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
