@@ -16,10 +16,12 @@
 #   6. the two galaxalign variants (locked image tower; class-level targets) on validation only, at
 #      10 % labels, 3 seeds and the chosen budget (STEPS), to compare with galaxalign's validation
 #      accuracy in the step-5 runs before any of them reads the test file.
+#   7. the symbol source again at the chosen budget (STEPS): galaxalign with per-galaxy symbols on
+#      validation only, 10 % labels, 3 seeds, against the step-5 runs (class symbols).
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
 # seeds 1 and 2 to save CPU time).
 # Usage: benchmarks/claim_study.sh validate | SYMBOLS=galaxy benchmarks/claim_study.sh test
-#        SYMBOLS=class benchmarks/claim_study.sh curve
+#        SYMBOLS=class [STEPS=75,150,300] benchmarks/claim_study.sh curve
 #        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh test-budget
 #        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh variants
 #        STEPS=150 benchmarks/claim_study.sh symbols
