@@ -22,14 +22,14 @@ import torch
 from galaxalign.data.answers import caption, dataset_answers
 from galaxalign.errors import GalaxAlignError
 from galaxalign.runs import load_run, prepare_data
+from galaxalign.search.index import normalise
 from galaxalign.symbols import galaxy_symbol_batch
 
 KINDS = ("class phrases", "class symbols", "own captions", "own symbols", "own images")
 
 
 def class_means(vectors: np.ndarray, labels: np.ndarray, n_classes: int) -> np.ndarray:
-    means = np.stack([vectors[labels == k].mean(0) for k in range(n_classes)])
-    return means / np.linalg.norm(means, axis=1, keepdims=True)
+    return normalise(np.stack([vectors[labels == k].mean(0) for k in range(n_classes)]))
 
 
 def prototype_accuracies(run_dir: Path) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """Shared fixtures: small generated data sets written the way real ones are laid out."""
 
 import os
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -9,7 +10,20 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 EASY_CLASSES = (2, 8, 1)  # round smooth blob, edge-on streak, merging pair (Galaxy10 ids)
+
+
+def benchmark_script(name: str):
+    """Import benchmarks/NAME.py as a module, so tests call the functions the scripts run."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny(data, out, **overrides):

@@ -6,7 +6,6 @@ on the CPU, with those imports made to fail as they will there; the full-size mo
 on the meta device to check their shapes without the minutes a CPU would take.
 """
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import benchmark_script
 from galaxalign.data import H5Dataset
 
 ROOT = Path(__file__).parents[1]
@@ -36,15 +36,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_e2e = _module("gpu_e2e")
+gpu_e2e = benchmark_script("gpu_e2e")
 
 
 def _env() -> dict:

@@ -5,25 +5,15 @@ mix text, symbol, id and thumbnail requests. Every request must be answered 200.
 table is printed; benchmarks/bench_serve.py runs the full 30 s version with the packaged backbone.
 """
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from conftest import benchmark_script
 from galaxalign.search import build_index
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 CLIENTS, SECONDS = 8, 8.0
 
 
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench_serve, bench_run = _module("bench_serve"), _module("run")
+bench_serve, bench_run = benchmark_script("bench_serve"), benchmark_script("run")
 
 
 @pytest.fixture(scope="module")

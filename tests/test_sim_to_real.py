@@ -5,28 +5,14 @@ clouds, the coarse labels on hand-made vote rows (and the wheel's real rows), th
 by hand, and the accuracy path on an untrained tiny run.
 """
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import tiny
+from conftest import benchmark_script, tiny
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
-
-
-def _module(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-s2r = _module("sim_to_real")
+s2r = benchmark_script("sim_to_real")
 N = s2r.FRAME
 YY, XX = np.mgrid[:N, :N] - N / 2 + 0.5
 

@@ -1,30 +1,26 @@
 """End-to-end training on tiny models and small generated data (no downloads)."""
 
-import importlib.util
 import json
 import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import EASY_CLASSES, easy_image, tiny
+from conftest import EASY_CLASSES, benchmark_script, easy_image, tiny
 from galaxalign.cli import main
 from galaxalign.evaluation import evaluate_run
 from galaxalign.models.backbones import build_backbone
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.models.prototypes import fuse
-from galaxalign.runs import build_model, load_run
+from galaxalign.runs import build_model, load_run, metrics_records
 from galaxalign.training import train
 from galaxalign.training.batches import epoch_order
 from galaxalign.training.optim import Schedule, parameter_groups
 from galaxalign.training.state import TrainState
-
-BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
 
 def checkpoint_weights(run_dir):
@@ -389,12 +385,10 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
     assert json.loads((run_dir / "config.json").read_text())["symbols"] == "galaxy"
     summary = json.loads((run_dir / "summary.json").read_text())
     # benchmarks/own_prototypes.py re-scores the kept weights as the trainer's validation did.
-    spec = importlib.util.spec_from_file_location("own_prototypes", BENCHMARKS / "own_prototypes.py")
-    own_prototypes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(own_prototypes)
+    own_prototypes = benchmark_script("own_prototypes")
     accuracy = own_prototypes.prototype_accuracies(run_dir)
-    kept = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_by_scoring" in r]
-    kept = [r for r in kept if r["step"] == summary["best_step"]][-1]["val_by_scoring"]
+    kept = [r for r in metrics_records(run_dir) if "val_by_scoring" in r and r["step"] == summary["best_step"]]
+    kept = kept[-1]["val_by_scoring"]
     assert accuracy["class phrases"] == pytest.approx(kept["text"]) and accuracy["class symbols"] == pytest.approx(
         kept["symbol"]
     )
