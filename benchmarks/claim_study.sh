@@ -31,8 +31,9 @@ OUT=${OUT:-runs/claim}
 BIN=${BIN:-.venv/bin}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 mkdir -p "$OUT"
-[ -f "$OUT/train.h5" ] || "$BIN/galaxalign" synth --out "$OUT/train.h5" --per-class 150 --size 128 --seed 0 --quiet
-[ -f "$OUT/test.h5" ] || "$BIN/galaxalign" synth --out "$OUT/test.h5" --per-class 200 --size 128 --seed 1 --quiet
+# Render version 1, the look the study's files were made with (pixel for pixel; tests/test_synth.py).
+[ -f "$OUT/train.h5" ] || "$BIN/galaxalign" synth --out "$OUT/train.h5" --per-class 150 --size 128 --seed 0 --render-version 1 --quiet
+[ -f "$OUT/test.h5" ] || "$BIN/galaxalign" synth --out "$OUT/test.h5" --per-class 200 --size 128 --seed 1 --render-version 1 --quiet
 # 1500 galaxies: 960 train, 510 validation; the split's 30-galaxy test part is never used.
 common=(--data "$OUT/train.h5" --val-fraction 0.34 --test-fraction 0.02 --seeds 0,1,2 --workers 1 --quiet)
 case "${1:-}" in

@@ -163,6 +163,41 @@ def test_display_puts_zero_flux_on_the_sky_pedestal_and_keeps_noise_below_it():
     assert np.mean(border.max(axis=1) == 0) < 0.02, "few sky pixels may be black in every band"
 
 
+# sha256 of the pixels of galaxies 0 and 1 of the claim study's runs/claim/train.h5 (docs/results.md):
+# `galaxalign synth --per-class 150 --size 128 --seed 0`, rendered on 2026-12-01 before render version 2.
+CLAIM_STUDY_PIXELS = {
+    0: "05eebef3f9f946491b03b447888a19336eab826135eb136c4be821d3df096bb9",
+    1: "6bcff365dcb89876a8b25e8121b64a964afec9dd3b55ed8431166f6ca8517909",
+}
+
+
+def test_render_version_1_renders_the_claim_study_files_again_pixel_for_pixel():
+    """Committed results on version-1 files stay reproducible after the look changed."""
+    import hashlib
+
+    look = params_module.RENDER_VERSIONS[1]
+    labels = writer_module.class_order(10, 150, 0)
+    job = writer_module._Job(load_scheme("galaxy10"), labels, 128, 0, look.difficulty, look.number)
+    for index, digest in CLAIM_STUDY_PIXELS.items():
+        image, _, _ = writer_module.make_galaxy(job, index)
+        assert hashlib.sha256(image.tobytes()).hexdigest() == digest
+    newer = writer_module._Job(job.scheme, labels, 128, 0, look.difficulty, params_module.RENDER_VERSION)
+    assert not np.array_equal(writer_module.make_galaxy(newer, 0)[0], writer_module.make_galaxy(job, 0)[0])
+
+
+def test_render_version_is_written_read_and_sets_the_calibrated_difficulty(tmp_path):
+    from galaxalign.data import open_dataset
+
+    path = tmp_path / "v1.h5"
+    assert (
+        main(["synth", "--out", str(path), "--per-class", "1", "--size", "32", "--render-version", "1", "--quiet"]) == 0
+    )
+    with h5py.File(path, "r") as h5:
+        assert h5.attrs["render_version"] == 1
+        assert h5.attrs["difficulty"] == params_module.RENDER_VERSIONS[1].difficulty != DEFAULT_DIFFICULTY
+    assert open_dataset(str(path)).render_version == 1
+
+
 def test_disk_geometry_matches_galsim_disk():
     """The numpy disk-plane coordinates (used for arms, bars, dust) must line up with GalSim's disk."""
     import galsim
@@ -196,11 +231,11 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkey
     calls = {"n": 0}
     real = writer_module.render_galaxy
 
-    def failing(params, size, rng):
+    def failing(*args):
         calls["n"] += 1
         if calls["n"] > 3:
             raise KeyboardInterrupt
-        return real(params, size, rng)
+        return real(*args)
 
     monkeypatch.setattr(writer_module, "render_galaxy", failing)
     with pytest.raises(KeyboardInterrupt):
@@ -223,6 +258,7 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkey
         ["--difficulty", "-0.1"],
         ["--workers", "-1"],
         ["--seed", "-3"],
+        ["--render-version", "3"],
     ],
 )
 def test_bad_config_is_a_user_error(tmp_path, capsys, option):

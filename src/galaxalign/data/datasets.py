@@ -49,7 +49,7 @@ class GalaxyDataset:
     source: str
     _labels: np.ndarray
     _ids: list[str]
-    # Which Galaxy10-Sim look a rendered file has (synth.render.RENDER_VERSION); None for other data.
+    # Which Galaxy10-Sim look a rendered file has (synth.params.RENDER_VERSIONS); None for other data.
     render_version: int | None = None
 
     def __len__(self) -> int:

@@ -13,6 +13,9 @@ import importlib
 _HOMES = {
     "DEFAULT_DIFFICULTY": "galaxalign.synth.params",
     "PARAM_NAMES": "galaxalign.synth.params",
+    "RENDER_VERSION": "galaxalign.synth.params",
+    "RENDER_VERSIONS": "galaxalign.synth.params",
+    "RenderVersion": "galaxalign.synth.params",
     "GalaxyParams": "galaxalign.synth.params",
     "class_ranges": "galaxalign.synth.params",
     "sample_params": "galaxalign.synth.params",

@@ -14,10 +14,33 @@ import numpy as np
 
 from galaxalign.taxonomy import ClassSpec, MorphologyFeatures
 
-# 0 easy .. 1 hard. Calibrated so that a supervised fine-tune of the packaged backbone lands in
-# the 0.75-0.92 accuracy strong models reach on real Galaxy10 DECaLS (see README, "Calibration"):
-# 0.35 with render version 1; 0.3 with version 2, whose sky and framing made the set harder.
-DEFAULT_DIFFICULTY = 0.3
+
+@dataclass(frozen=True)
+class RenderVersion:
+    """One look of Galaxy10-Sim. Files record theirs, so a study rendered with an older look can be
+    rendered again, pixel for pixel (`galaxalign synth --render-version`)."""
+
+    number: int
+    # 0 easy .. 1 hard. Calibrated so that a supervised fine-tune of the packaged backbone lands in
+    # the 0.75-0.92 accuracy strong models reach on real Galaxy10 DECaLS (see README, "Calibration").
+    difficulty: float
+    # Cutout width in galaxy half-light radii, within fov_limits arcsec, as Galaxy Zoo cutouts are zoomed.
+    fov_per_hlr: float
+    fov_limits: tuple[float, float]
+
+
+RENDER_VERSIONS = {
+    # Black sky, full colour, frames of 10 half-light radii: files without a render_version attribute.
+    1: RenderVersion(1, difficulty=0.35, fov_per_hlr=10.0, fov_limits=(30.0, 170.0)),
+    # Sky pedestal, desaturated colour (render._lupton_rgb), frames of 17 half-light radii: GZ DECaLS
+    # cutouts are 424 px at 0.04 petro_th50 arcsec/px, never finer than 0.1 arcsec/px (a 42.4 arcsec
+    # frame). The upper limit only bounds the field's stars and background galaxies (their number
+    # grows with the frame's area); it is version 1's 170 scaled with the zoom. Its sky and framing
+    # made the set harder, so its calibrated difficulty is lower.
+    2: RenderVersion(2, difficulty=0.3, fov_per_hlr=17.0, fov_limits=(42.4, 290.0)),
+}
+RENDER_VERSION = max(RENDER_VERSIONS)  # what `galaxalign synth` renders unless told otherwise
+DEFAULT_DIFFICULTY = RENDER_VERSIONS[RENDER_VERSION].difficulty
 
 # How far each side of a feature range is widened at difficulty 1, and the hard limits after widening.
 MARGIN = {"axis_ratio": 0.2, "bulge_fraction": 0.2, "pitch_deg": 10.0, "disturbance": 0.3}
@@ -35,12 +58,6 @@ SPIRAL_HLR_ARCSEC = (4.0, 10.0)
 DISK_HLR_ARCSEC = (3.0, 9.0)
 SMOOTH_HLR_ARCSEC = (2.0, 6.0)
 GALAXY10_FOV_ARCSEC = 256 * 0.262
-# Cutout width in galaxy half-light radii, within FOV_LIMITS arcsec, as Galaxy Zoo cutouts are zoomed:
-# GZ DECaLS cutouts are 424 px at 0.04 petro_th50 arcsec/px (17 half-light radii), never finer than
-# 0.1 arcsec/px (a 42.4 arcsec frame). The upper limit only bounds the field's stars and background
-# galaxies (their number grows with the frame's area); it is the earlier 170 scaled with the zoom.
-FOV_PER_HLR = 17.0
-FOV_LIMITS = (42.4, 290.0)
 MAX_MAGNITUDE = 17.77  # Galaxy Zoo DECaLS / SDSS main-sample limit in r
 
 
@@ -111,7 +128,9 @@ def class_ranges(features: MorphologyFeatures, difficulty: float) -> dict[str, t
     return ranges
 
 
-def sample_params(class_spec: ClassSpec, difficulty: float, rng: np.random.Generator) -> GalaxyParams:
+def sample_params(
+    class_spec: ClassSpec, difficulty: float, rng: np.random.Generator, render_version: int = RENDER_VERSION
+) -> GalaxyParams:
     """Draw one galaxy of a class; all randomness comes from `rng`, so a seed fixes it."""
     f = class_spec.features
     d = float(difficulty)
@@ -130,7 +149,8 @@ def sample_params(class_spec: ClassSpec, difficulty: float, rng: np.random.Gener
     if structure["bar_strength"] > 0 and structure["n_arms"] > 0:
         structure["arm_phase"] = structure["bar_angle"]  # arms leave from the bar ends
     system_hlr = hlr + 0.5 * structure["merger_separation"] * (structure["tail_strength"] > 0)
-    fov = float(np.clip(FOV_PER_HLR * system_hlr * uni(0.85, 1.15), *FOV_LIMITS))
+    look = RENDER_VERSIONS[render_version]
+    fov = float(np.clip(look.fov_per_hlr * system_hlr * uni(0.85, 1.15), *look.fov_limits))
     magnitude = 16.0 - 3.5 * math.log10(hlr / 3.0) + float(rng.normal(0.0, 0.4)) + uni(0.0, 1.0) * d
     area = (fov / GALAXY10_FOV_ARCSEC) ** 2  # stars and background galaxies per Galaxy10 cutout
     return GalaxyParams(

@@ -16,7 +16,7 @@ import galsim
 import numpy as np
 from PIL import Image
 
-from galaxalign.synth.params import GalaxyParams
+from galaxalign.synth.params import RENDER_VERSION, GalaxyParams
 
 NATIVE_SCALE = 0.262  # DECaLS arcsec per pixel
 # Sky noise per native pixel in nanomaggies (g, r, z), about DECaLS DR8 depth.
@@ -27,6 +27,7 @@ BAND_WEIGHT = np.array([5.25, 3.4, 2.2], np.float32)
 # 40 before the sky pedestal; 24 keeps the display units per unit of flux above the pedestal.
 LUPTON_SOFT = 0.04
 LUPTON_TOP = 24.0
+LUPTON_TOP_VERSION1 = 40.0
 # Display value of zero flux, as a share of 255. Real colour images put their black point below
 # zero flux (the GZ DECaLS PNG stretch maps -0.5 of its units to black, which leaves the sky at
 # about 17 DN), so sky noise shows on both sides of a grey pedestal instead of its half below zero
@@ -37,9 +38,6 @@ SKY_PEDESTAL = 17.0 / 255.0
 # are about a third as spread as a colour-preserving stretch shows them, and their sky noise is
 # mostly grey (channels correlated about 0.75); 0.35 gives both (docs/sim-to-real.md).
 COLOUR_SATURATION = 0.35
-# Which look a file has, stored in its attributes: 1 (files without the attribute) black sky,
-# full colour, frames of 10 half-light radii; 2 sky pedestal, desaturated colour, frames of 17.
-RENDER_VERSION = 2
 BAR_AXIS_RATIO = 0.28
 TAIL_PITCH_DEG = (25.0, 60.0)  # open, and more varied than spiral arms
 PLUME_THRESHOLD = 0.3  # disturbance above which the outline gets off-centre plumes
@@ -81,8 +79,11 @@ class _Body:
     tail_angle: float = 0.0
 
 
-def render_galaxy(params: GalaxyParams, size: int, rng: np.random.Generator) -> np.ndarray:
-    """An RGB uint8 (size, size, 3) cutout: R, G, B carry z, r, g as in Legacy Surveys colour images."""
+def render_galaxy(
+    params: GalaxyParams, size: int, rng: np.random.Generator, render_version: int = RENDER_VERSION
+) -> np.ndarray:
+    """An RGB uint8 (size, size, 3) cutout: R, G, B carry z, r, g as in Legacy Surveys colour images;
+    `render_version` chooses the display (params.RENDER_VERSIONS)."""
     scale = params.fov_arcsec / size
     deviate = galsim.BaseDeviate(int(rng.integers(1, 2**31 - 1)))
     light = np.zeros((3, size, size), np.float32)
@@ -93,7 +94,7 @@ def render_galaxy(params: GalaxyParams, size: int, rng: np.random.Generator) -> 
     psf = _psf(params.seeing_fwhm_arcsec / scale, params.psf_beta, size)
     native = _convolve(light, psf) * (NATIVE_SCALE / scale) ** 2
     _add_noise(native, params.sky_noise * min(1.0, NATIVE_SCALE / scale), rng)
-    return _lupton_rgb(native)
+    return _lupton_rgb(native) if render_version >= 2 else _lupton_rgb_version1(native)
 
 
 # ---------------------------------------------------------------- the scene
@@ -473,3 +474,16 @@ def _lupton_rgb(native: np.ndarray) -> np.ndarray:
     display = np.float32(SKY_PEDESTAL) + np.float32(1.0 - SKY_PEDESTAL) * rgb
     np.clip(display, 0.0, 1.0, out=display)
     return (display.transpose(1, 2, 0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+
+
+def _lupton_rgb_version1(native: np.ndarray) -> np.ndarray:
+    """Render version 1's display, kept as it was so that its files render again bit for bit: black
+    below zero flux, full colour, TOP at 40."""
+    rgb = native[::-1] * BAND_WEIGHT[::-1, None, None]  # z, r, g -> R, G, B
+    intensity = np.maximum(rgb.mean(axis=0), np.float32(1e-6))
+    top = np.float32(1.0 / math.asinh(LUPTON_TOP_VERSION1 / LUPTON_SOFT))
+    stretched = np.arcsinh(intensity * np.float32(1.0 / LUPTON_SOFT)) * top
+    rgb *= stretched / intensity
+    np.clip(rgb, 0.0, None, out=rgb)
+    rgb *= np.float32(255.0) / np.maximum(rgb.max(axis=0), np.float32(1.0))
+    return (rgb.transpose(1, 2, 0) + np.float32(0.5)).astype(np.uint8)

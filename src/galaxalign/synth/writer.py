@@ -25,8 +25,8 @@ from galaxalign.config import option, required
 from galaxalign.data.datasets import SYNTH_GENERATOR
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
-from galaxalign.synth.params import DEFAULT_DIFFICULTY, PARAM_NAMES, sample_params
-from galaxalign.synth.render import RENDER_VERSION, render_galaxy
+from galaxalign.synth.params import PARAM_NAMES, RENDER_VERSION, RENDER_VERSIONS, sample_params
+from galaxalign.synth.render import render_galaxy
 from galaxalign.taxonomy import Scheme, load_scheme
 
 SIZE_RANGE = (16, 1024)
@@ -40,13 +40,17 @@ DEC_RANGE = (-20.0, 35.0)
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to render; `difficulty=None` means DEFAULT_DIFFICULTY and `workers=0` all cores."""
+    """What to render; `difficulty=None` means the render version's calibrated difficulty and
+    `workers=0` all cores."""
 
     per_class: int = required("galaxies per class")
     size: int = option(256, "image size in pixels")
     seed: int = option(0, "seed of the parameters and noise")
     scheme: str = option("galaxy10", "galaxy10, gz2, or a scheme JSON/YAML file")
     difficulty: float | None = option(None, "0 easy .. 1 hard (default: calibrated)")
+    render_version: int = option(
+        RENDER_VERSION, "the look: 2, or 1 to render files made before 2026-12-01 again (params.RENDER_VERSIONS)"
+    )
     workers: int = option(0, "processes (0: all cores)")
 
 
@@ -59,6 +63,7 @@ class _Job:
     size: int
     seed: int
     difficulty: float
+    render_version: int
 
 
 @dataclass(frozen=True)
@@ -75,8 +80,10 @@ def write_synth(out_path: str | os.PathLike, config: SynthConfig, progress: bool
     scheme = load_scheme(config.scheme)
     if len(scheme) > 256:
         raise GalaxAlignError(f"{config.scheme}: {len(scheme)} classes do not fit the uint8 'ans' labels")
-    difficulty = DEFAULT_DIFFICULTY if config.difficulty is None else float(config.difficulty)
-    job = _Job(scheme, class_order(len(scheme), config.per_class, config.seed), config.size, config.seed, difficulty)
+    look = RENDER_VERSIONS[config.render_version]
+    difficulty = look.difficulty if config.difficulty is None else float(config.difficulty)
+    labels = class_order(len(scheme), config.per_class, config.seed)
+    job = _Job(scheme, labels, config.size, config.seed, difficulty, look.number)
     n = len(job.labels)
     params = np.empty((n, len(PARAM_NAMES)), np.float32)
     sky = np.empty((n, 2), np.float64)
@@ -103,8 +110,8 @@ def class_order(n_classes: int, per_class: int, seed: int) -> np.ndarray:
 def make_galaxy(job: _Job, index: int) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """Galaxy `index` of the file: its image, its parameter row and a fake sky position."""
     rng = np.random.default_rng(np.random.SeedSequence(job.seed, spawn_key=(GALAXY_KEY, index)))
-    params = sample_params(job.scheme[int(job.labels[index])], job.difficulty, rng)
-    image = render_galaxy(params, job.size, rng)
+    params = sample_params(job.scheme[int(job.labels[index])], job.difficulty, rng, job.render_version)
+    image = render_galaxy(params, job.size, rng, job.render_version)
     row = np.array([getattr(params, name) for name in PARAM_NAMES], np.float32)
     return image, row, _sky_position(rng)
 
@@ -131,6 +138,9 @@ def _validate(config: SynthConfig, out_path) -> None:
     d = config.difficulty
     if d is not None and (isinstance(d, bool) or not isinstance(d, (int, float)) or not 0.0 <= d <= 1.0):
         raise bad("difficulty", f"must be a number in 0..1, got {d!r}")
+    if not _is_int(config.render_version) or config.render_version not in RENDER_VERSIONS:
+        versions = ", ".join(map(str, RENDER_VERSIONS))
+        raise bad("render-version", f"must be one of {versions}, got {config.render_version!r}")
     if not _is_int(config.workers) or config.workers < 0:
         raise bad("workers", f"must be an integer >= 0 (0 = all cores), got {config.workers!r}")
 
@@ -214,7 +224,7 @@ def _describe(h5: h5py.File, job: _Job, config: SynthConfig) -> None:
         {
             "generator": SYNTH_GENERATOR,
             "version": __version__,
-            "render_version": RENDER_VERSION,  # the look (render.RENDER_VERSION); absent: version 1
+            "render_version": job.render_version,  # the look (params.RENDER_VERSIONS); absent: version 1
             "seed": job.seed,
             "difficulty": job.difficulty,
             "per_class": config.per_class,
