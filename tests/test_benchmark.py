@@ -367,3 +367,42 @@ def torch_equal(a, b):
     import torch
 
     return torch.equal(a.float(), b.float())
+
+
+def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
+    """The picture of the claim study: rows of each reading land at its budget, only trained methods
+    at 10 % and 1 % are drawn, a missing reading is skipped, and the curve starts at 30 steps."""
+    from conftest import benchmark_script
+
+    figure = benchmark_script("claim_figure")
+
+    def row(method, fraction, seed, accuracy, val, steps=None):
+        return {
+            "method": method,
+            "label_fraction": fraction,
+            "seed": seed,
+            "accuracy": accuracy,
+            "val_accuracy": val,
+            "steps_budget": steps,
+        }
+
+    first = [
+        row("galaxalign", 0.1, 0, 0.4, 0.45),
+        row("galaxalign", 0.1, 1, 0.5, 0.47),
+        row("zero-shot", 0.0, 0, 0.1, 0.1),
+        row("clip", 0.01, 0, 0.3, 0.2),
+    ]
+    later = [row("galaxalign", 0.1, 0, 0.8, 0.79, 150), row("linear-probe", 0.1, 0, 0.6, 0.6, 150)]
+    curve = [row("galaxalign", 0.1, 0, None, 0.7, 75), row("galaxalign", 0.1, 1, None, 0.9, 75)]
+    for name, rows in (("test-class.json", first), ("test-class-n150.json", later), ("curve-class.json", curve)):
+        (tmp_path / name).write_text(json.dumps({"config": {}, "rows": rows}))
+    tests = figure.test_accuracies(tmp_path)
+    assert tests == {
+        (0.1, 30, "galaxalign"): {0: 0.4, 1: 0.5},
+        (0.01, 30, "clip"): {0: 0.3},
+        (0.1, 150, "galaxalign"): {0: 0.8},
+    }
+    assert figure.validation_curve(tmp_path) == {"galaxalign": {30: 0.45, 75: 0.7}}
+    out = tmp_path / "claim.png"
+    figure.draw(tests, figure.validation_curve(tmp_path), out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

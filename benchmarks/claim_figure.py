@@ -1,0 +1,118 @@
+"""The claim study in one picture: each method's test accuracy per budget and label fraction (a dot
+per seed, a bar at the mean) beside the validation learning curve that chose the budget.
+
+Reads the committed rows of `galaxalign benchmark` (results.json files) in the claim-study folder,
+so it needs no run folders and reads no test set; a reading still under way is drawn with the seeds
+it has, and the budget's label says how many. Writes a PNG and prints the plotted means.
+
+    python benchmarks/claim_figure.py [--study docs/benchmarks/claim-study] [--out docs/images/claim_study.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# The test readings in the order they were made: file, budget in steps (None: the 30-step default).
+READINGS = (("test-class.json", 30), ("test-class-n150.json", 150), ("test-class-n300.json", 300))
+CURVE = "curve-class.json"
+METHODS = ("supervised", "clip", "lp-ft", "galaxalign")
+COLOURS = {"supervised": "#7f7f7f", "clip": "#1f77b4", "lp-ft": "#9467bd", "galaxalign": "#d62728"}
+FRACTIONS = (0.1, 0.01)
+
+
+def _rows(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["rows"] if path.exists() else []
+
+
+def test_accuracies(study: Path) -> dict[tuple[float, int, str], dict[int, float]]:
+    """(label fraction, budget, method) -> {seed: test accuracy}, for the trained methods."""
+    points: dict[tuple[float, int, str], dict[int, float]] = defaultdict(dict)
+    for name, budget in READINGS:
+        for row in _rows(study / name):
+            if row["method"] in METHODS and row["label_fraction"] in FRACTIONS and "accuracy" in row:
+                points[(row["label_fraction"], budget, row["method"])][row["seed"]] = row["accuracy"]
+    return dict(points)
+
+
+def validation_curve(study: Path) -> dict[str, dict[int, float]]:
+    """method -> {budget: best validation accuracy}, seed 0 at 10 % of labels: the curve's runs, and
+    the 30-step point from the first test reading's rows (the same split and settings)."""
+    curve: dict[str, dict[int, float]] = defaultdict(dict)
+    first = [(row, 30) for row in _rows(study / READINGS[0][0])]
+    rest = [(row, row["steps_budget"]) for row in _rows(study / CURVE)]
+    for row, budget in first + rest:
+        if row["method"] in METHODS and row["seed"] == 0 and row["label_fraction"] == 0.1:
+            curve[row["method"]][budget] = row["val_accuracy"]
+    return {method: dict(sorted(points.items())) for method, points in curve.items()}
+
+
+def draw(tests: dict, curve: dict, out: Path) -> None:
+    fig = Figure(figsize=(12, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    width = 0.8 / len(METHODS)
+    for ax, fraction in zip(axes[:2], FRACTIONS):
+        budgets = sorted({budget for f, budget, _ in tests if f == fraction})
+        for b, budget in enumerate(budgets):
+            for m, method in enumerate(METHODS):
+                seeds = tests.get((fraction, budget, method), {})
+                if not seeds:
+                    continue
+                x = b + (m - (len(METHODS) - 1) / 2) * width
+                values = list(seeds.values())
+                ax.scatter([x] * len(values), values, s=14, color=COLOURS[method], alpha=0.7, zorder=3)
+                ax.hlines(np.mean(values), x - width / 2.5, x + width / 2.5, color=COLOURS[method], lw=2.5)
+        labels = []
+        for budget in budgets:
+            seeds = {len(tests.get((fraction, budget, method), {})) for method in METHODS} - {0}
+            counts = "/".join(map(str, sorted(seeds)))
+            labels.append(
+                f"{budget} steps" + ("" if seeds == {3} else f"\n({counts} seed{'s' * (counts != '1')} so far)")
+            )
+        ax.set_xticks(range(len(budgets)), labels)
+        ax.set(ylabel="test accuracy (2,000 galaxies)", title=f"{fraction:.0%} of labels: a dot per seed, bar = mean")
+        ax.grid(axis="y", alpha=0.3)
+    for method in METHODS:
+        if method in curve:
+            steps, values = zip(*curve[method].items())
+            axes[2].plot(steps, values, marker="o", color=COLOURS[method], label=method)
+    axes[2].set(
+        xscale="log", xlabel="training steps", ylabel="best validation accuracy", title="Learning curve, 10 %, seed 0"
+    )
+    axes[2].set_xticks([30, 75, 150, 300], ["30", "75", "150", "300"])
+    axes[2].minorticks_off()
+    axes[2].grid(alpha=0.3)
+    handles = [axes[2].plot([], [], marker="o", color=COLOURS[m], label=m)[0] for m in METHODS]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(METHODS), frameon=False)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--study", type=Path, default=Path("docs/benchmarks/claim-study"))
+    parser.add_argument("--out", type=Path, default=Path("docs/images/claim_study.png"))
+    args = parser.parse_args()
+    tests, curve = test_accuracies(args.study), validation_curve(args.study)
+    draw(tests, curve, args.out)
+    print("| label fraction | budget | " + " | ".join(METHODS) + " |")
+    print("|---|---|" + "---|" * len(METHODS))
+    for fraction in FRACTIONS:
+        for budget in sorted({b for f, b, _ in tests if f == fraction}):
+            cells = []
+            for method in METHODS:
+                seeds = tests.get((fraction, budget, method), {})
+                cells.append(f"{np.mean(list(seeds.values())):.3f} (n={len(seeds)})" if seeds else "")
+            print(f"| {fraction:g} | {budget} | " + " | ".join(cells) + " |")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
