@@ -25,6 +25,7 @@ CURVE = "curve-class.json"
 METHODS = ("supervised", "clip", "lp-ft", "galaxalign")
 COLOURS = {"supervised": "#7f7f7f", "clip": "#1f77b4", "lp-ft": "#9467bd", "galaxalign": "#d62728"}
 FRACTIONS = (0.1, 0.01)
+SEED_MARKERS = ("o", "s", "^")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -67,7 +68,9 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
                     continue
                 x = b + (m - (len(METHODS) - 1) / 2) * width
                 values = list(seeds.values())
-                ax.scatter([x] * len(values), values, s=14, color=COLOURS[method], alpha=0.7, zorder=3)
+                for seed, value in seeds.items():  # one marker per seed: the same seed across budgets
+                    marker = SEED_MARKERS[seed % len(SEED_MARKERS)]
+                    ax.scatter([x], [value], s=16, marker=marker, color=COLOURS[method], alpha=0.75, zorder=3)
                 ax.hlines(np.mean(values), x - width / 2.5, x + width / 2.5, color=COLOURS[method], lw=2.5)
         labels = []
         for budget in budgets:
@@ -77,7 +80,7 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
                 f"{budget} steps" + ("" if seeds == {3} else f"\n({counts} seed{'s' * (counts != '1')} so far)")
             )
         ax.set_xticks(range(len(budgets)), labels)
-        ax.set(ylabel="test accuracy (2,000 galaxies)", title=f"{fraction:.0%} of labels: a dot per seed, bar = mean")
+        ax.set(ylabel="test accuracy (2,000 galaxies)", title=f"Test, {fraction:.0%} of labels (bar: mean of seeds)")
         ax.grid(axis="y", alpha=0.3)
     for method in METHODS:
         if method in curve:
@@ -90,7 +93,11 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
     axes[2].minorticks_off()
     axes[2].grid(alpha=0.3)
     handles = [axes[2].plot([], [], marker="o", color=COLOURS[m], label=m)[0] for m in METHODS]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(METHODS), frameon=False)
+    handles += [
+        axes[2].scatter([], [], marker=marker, color="black", label=f"seed {seed}")
+        for seed, marker in enumerate(SEED_MARKERS)
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
 
