@@ -62,16 +62,21 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
     for ax, fraction in zip(axes[:2], FRACTIONS):
         budgets = sorted({budget for f, budget, _ in tests if f == fraction})
         for b, budget in enumerate(budgets):
+            # Bars average the seeds every method at this budget has, so a reading under way
+            # compares like with like; dots show every seed.
+            present = [set(tests[(fraction, budget, m)]) for m in METHODS if (fraction, budget, m) in tests]
+            common = set.intersection(*present) if present else set()
             for m, method in enumerate(METHODS):
                 seeds = tests.get((fraction, budget, method), {})
                 if not seeds:
                     continue
                 x = b + (m - (len(METHODS) - 1) / 2) * width
-                values = list(seeds.values())
                 for seed, value in seeds.items():  # one marker per seed: the same seed across budgets
                     marker = SEED_MARKERS[seed % len(SEED_MARKERS)]
                     ax.scatter([x], [value], s=16, marker=marker, color=COLOURS[method], alpha=0.75, zorder=3)
-                ax.hlines(np.mean(values), x - width / 2.5, x + width / 2.5, color=COLOURS[method], lw=2.5)
+                if common:
+                    shared = np.mean([seeds[seed] for seed in common])
+                    ax.hlines(shared, x - width / 2.5, x + width / 2.5, color=COLOURS[method], lw=2.5)
         labels = []
         for budget in budgets:
             seeds = {len(tests.get((fraction, budget, method), {})) for method in METHODS} - {0}
@@ -80,7 +85,9 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
                 f"{budget} steps" + ("" if seeds == {3} else f"\n({counts} seed{'s' * (counts != '1')} so far)")
             )
         ax.set_xticks(range(len(budgets)), labels)
-        ax.set(ylabel="test accuracy (2,000 galaxies)", title=f"Test, {fraction:.0%} of labels (bar: mean of seeds)")
+        ax.set(
+            ylabel="test accuracy (2,000 galaxies)", title=f"Test, {fraction:.0%} of labels"
+        )
         ax.grid(axis="y", alpha=0.3)
     for method in METHODS:
         if method in curve:
