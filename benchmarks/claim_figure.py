@@ -85,9 +85,7 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
                 f"{budget} steps" + ("" if seeds == {3} else f"\n({counts} seed{'s' * (counts != '1')} so far)")
             )
         ax.set_xticks(range(len(budgets)), labels)
-        ax.set(
-            ylabel="test accuracy (2,000 galaxies)", title=f"Test, {fraction:.0%} of labels"
-        )
+        ax.set(ylabel="test accuracy (2,000 galaxies)", title=f"Test, {fraction:.0%} of labels")
         ax.grid(axis="y", alpha=0.3)
     for method in METHODS:
         if method in curve:
