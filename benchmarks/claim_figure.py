@@ -19,7 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-# The test readings in the order they were made: file, budget in steps (None: the 30-step default).
+# The test readings in the order they were made: file, budget in steps (the first file's rows have
+# steps_budget None: the benchmark's default budget, 30 steps for these runs).
 READINGS = (("test-class.json", 30), ("test-class-n150.json", 150), ("test-class-n300.json", 300))
 CURVE = "curve-class.json"
 METHODS = ("supervised", "clip", "lp-ft", "galaxalign")

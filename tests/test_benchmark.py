@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import EASY_CLASSES, easy_image
+from conftest import EASY_CLASSES, benchmark_script, easy_image
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import paired_gap
@@ -372,8 +372,6 @@ def torch_equal(a, b):
 def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
     """The picture of the claim study: rows of each reading land at its budget, only trained methods
     at 10 % and 1 % are drawn, a missing reading is skipped, and the curve starts at 30 steps."""
-    from conftest import benchmark_script
-
     figure = benchmark_script("claim_figure")
 
     def row(method, fraction, seed, accuracy, val, steps=None):

@@ -18,9 +18,8 @@ from galaxalign.taxonomy import ClassSpec, MorphologyFeatures
 @dataclass(frozen=True)
 class RenderVersion:
     """One look of Galaxy10-Sim. Files record theirs, so a study rendered with an older look can be
-    rendered again, pixel for pixel (`galaxalign synth --render-version`)."""
+    rendered again, pixel for pixel (`galaxalign synth --render-version`); RENDER_VERSIONS numbers them."""
 
-    number: int
     # 0 easy .. 1 hard. Calibrated so that a supervised fine-tune of the packaged backbone lands in
     # the 0.75-0.92 accuracy strong models reach on real Galaxy10 DECaLS (see README, "Calibration").
     difficulty: float
@@ -31,13 +30,13 @@ class RenderVersion:
 
 RENDER_VERSIONS = {
     # Black sky, full colour, frames of 10 half-light radii: files without a render_version attribute.
-    1: RenderVersion(1, difficulty=0.35, fov_per_hlr=10.0, fov_limits=(30.0, 170.0)),
+    1: RenderVersion(difficulty=0.35, fov_per_hlr=10.0, fov_limits=(30.0, 170.0)),
     # Sky pedestal, desaturated colour (render._lupton_rgb), frames of 17 half-light radii: GZ DECaLS
     # cutouts are 424 px at 0.04 petro_th50 arcsec/px, never finer than 0.1 arcsec/px (a 42.4 arcsec
     # frame). The upper limit only bounds the field's stars and background galaxies (their number
     # grows with the frame's area); it is version 1's 170 scaled with the zoom. Its sky and framing
     # made the set harder, so its calibrated difficulty is lower.
-    2: RenderVersion(2, difficulty=0.3, fov_per_hlr=17.0, fov_limits=(42.4, 290.0)),
+    2: RenderVersion(difficulty=0.3, fov_per_hlr=17.0, fov_limits=(42.4, 290.0)),
 }
 RENDER_VERSION = max(RENDER_VERSIONS)  # what `galaxalign synth` renders unless told otherwise
 DEFAULT_DIFFICULTY = RENDER_VERSIONS[RENDER_VERSION].difficulty

@@ -83,7 +83,7 @@ def write_synth(out_path: str | os.PathLike, config: SynthConfig, progress: bool
     look = RENDER_VERSIONS[config.render_version]
     difficulty = look.difficulty if config.difficulty is None else float(config.difficulty)
     labels = class_order(len(scheme), config.per_class, config.seed)
-    job = _Job(scheme, labels, config.size, config.seed, difficulty, look.number)
+    job = _Job(scheme, labels, config.size, config.seed, difficulty, config.render_version)
     n = len(job.labels)
     params = np.empty((n, len(PARAM_NAMES)), np.float32)
     sky = np.empty((n, 2), np.float64)
