@@ -2,16 +2,19 @@
 
 A killed `train` resumes to the same weights as an uninterrupted run, losing at most the steps
 since its last checkpoint; a killed `index` or `synth` leaves the previous output untouched; and
-every damaged file a user can meet (checkpoint, weights, index, HDF5) is a one-line error, exit 2.
+every damaged file a user can meet (checkpoint, weights, index, HDF5) is a one-line error, exit 2;
+and a full disk is a one-line error that leaves no partial file.
 See docs/reliability.md for the outcomes.
 """
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,10 +29,13 @@ from conftest import tiny, write_galaxy10_h5
 from galaxalign.cli import main
 from galaxalign.config import config_to_dict
 from galaxalign.data import DatasetView, open_dataset
-from galaxalign.runs import load_run
+from galaxalign.errors import GalaxAlignError
+from galaxalign.io import append_line, atomic_path
+from galaxalign.runs import load_run, save_weights
 from galaxalign.search import GalaxyIndex, build_index
 from galaxalign.synth import SynthConfig, write_synth
 from galaxalign.training import train
+from galaxalign.training.state import TrainState
 from test_training import checkpoint_weights
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -336,3 +342,95 @@ def test_h5_with_a_damaged_compressed_chunk_is_a_one_line_error(run_dir, tmp_pat
     )
     assert "sim.h5: key 'images': image 5 unreadable" in err
     assert not (tmp_path / "idx").exists() and temp_names(tmp_path, "idx") == []
+
+
+# ---------------------------------------------------------------- a full disk
+
+
+@pytest.fixture
+def small_disk():
+    """A real 64 KiB filesystem (tmpfs), so writers meet the kernel's own ENOSPC. Mounting needs
+    root, as on this project's machines and CI; elsewhere the /dev/full test below still runs."""
+    where = Path(tempfile.mkdtemp(prefix="galaxalign-small-disk-"))
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True).returncode:
+        where.rmdir()
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+        where.rmdir()
+
+
+def _torch_save(path: Path) -> None:
+    with open(path, "wb") as file:
+        torch.save({"weights": torch.zeros(100_000)}, file)
+
+
+def _h5py_save(path: Path) -> None:
+    with h5py.File(path, "w") as h5:
+        h5["images"] = np.zeros(100_000)
+
+
+@pytest.mark.parametrize(
+    "writer", [_torch_save, _h5py_save, lambda p: p.write_text("x" * 100_000)], ids=["torch", "h5py", "text"]
+)
+def test_a_write_into_a_full_device_is_a_one_line_error(tmp_path, writer):
+    target = tmp_path / "out.bin"
+    target.write_text("previous")
+    with pytest.raises(GalaxAlignError, match=r"out\.bin: not written, no space left on device") as caught:
+        with atomic_path(target) as tmp:
+            tmp.unlink()
+            tmp.symlink_to("/dev/full")  # every write to /dev/full fails with ENOSPC
+            writer(tmp)
+    assert "\n" not in str(caught.value)
+    assert target.read_text() == "previous" and temp_names(tmp_path, "out.bin") == []
+
+
+def test_a_log_line_that_does_not_fit_is_cut_back_off(small_disk):
+    log = small_disk / "metrics.jsonl"
+    append_line(log, '{"step": 1}')
+    with open(small_disk / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:  # fill the disk to its last block
+            filler.write(b"\0" * 4096)
+    filler_size = (small_disk / "filler").stat().st_size
+    os.truncate(small_disk / "filler", filler_size - 8192)  # room for part of the next line only
+    with pytest.raises(GalaxAlignError, match=r"metrics\.jsonl: not written, no space left on device"):
+        append_line(log, json.dumps({"step": 2, "note": "x" * 20_000}))
+    assert log.read_text() == '{"step": 1}\n'  # whole lines only
+
+
+def test_synth_on_a_full_disk_is_a_one_line_error_leaving_nothing(small_disk, capsys):
+    err = cli_error(
+        capsys,
+        "synth",
+        "--out",
+        str(small_disk / "sim.h5"),
+        "--per-class",
+        "20",
+        "--size",
+        "64",
+        "--workers",
+        "1",
+        "--quiet",
+    )
+    assert f"{small_disk / 'sim.h5'}: not written, no space left on device" in err
+    assert list(small_disk.iterdir()) == []
+
+
+def test_train_on_a_full_disk_is_a_one_line_error_leaving_no_partial_file(easy_h5, small_disk, capsys):
+    out = small_disk / "run"
+    err = cli_error(capsys, "train", *as_flags(tiny(easy_h5, out, method="clip", epochs=1)), "--quiet")
+    assert "no space left on device" in err and str(out) in err
+    # What fitted (config, split, log) stays, so the run can resume once there is room; no temporaries.
+    assert {p.name for p in out.iterdir()} <= {"config.json", "split.json", "metrics.jsonl"}
+
+
+def test_weights_and_checkpoint_on_a_full_disk_are_one_line_errors(run_dir, small_disk):
+    model = load_run(run_dir).model
+    with pytest.raises(GalaxAlignError, match="model.safetensors: not written, no space left on device"):
+        save_weights(small_disk / "model.safetensors", model)  # safetensors: a Rust IoError, no errno
+    state = TrainState(model, torch.optim.AdamW(model.parameters()))
+    with pytest.raises(GalaxAlignError, match="checkpoint.pt: not written, no space left on device"):
+        state.save(small_disk / "checkpoint.pt")
+    assert list(small_disk.iterdir()) == []

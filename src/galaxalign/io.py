@@ -1,12 +1,14 @@
 """Atomic output: write to a temporary name beside the target, then rename.
 
 An interrupted or failed write never leaves a partial file under the final name, and a
-previous output at that name survives until the new one is complete.
+previous output at that name survives until the new one is complete. A full disk is the user's
+problem, not a bug, so it becomes a one-line `GalaxAlignError` naming the target.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -39,12 +41,31 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        if _disk_full(exc):
+            raise GalaxAlignError(f"{target}: not written, no space left on device (free some and rerun)") from None
         raise
+
+
+# errno.ENOSPC's text, as wrapped by libraries that do not raise OSError with an errno: safetensors
+# (a Rust IoError, "os error 28") and HDF5. torch.save raises ENOSPC and then, while closing its zip
+# writer, a RuntimeError with the OSError as its context, so the whole chain is read.
+_FULL_DISK_TEXT = ("no space left on device", "disk quota exceeded")
+
+
+def _disk_full(exc: BaseException | None) -> bool:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, Exception) and any(t in str(exc).lower() for t in _FULL_DISK_TEXT):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _umask() -> int:
@@ -67,6 +88,26 @@ def read_json(path: str | os.PathLike, what: str):
 def write_text_atomic(target: str | os.PathLike, text: str) -> None:
     with atomic_path(target) as tmp:
         tmp.write_text(text)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log; a failed write is cut back off, so no torn line is left behind."""
+    path = Path(path)
+    data = memoryview((line.rstrip("\n") + "\n").encode())
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # unbuffered: no flush at close
+    try:
+        start = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except BaseException as exc:
+            with contextlib.suppress(OSError):  # a device such as /dev/full cannot be truncated
+                os.ftruncate(fd, start)
+            if _disk_full(exc):
+                raise GalaxAlignError(f"{path}: not written, no space left on device (free some and rerun)") from None
+            raise
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(target: str | os.PathLike, obj) -> None:

@@ -27,7 +27,7 @@ from galaxalign.data import GalaxyDataset, Split, label_fraction, make_split, op
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.evaluate import HELDOUT, evaluate_run, labelled_only, read_predictions, write_predictions
 from galaxalign.evaluation.metrics import classification_metrics, paired_gap, retrieval_metrics
-from galaxalign.io import write_json_atomic, write_text_atomic
+from galaxalign.io import append_line, write_json_atomic, write_text_atomic
 from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, VARIANTS, BenchmarkConfig
 from galaxalign.runs import (
     CONFIG_FILE,
@@ -237,8 +237,7 @@ def _log_reading(out: Path, run_dir: Path, test: TestSet) -> None:
         "galaxies": int(len(test.indices)),
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with open(out / READINGS_FILE, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_line(out / READINGS_FILE, json.dumps(record))
 
 
 def _test_correctness(run_dir: Path, test: TestSet, device: str) -> list[int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from galaxalign.errors import GalaxAlignError
-from galaxalign.io import atomic_path, write_text_atomic
+from galaxalign.io import append_line, atomic_path, write_text_atomic
 from galaxalign.models.model import GalaxAlignModel
 
 
@@ -65,8 +65,10 @@ class TrainState:
             "torch_rng": torch.get_rng_state(),
             **asdict(self.position),
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        # Through a Python file: a full disk then raises OSError(ENOSPC), which atomic_path turns
+        # into a one-line error; torch.save on a path reports it only as a zip-writer RuntimeError.
+        with atomic_path(path) as tmp, open(tmp, "wb") as file:
+            torch.save(payload, file)
 
     def restore(self, checkpoint: dict, path: Path) -> None:
         """Load weights, optimiser, position and RNG; a checkpoint of another config is a user error."""
@@ -106,6 +108,5 @@ class MetricsLog:
     def write(self, record: dict) -> None:
         if not self.enabled:
             return
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))
         self.position.metrics_lines += 1
