@@ -404,3 +404,28 @@ def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
     out = tmp_path / "claim.png"
     figure.draw(tests, figure.validation_curve(tmp_path), out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_claim_by_class_splits_each_runs_answers_by_true_class():
+    """The per-class breakdown groups the kept 1/0 answers by class, pairs the same galaxies and
+    seeds, and leaves out a method that lacks one of ours' seeds."""
+    from galaxalign.evaluation.metrics import paired_gap
+
+    by_class = benchmark_script("claim_by_class")
+    labels = np.array([0, 0, 1, 1])
+    rows = [
+        {"method": "galaxalign", "label_fraction": 0.1, "seed": 0, "correct": [1, 1, 0, 1]},
+        {"method": "galaxalign", "label_fraction": 0.1, "seed": 1, "correct": [1, 0, 0, 1]},
+        {"method": "clip", "label_fraction": 0.1, "seed": 0, "correct": [0, 1, 0, 0]},
+        {"method": "clip", "label_fraction": 0.1, "seed": 1, "correct": [1, 0, 1, 0]},
+        {"method": "supervised", "label_fraction": 0.1, "seed": 0, "correct": [1, 1, 1, 1]},  # seed 1 missing
+        {"method": "zero-shot", "label_fraction": 0.0, "seed": 0, "accuracy": 0.1},  # not tested per galaxy
+    ]
+    answers = by_class.answers_by_run(rows)
+    assert set(answers) == {(m, 0.1, s) for m in ("galaxalign", "clip") for s in (0, 1)} | {("supervised", 0.1, 0)}
+    lines = by_class.class_table(answers, labels, ["a", "b"], "galaxalign", ["supervised", "clip"])
+    assert lines[0] == "| class (10% of labels, 2 seeds) | galaxies | clip | galaxalign | galaxalign − clip |"
+    gap_a, half_a = paired_gap(np.array([[1.0, 1], [1, 0]]), np.array([[0.0, 1], [1, 0]]))
+    assert lines[2] == f"| a | 2 | 0.500 | 0.750 | {gap_a:+.3f} ± {half_a:.3f} |"
+    gap_b, half_b = paired_gap(np.array([[0.0, 1], [0, 1]]), np.array([[0.0, 0], [1, 0]]))
+    assert lines[3].startswith("| b | 2 | 0.250 | 0.500 | ") and f"{gap_b:+.3f} ± {half_b:.3f}" in lines[3]
