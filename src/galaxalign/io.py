@@ -47,7 +47,7 @@ def atomic_path(target: str | os.PathLike, directory: bool = False) -> Iterator[
         else:
             tmp.unlink(missing_ok=True)
         if _disk_full(exc):
-            raise GalaxAlignError(f"{target}: not written, no space left on device (free some and rerun)") from None
+            raise _full_disk_error(target) from None
         raise
 
 
@@ -66,6 +66,10 @@ def _disk_full(exc: BaseException | None) -> bool:
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
+
+
+def _full_disk_error(target: Path) -> GalaxAlignError:
+    return GalaxAlignError(f"{target}: not written, no space left on device (free some and rerun)")
 
 
 def _umask() -> int:
@@ -104,7 +108,7 @@ def append_line(path: str | os.PathLike, line: str) -> None:
             with contextlib.suppress(OSError):  # a device such as /dev/full cannot be truncated
                 os.ftruncate(fd, start)
             if _disk_full(exc):
-                raise GalaxAlignError(f"{path}: not written, no space left on device (free some and rerun)") from None
+                raise _full_disk_error(path) from None
             raise
     finally:
         os.close(fd)
