@@ -409,8 +409,6 @@ def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
 def test_claim_by_class_splits_each_runs_answers_by_true_class():
     """The per-class breakdown groups the kept 1/0 answers by class, pairs the same galaxies and
     seeds, and leaves out a method that lacks one of ours' seeds."""
-    from galaxalign.evaluation.metrics import paired_gap
-
     by_class = benchmark_script("claim_by_class")
     labels = np.array([0, 0, 1, 1])
     rows = [
