@@ -25,7 +25,7 @@ READINGS = (("test-class.json", 30), ("test-class-n150.json", 150), ("test-class
 CURVE = "curve-class.json"
 METHODS = ("supervised", "clip", "lp-ft", "galaxalign")
 COLOURS = {"supervised": "#7f7f7f", "clip": "#1f77b4", "lp-ft": "#9467bd", "galaxalign": "#d62728"}
-FRACTIONS = (0.1, 0.01)
+FRACTIONS = (1.0, 0.1, 0.01)  # a fraction gets a panel once a reading has rows for it
 SEED_MARKERS = ("o", "s", "^")
 
 
@@ -55,12 +55,14 @@ def validation_curve(study: Path) -> dict[str, dict[int, float]]:
     return {method: dict(sorted(points.items())) for method, points in curve.items()}
 
 
-def draw(tests: dict, curve: dict, out: Path) -> None:
-    fig = Figure(figsize=(12, 3.8), layout="constrained")
+def draw(tests: dict, curve: dict, out: Path) -> list[float]:
+    """Write the figure; returns the label fractions that got a panel."""
+    fractions = [f for f in FRACTIONS if any(point[0] == f for point in tests)]
+    fig = Figure(figsize=(4 * (len(fractions) + 1), 3.8), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, len(fractions) + 1)
     width = 0.8 / len(METHODS)
-    for ax, fraction in zip(axes[:2], FRACTIONS):
+    for ax, fraction in zip(axes[:-1], fractions):
         budgets = sorted({budget for f, budget, _ in tests if f == fraction})
         for b, budget in enumerate(budgets):
             # Bars average the seeds every method at this budget has, so a reading under way
@@ -91,21 +93,22 @@ def draw(tests: dict, curve: dict, out: Path) -> None:
     for method in METHODS:
         if method in curve:
             steps, values = zip(*curve[method].items())
-            axes[2].plot(steps, values, marker="o", color=COLOURS[method], label=method)
-    axes[2].set(
+            axes[-1].plot(steps, values, marker="o", color=COLOURS[method], label=method)
+    axes[-1].set(
         xscale="log", xlabel="training steps", ylabel="best validation accuracy", title="Learning curve, 10 %, seed 0"
     )
-    axes[2].set_xticks([30, 75, 150, 300], ["30", "75", "150", "300"])
-    axes[2].minorticks_off()
-    axes[2].grid(alpha=0.3)
-    handles = [axes[2].plot([], [], marker="o", color=COLOURS[m], label=m)[0] for m in METHODS]
+    axes[-1].set_xticks([30, 75, 150, 300], ["30", "75", "150", "300"])
+    axes[-1].minorticks_off()
+    axes[-1].grid(alpha=0.3)
+    handles = [axes[-1].plot([], [], marker="o", color=COLOURS[m], label=m)[0] for m in METHODS]
     handles += [
-        axes[2].scatter([], [], marker=marker, color="black", label=f"seed {seed}")
+        axes[-1].scatter([], [], marker=marker, color="black", label=f"seed {seed}")
         for seed, marker in enumerate(SEED_MARKERS)
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
+    return fractions
 
 
 def main() -> None:

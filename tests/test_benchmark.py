@@ -371,7 +371,8 @@ def torch_equal(a, b):
 
 def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
     """The picture of the claim study: rows of each reading land at its budget, only trained methods
-    at 10 % and 1 % are drawn, a missing reading is skipped, and the curve starts at 30 steps."""
+    at 100, 10 and 1 % are drawn, a fraction without rows gets no panel, a missing reading is
+    skipped, and the curve starts at 30 steps."""
     figure = benchmark_script("claim_figure")
 
     def row(method, fraction, seed, accuracy, val, steps=None):
@@ -391,6 +392,7 @@ def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
         row("clip", 0.01, 0, 0.3, 0.2),
     ]
     later = [row("galaxalign", 0.1, 0, 0.8, 0.79, 150), row("linear-probe", 0.1, 0, 0.6, 0.6, 150)]
+    later += [row("supervised", 1.0, 2, 0.9, 0.88, 150)]
     curve = [row("galaxalign", 0.1, 0, None, 0.7, 75), row("galaxalign", 0.1, 1, None, 0.9, 75)]
     for name, rows in (("test-class.json", first), ("test-class-n150.json", later), ("curve-class.json", curve)):
         (tmp_path / name).write_text(json.dumps({"config": {}, "rows": rows}))
@@ -399,10 +401,13 @@ def test_claim_figure_groups_readings_by_budget_and_draws_them(tmp_path):
         (0.1, 30, "galaxalign"): {0: 0.4, 1: 0.5},
         (0.01, 30, "clip"): {0: 0.3},
         (0.1, 150, "galaxalign"): {0: 0.8},
+        (1.0, 150, "supervised"): {2: 0.9},
     }
     assert figure.validation_curve(tmp_path) == {"galaxalign": {30: 0.45, 75: 0.7}}
     out = tmp_path / "claim.png"
-    figure.draw(tests, figure.validation_curve(tmp_path), out)
+    assert figure.draw(tests, figure.validation_curve(tmp_path), out) == [1.0, 0.1, 0.01]
+    no_full = {point: seeds for point, seeds in tests.items() if point[0] != 1.0}
+    assert figure.draw(no_full, {}, tmp_path / "partial.png") == [0.1, 0.01]
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
