@@ -62,7 +62,8 @@ def draw(tests: dict, curve: dict, out: Path) -> list[float]:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(fractions) + 1)
     width = 0.8 / len(METHODS)
-    for ax, fraction in zip(axes[:-1], fractions):
+    *fraction_axes, curve_ax = axes
+    for ax, fraction in zip(fraction_axes, fractions):
         budgets = sorted({budget for f, budget, _ in tests if f == fraction})
         for b, budget in enumerate(budgets):
             # Bars average the seeds every method at this budget has, so a reading under way
@@ -93,16 +94,16 @@ def draw(tests: dict, curve: dict, out: Path) -> list[float]:
     for method in METHODS:
         if method in curve:
             steps, values = zip(*curve[method].items())
-            axes[-1].plot(steps, values, marker="o", color=COLOURS[method], label=method)
-    axes[-1].set(
+            curve_ax.plot(steps, values, marker="o", color=COLOURS[method], label=method)
+    curve_ax.set(
         xscale="log", xlabel="training steps", ylabel="best validation accuracy", title="Learning curve, 10 %, seed 0"
     )
-    axes[-1].set_xticks([30, 75, 150, 300], ["30", "75", "150", "300"])
-    axes[-1].minorticks_off()
-    axes[-1].grid(alpha=0.3)
-    handles = [axes[-1].plot([], [], marker="o", color=COLOURS[m], label=m)[0] for m in METHODS]
+    curve_ax.set_xticks([30, 75, 150, 300], ["30", "75", "150", "300"])
+    curve_ax.minorticks_off()
+    curve_ax.grid(alpha=0.3)
+    handles = [curve_ax.plot([], [], marker="o", color=COLOURS[m], label=m)[0] for m in METHODS]
     handles += [
-        axes[-1].scatter([], [], marker=marker, color="black", label=f"seed {seed}")
+        curve_ax.scatter([], [], marker=marker, color="black", label=f"seed {seed}")
         for seed, marker in enumerate(SEED_MARKERS)
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
