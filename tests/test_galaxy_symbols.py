@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from galaxalign.data import CatalogDataset, H5Dataset, open_dataset
-from galaxalign.data.answers import (
+from galaxalign.errors import GalaxAlignError
+from galaxalign.morphology.answers import (
     PARAM_RULES,
     GalaxyAnswers,
     answer_fractions,
@@ -21,7 +22,6 @@ from galaxalign.data.answers import (
     caption,
     dataset_answers,
 )
-from galaxalign.errors import GalaxAlignError
 from galaxalign.symbols import (
     galaxy_symbol_batch,
     galaxy_symbol_sheet,

@@ -233,7 +233,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "train": Command(
         "fine-tune a backbone with one method: supervised, clip, galaxalign, ... (--method lists them all)",
-        "galaxalign.training.config:TrainConfig",
+        "galaxalign.run_config:TrainConfig",
         _train,
         extra=_train_flags,
         optional=("data",),
@@ -313,7 +313,7 @@ def _config(command: Command, args: argparse.Namespace):
     cls = _config_class(command)
     if args.command == "train":
         if args.resume:  # the run's own config.json is used
-            from galaxalign.training.config import TrainConfig
+            from galaxalign.run_config import TrainConfig
 
             return TrainConfig(data=args.data or "", out=args.out)
         if not args.data:

@@ -30,8 +30,8 @@ from galaxalign.io import atomic_path, read_json, write_json_atomic
 from galaxalign.models.backbones import build_backbone
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.models.prototypes import FUSION_WEIGHTS, SCORING_MODES, ClassScorer, fuse, symbol_pixels
+from galaxalign.run_config import TrainConfig
 from galaxalign.taxonomy import Scheme, load_scheme
-from galaxalign.training.config import TrainConfig
 
 CONFIG_FILE, SPLIT_FILE, MODEL_FILE = "config.json", "split.json", "model.safetensors"
 CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE = "checkpoint.pt", "metrics.jsonl", "summary.json"

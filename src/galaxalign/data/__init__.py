@@ -23,13 +23,11 @@ from galaxalign.data.images import (
     resize_square,
 )
 from galaxalign.data.splits import Split, label_fraction, labels_fingerprint, make_split
-from galaxalign.data.votes import VOTE_NAMES, gz2_summary_keys, gz2_summary_label, vote_fractions
 
 __all__ = [
     "GALAXY10_DECALS_SHA256",
     "IMAGE_SUFFIXES",
     "MAX_PIXELS",
-    "VOTE_NAMES",
     "CatalogDataset",
     "DatasetView",
     "FolderDataset",
@@ -41,8 +39,6 @@ __all__ = [
     "Split",
     "asinh_stretch",
     "decode_image_bytes",
-    "gz2_summary_keys",
-    "gz2_summary_label",
     "is_image_file",
     "label_fraction",
     "labels_fingerprint",
@@ -52,5 +48,4 @@ __all__ = [
     "resize_square",
     "sha256_file",
     "to_tensor_batch",
-    "vote_fractions",
 ]

@@ -18,8 +18,8 @@ import h5py
 import numpy as np
 
 from galaxalign.data.images import is_image_file, load_image
-from galaxalign.data.votes import gz2_summary_keys, vote_fractions
 from galaxalign.errors import GalaxAlignError
+from galaxalign.morphology.votes import gz2_summary_keys, vote_fractions
 from galaxalign.taxonomy import Scheme, load_scheme
 
 GALAXY10_DECALS_SHA256 = "19AEFC477C41BB7F77FF07599A6B82A038DC042F889A111B0D4D98BB755C1571"

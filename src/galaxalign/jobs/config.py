@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from galaxalign.config import nested, option, required
 from galaxalign.errors import GalaxAlignError
-from galaxalign.training.config import METHODS, TrainConfig
+from galaxalign.run_config import METHODS, TrainConfig
 
 NO_TRAINING = ("zero-shot", "linear-probe")
 # Benchmark rows that are a trained method with settings of their own (issue 13, section 3):

@@ -1,6 +1,6 @@
 """Training: the typed run config and the one trainer for every method."""
 
-from galaxalign.training.config import METHODS, Method, TrainConfig
+from galaxalign.run_config import METHODS, Method, TrainConfig
 
 __all__ = ["METHODS", "Method", "TrainConfig", "train"]
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from galaxalign.models.losses import contrastive_loss, gather_features
 from galaxalign.models.model import GalaxAlignModel
+from galaxalign.run_config import TrainConfig
 from galaxalign.training.batches import Batch
-from galaxalign.training.config import TrainConfig
 
 Parts = dict[str, float]
 

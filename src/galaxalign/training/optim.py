@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from galaxalign.models.model import GalaxAlignModel
-from galaxalign.training.config import TrainConfig
+from galaxalign.run_config import TrainConfig
 
 
 def _tower_groups(

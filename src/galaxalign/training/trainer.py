@@ -23,11 +23,12 @@ from torch import nn
 from tqdm import tqdm
 
 from galaxalign.config import load_config
-from galaxalign.data.answers import caption, dataset_answers
 from galaxalign.data.loader import image_batches
 from galaxalign.devices import autocast, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.models.prototypes import class_texts, symbol_pixels
+from galaxalign.morphology.answers import caption, dataset_answers
+from galaxalign.run_config import TrainConfig
 from galaxalign.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -47,7 +48,6 @@ from galaxalign.runs import (
 from galaxalign.symbols import galaxy_symbol_batch
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training.batches import Batch, BatchBuilder, epoch_order
-from galaxalign.training.config import TrainConfig
 from galaxalign.training.objectives import Objective
 from galaxalign.training.optim import Schedule, make_optimizer, set_learning_rates
 from galaxalign.training.state import MetricsLog, TrainState, read_checkpoint

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from galaxalign.data.votes import VOTE_NAMES, vote_fractions
 from galaxalign.errors import GalaxAlignError
+from galaxalign.morphology.votes import VOTE_NAMES, vote_fractions
 from galaxalign.synth.params import DISTURBANCE, PARAM_NAMES
 from galaxalign.taxonomy import BULGE_FRACTION, BULGE_LEVELS, PITCH_DEG, WINDING_LEVELS
 

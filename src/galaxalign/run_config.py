@@ -1,4 +1,6 @@
-"""The typed configuration of one training run (saved as RUN_DIR/config.json), and the methods.
+"""A run's own record: its typed configuration (saved as RUN_DIR/config.json) and the methods.
+
+It sits below `runs` and `training`, so that a run folder can be read without the trainer.
 
 A method is a value: one row of `METHODS` says what it trains and how its runs classify. The
 trainer, the run loader and evaluation read the row; none of them interprets the method's name.
