@@ -10,16 +10,20 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+ROOT = Path(__file__).parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+# Scripts that tests import by name: the speed benchmarks, then each study's folder.
+SCRIPT_DIRS = (BENCHMARKS, *sorted(p for p in (ROOT / "studies").iterdir() if p.is_dir()))
 EASY_CLASSES = (2, 8, 1)  # round smooth blob, edge-on streak, merging pair (Galaxy10 ids)
 
 
 def benchmark_script(name: str):
-    """Import benchmarks/NAME.py as a module, so tests call the functions the scripts run."""
+    """Import benchmarks/NAME.py or studies/*/NAME.py as a module, so tests call what the scripts run."""
     import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    (path,) = [d / f"{name}.py" for d in SCRIPT_DIRS if (d / f"{name}.py").exists()]
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)

@@ -1,4 +1,4 @@
-"""Every script in benchmarks/ still imports against the library (a moved function fails here, not
+"""Every script in benchmarks/ and studies/ still imports against the library (a moved function fails here, not
 when someone next runs the benchmark)."""
 
 import importlib.util
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-SCRIPTS = sorted((Path(__file__).parent.parent / "benchmarks").glob("*.py"))
+ROOT = Path(__file__).parent.parent
+SCRIPTS = sorted([*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "studies").glob("*/*.py")])
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.stem for p in SCRIPTS])

@@ -1,4 +1,4 @@
-"""benchmarks/sim_to_real.py: its pieces on tiny data with known answers, so its tables can be trusted.
+"""studies/sim_to_real/sim_to_real.py: its pieces on tiny data with known answers, so its tables can be trusted.
 
 Image statistics on drawn Gaussians and noise, the domain AUC on separable and identical feature
 clouds, the coarse labels on hand-made vote rows (and the wheel's real rows), the Wilson interval

@@ -351,7 +351,7 @@ def sim_h5(tmp_path_factory):
 def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
     """With --symbols galaxy each labelled galaxy brings its own symbol (posed like its image) and caption."""
     from galaxalign.data import open_dataset
-    from galaxalign.data.answers import caption, dataset_answers
+    from galaxalign.morphology.answers import caption, dataset_answers
     from galaxalign.training.trainer import Trainer
 
     config = tiny(
@@ -384,7 +384,7 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
     run_dir = trainer.fit()
     assert json.loads((run_dir / "config.json").read_text())["symbols"] == "galaxy"
     summary = json.loads((run_dir / "summary.json").read_text())
-    # benchmarks/own_prototypes.py re-scores the kept weights as the trainer's validation did.
+    # studies/claim/own_prototypes.py re-scores the kept weights as the trainer's validation did.
     own_prototypes = benchmark_script("own_prototypes")
     accuracy = own_prototypes.prototype_accuracies(run_dir)
     kept = [r for r in metrics_records(run_dir) if "val_by_scoring" in r and r["step"] == summary["best_step"]]
@@ -507,7 +507,7 @@ def test_lp_ft_resumes_inside_stage_2(easy_h5, tmp_path):
 
 
 def test_a_method_with_an_unknown_stage_2_start_is_refused():
-    from galaxalign.training.config import Method
+    from galaxalign.run_config import Method
 
     with pytest.raises(ValueError, match="stage2 must be one of"):
         Method("typo", loss="contrastive", head=False, aligns=("image",), scoring=("text",), stage2="symbol_encoder")

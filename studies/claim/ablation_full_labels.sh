@@ -10,7 +10,7 @@
 # Results and their reading: docs/results.md, "Investigating the gap". The accuracy of each
 # galaxalign run by scoring mode: galaxalign evaluate --run OUT/NAME --data OUT/g10sim_dev150.h5 --split val
 #
-#   bash benchmarks/ablation_full_labels.sh [OUT_DIR]      (about two hours on 2 CPU cores)
+#   bash studies/claim/ablation_full_labels.sh [OUT_DIR]      (about two hours on 2 CPU cores)
 set -euo pipefail
 OUT=${1:-runs/ablation}
 mkdir -p "$OUT"

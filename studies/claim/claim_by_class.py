@@ -6,7 +6,7 @@ class (mean over seeds) and the paired gap of `--ours` over each rival with its 
 (`galaxalign.evaluation.metrics.paired_gap`: over galaxies and seeds, as for the whole test set).
 It scores nothing again: only the test file's labels are read, to group the answers already kept.
 
-    python benchmarks/claim_by_class.py --rows docs/benchmarks/claim-study/test-class-n300.json \
+    python studies/claim/claim_by_class.py --rows studies/claim/results/test-class-n300.json \
         --test runs/claim/test.h5 [--ours galaxalign] [--rivals supervised,clip]
 """
 

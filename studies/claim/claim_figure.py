@@ -5,7 +5,7 @@ Reads the committed rows of `galaxalign benchmark` (results.json files) in the c
 so it needs no run folders and reads no test set; a reading still under way is drawn with the seeds
 it has, and the budget's label says how many. Writes a PNG and prints the plotted means.
 
-    python benchmarks/claim_figure.py [--study docs/benchmarks/claim-study] [--out docs/images/claim_study.png]
+    python studies/claim/claim_figure.py [--study studies/claim/results] [--out docs/images/claim_study.png]
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def draw(tests: dict, curve: dict, out: Path) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", type=Path, default=Path("docs/benchmarks/claim-study"))
+    parser.add_argument("--study", type=Path, default=Path("studies/claim/results"))
     parser.add_argument("--out", type=Path, default=Path("docs/images/claim_study.png"))
     args = parser.parse_args()
     tests, curve = test_accuracies(args.study), validation_curve(args.study)

@@ -20,13 +20,13 @@
 #      validation only, 10 % labels, 3 seeds, against the step-5 runs (class symbols).
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
 # seeds 1 and 2 to save CPU time).
-# Usage: benchmarks/claim_study.sh validate | SYMBOLS=galaxy benchmarks/claim_study.sh test
-#        SYMBOLS=class [STEPS=75,150,300] benchmarks/claim_study.sh curve
-#        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh test-budget
-#        SYMBOLS=class STEPS=150 benchmarks/claim_study.sh variants
-#        STEPS=150 benchmarks/claim_study.sh symbols
+# Usage: studies/claim/claim_study.sh validate | SYMBOLS=galaxy studies/claim/claim_study.sh test
+#        SYMBOLS=class [STEPS=75,150,300] studies/claim/claim_study.sh curve
+#        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh test-budget
+#        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh variants
+#        STEPS=150 studies/claim/claim_study.sh symbols
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/claim}
 BIN=${BIN:-.venv/bin}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

@@ -8,7 +8,7 @@ symbols the class phrases may stop fitting the text tower while the representati
 weak representation is weak under every prototype. Needs a dataset with galaxy attributes
 (Galaxy10-Sim parameters or Galaxy Zoo votes). Prints a table, one row per run.
 
-    python benchmarks/own_prototypes.py RUN_DIR [RUN_DIR ...]
+    python studies/claim/own_prototypes.py RUN_DIR [RUN_DIR ...]
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from galaxalign.data.answers import caption, dataset_answers
 from galaxalign.errors import GalaxAlignError
+from galaxalign.morphology.answers import caption, dataset_answers
 from galaxalign.runs import load_run, prepare_data
 from galaxalign.search.index import normalise
 from galaxalign.symbols import galaxy_symbol_batch

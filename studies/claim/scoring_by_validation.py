@@ -8,7 +8,7 @@ split plays no part in the choice. The weights are the run's own, picked during 
 validation accuracy under its default mode, so this approximates a trainer that chose the mode
 while training; it does not retrain anything.
 
-    python benchmarks/scoring_by_validation.py BENCH_DIR [--data PATH]
+    python studies/claim/scoring_by_validation.py BENCH_DIR [--data PATH]
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """docs/images/galaxy_symbols.png: Galaxy10-Sim galaxies, each beside its own symbol and caption.
 
 Renders a small Galaxy10-Sim file, reads every galaxy's Galaxy Zoo answers from its generating
-parameters (`data.answers.dataset_answers`) and draws `per_class` galaxies of each class with
+parameters (`morphology.answers.dataset_answers`) and draws `per_class` galaxies of each class with
 the symbol and caption those answers give, so a reader can judge whether a symbol says what
 the image shows. Also times `symbols.galaxy_symbol_batch`, the trainer's path, at 112 and 224 px.
 
-Usage: python benchmarks/galaxy_symbols_sheet.py [--out PATH] [--per-class 3] [--size 128] [--seed 0]
+Usage: python studies/figures/galaxy_symbols_sheet.py [--out PATH] [--per-class 3] [--size 128] [--seed 0]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from galaxalign.data import H5Dataset
-from galaxalign.data.answers import dataset_answers
+from galaxalign.morphology.answers import dataset_answers
 from galaxalign.symbols import galaxy_symbol_batch, galaxy_symbol_sheet
 from galaxalign.synth import SynthConfig, write_synth
 

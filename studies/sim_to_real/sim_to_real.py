@@ -12,7 +12,7 @@ cuts could not be found, and several rows lack the questions a class would need)
 so labels and predictions meet at four coarse groups both schemes share: smooth, featured
 (face-on disk), edge-on disk and merger/disturbed.
 
-    python benchmarks/sim_to_real.py [--sim G10SIM.h5] [--runs RUN_DIR ...] [--backbone packaged]
+    python studies/sim_to_real/sim_to_real.py [--sim G10SIM.h5] [--runs RUN_DIR ...] [--backbone packaged]
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ KEY_GROUP = {
     "featured_without_bar_or_spiral": "featured",
 }
 
-# The merging question's answers (canonical names of data.answers) and which of them count as a merger.
+# The merging question's answers (canonical names of morphology.answers) and which of them count as a merger.
 MERGING_ANSWERS = ("merging_none", "merging_minor", "merging_major", "merging_merger")
 MERGING_WORDS = ("none", "minor disturbance", "major disturbance / tidal debris", "merger")
 MERGER_ANSWERS = ("merging_major", "merging_merger")
@@ -82,7 +82,7 @@ def odd_fractions(table) -> dict[str, np.ndarray]:
     """GZ2's "anything odd?" shares and the odd-feature shares among those who said odd.
 
     Hart+16 debiased columns, or Kaggle ones (cumulative, so renormalised per question); empty for
-    GZ DECaLS, which asks about mergers directly. `data.votes` does not read these because the GZ2
+    GZ DECaLS, which asks about mergers directly. `morphology.votes` does not read these because the GZ2
     summary label does not need them; the merger group does.
     """
     names = set(map(str, table.keys()))
@@ -108,7 +108,7 @@ def _get(row: Mapping[str, float], name: str) -> float:
 def merger_call(row: Mapping[str, float]) -> tuple[bool | None, str]:
     """Whether volunteers call this galaxy a merger (or a major disturbance), and why.
 
-    GZ DECaLS: the plurality answer of the merging question (as `data.answers` takes it), but only
+    GZ DECaLS: the plurality answer of the merging question (as `morphology.answers` takes it), but only
     when that question's shares add up to about 1: a row whose shares sum to 0.03 is broken, not
     a merger. GZ2 (Hart+16, Kaggle): most volunteers said "odd" and merger or disturbed is the
     plurality odd feature, as the published gz2_class marks "(m)". None when nobody was asked.
@@ -134,7 +134,7 @@ def merger_call(row: Mapping[str, float]) -> tuple[bool | None, str]:
 
 
 def coarse_group(row: Mapping[str, float]) -> tuple[str | None, str]:
-    """A galaxy's coarse group from its vote shares (canonical names of `data.answers`, plus the
+    """A galaxy's coarse group from its vote shares (canonical names of `morphology.answers`, plus the
     GZ2 odd shares of `odd_fractions`), or None with the reason it has none.
 
     Down the Galaxy Zoo tree by plurality, as `votes.gz2_summary_keys` does: artifact/star first
@@ -209,7 +209,7 @@ def real_galaxies(root: Path | None = None) -> list[RealGalaxy]:
     import pandas as pd
 
     from galaxalign.data import open_dataset
-    from galaxalign.data.answers import answer_fractions
+    from galaxalign.morphology.answers import answer_fractions
 
     root = root or wheel_root()
     out: list[RealGalaxy] = []
