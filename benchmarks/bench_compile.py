@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -24,7 +25,7 @@ TITLE = "torch.compile of the training step: trainer step time, eager vs compile
 
 
 def run(method: str = "clip", steps: int = 10, warmup: int = 3, device: str = "auto") -> list[dict]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench.h5"
         write_h5(data, 512)

@@ -50,7 +50,8 @@ def timed(fn, least: int = 3, most: int = 10, budget_s: float = 3.0) -> float:
     least disturbed by other jobs, so best against best compares capability with capability.
     """
     fn()
-    times, start = [], time.perf_counter()
+    times: list[float] = []
+    start = time.perf_counter()
     while len(times) < least or (len(times) < most and time.perf_counter() - start < budget_s):
         t = time.perf_counter()
         fn()
@@ -76,8 +77,9 @@ def run(cases=CASES) -> list[dict]:
         if name != built:
             model, built = None, name  # frees the previous backbone before loading the next
             model = GalaxAlignModel(build_backbone(name)).eval()
+        assert model is not None
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        model.image_encoder.to(memory_format=memory_format)
+        model.image_encoder.to(memory_format=memory_format)  # type: ignore[call-overload]  # missing from torch's stubs
         pixels = torch.randn(batch, 3, px, px).contiguous(memory_format=memory_format)
         count = flops(model, pixels)
         grad_mode = torch.inference_mode if mode == "inference_mode" else torch.no_grad

@@ -22,7 +22,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable, Generator
+from functools import partial
 from pathlib import Path
+from typing import Any, cast
 from unittest import mock
 
 import h5py
@@ -33,7 +36,7 @@ import torch.nn.functional as F
 from galaxalign.data import GalaxyAugment, H5Dataset
 from galaxalign.data import loader as loader_module
 from galaxalign.data.convert import convert_h5
-from galaxalign.data.loader import image_batches, index_batches
+from galaxalign.data.loader import Batch, image_batches, index_batches
 from galaxalign.synth import SynthConfig, write_synth
 from galaxalign.taxonomy import load_scheme
 
@@ -101,7 +104,7 @@ def first_batch_seconds(path: Path, context: str, workers: int = 2) -> float:
     dataset = H5Dataset(path)
     with mock.patch.object(loader_module, "worker_context", lambda: multiprocessing.get_context(context)):
         start = time.perf_counter()
-        batches = image_batches(dataset, [[0], [1]], workers=workers)
+        batches = cast(Generator[Batch, None, None], image_batches(dataset, [[0], [1]], workers=workers))
         next(batches)
         seconds = time.perf_counter() - start
         batches.close()
@@ -112,6 +115,7 @@ def resize_rates(path: Path, batch: int = 64, reps: int = 3) -> dict[str, float]
     """Per-process (1 thread) images/s: uint8 -> float -> 224 px, and the full GalaxyAugment."""
     dataset = H5Dataset(path)
     pixels = next(image_batches(dataset, [list(range(batch))]))
+    assert isinstance(pixels, torch.Tensor)  # an h5's images share a shape
     augment = GalaxyAugment(OUT)
     params = augment.sample_params(batch, torch.Generator().manual_seed(0))
     steps = {
@@ -159,7 +163,8 @@ def run(
         source = make_source(folder, n, renders)
         raw_mb = n * SIZE * SIZE * 3 / 1e6
         order = np.random.default_rng(0).permutation(n)
-        paths, rows = {}, {}
+        paths: dict[str, Path] = {}
+        rows: dict[str, dict[str, Any]] = {}
         for storage in STORAGES:
             t = time.perf_counter()
             paths[storage] = convert_h5(source, folder / f"{storage}.h5", storage, progress=False)
@@ -176,9 +181,9 @@ def run(
         best: dict[tuple[str, str], float] = {}
         for _ in range(repeats):
             for storage, path in paths.items():
-                timings = {"read img/s (1 proc)": lambda p=path: read_rate(p, order)}
+                timings: dict[str, Callable[[], float]] = {"read img/s (1 proc)": partial(read_rate, path, order)}
                 for w in workers:
-                    timings[f"loader w{w} img/s"] = lambda p=path, w=w: loader_rate(p, order, w, batch_size)
+                    timings[f"loader w{w} img/s"] = partial(loader_rate, path, order, w, batch_size)
                 for key, measure in timings.items():
                     best[storage, key] = max(best.get((storage, key), 0.0), measure())
             loads.append(load_average())

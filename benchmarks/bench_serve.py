@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -63,7 +64,9 @@ def serve(index_dir: str | os.PathLike, timeout: float = 120.0) -> Iterator[str]
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"galaxalign serve exited with {proc.returncode}: {proc.stderr.read()[-2000:]}")
+                raise RuntimeError(
+                    f"galaxalign serve exited with {proc.returncode}: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+                )
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{url}/api/health", timeout=5).status_code == 200:
                     break
@@ -157,7 +160,7 @@ def build_index(folder: Path, backbone: str, per_class: int = 10) -> Path:
     data = folder / "sim.h5"
     if not data.exists():
         write_synth(data, SynthConfig(per_class=per_class, size=64), progress=False)
-    extra = {"image_size": 32, "embed_dim": 32, "symbol_variants": 3} if backbone == "tiny" else {}
+    extra: dict[str, Any] = {"image_size": 32, "embed_dim": 32, "symbol_variants": 3} if backbone == "tiny" else {}
     run_dir = init_run(
         TrainConfig(
             data=str(data), out=str(folder / f"run-{backbone}"), method="galaxalign-stage1", backbone=backbone, **extra

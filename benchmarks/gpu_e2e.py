@@ -74,7 +74,7 @@ def _galsim_or_placeholder() -> bool:
                 raise AttributeError(name)
             return _NoGalSim(name)
 
-        placeholder.__getattr__ = missing
+        placeholder.__getattr__ = missing  # type: ignore[method-assign]  # a module-level __getattr__ (PEP 562)
         sys.modules["galsim"] = placeholder
         return False
     return True
@@ -296,7 +296,7 @@ def save_clip_folder(folder: Path, full: bool, device: torch.device) -> Path:
     torch.manual_seed(0)
     with device:  # random initialisation on the GPU: seconds instead of tens on its CPU
         model = CLIPModel(config)
-    model.to("cpu").save_pretrained(folder)
+    model.to("cpu").save_pretrained(folder)  # type: ignore[arg-type]  # transformers types to() wrongly
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -481,7 +481,7 @@ def run_row(
         extra["notes"].append(f"{name}: validation skipped ({time_left():.0f} s left)")
 
     model = trainer.model
-    trainer = None  # the optimiser state and loader go; the model-only step builds its own AdamW
+    del trainer  # the optimiser state and loader go; the model-only step builds its own AdamW
     reset_peak(device)
     if time_left() > sizes.tail_s / 2:
         built = (model, sizes.image_size, vocab)

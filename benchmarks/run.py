@@ -43,6 +43,7 @@ def main(names: list[str]) -> int:
         if names and name not in names:
             continue
         spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None, path
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         print(f"## {getattr(module, 'TITLE', name)}\n\n{markdown_table(module.run())}\n", flush=True)

@@ -52,7 +52,7 @@ def main() -> None:
         dataset = dataset or open_dataset(args.data or config["data"], scheme=run.scheme)
         val = validation_accuracy_by_mode(run, dataset)
         best = max(val.values())
-        chosen = run.scoring if val[run.scoring] == best else max(val, key=val.get)
+        chosen = run.scoring if val[run.scoring] == best else max(val, key=lambda mode: val[mode])
         test = json.loads(metrics_path.read_text())["accuracy_by_mode"]
         rows[(method, float(fraction[1:]))].append((run.scoring, test[run.scoring], chosen, test[chosen]))
 

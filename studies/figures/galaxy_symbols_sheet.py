@@ -31,6 +31,7 @@ def make_sheet(out: Path = OUT, per_class: int = 3, size: int = 128, seed: int =
         write_synth(path, SynthConfig(per_class=per_class, size=size, seed=seed, workers=1), progress=False)
         ds = H5Dataset(path)
         answers = dataset_answers(ds)
+        assert answers is not None  # Galaxy10-Sim holds its parameters
         rows = []
         for c in ds.scheme:
             picked = np.flatnonzero(ds.labels == c.id)[:per_class]
@@ -68,6 +69,7 @@ def main() -> None:
             path = Path(tmp) / "sim.h5"
             write_synth(path, SynthConfig(per_class=4, size=32, workers=1), progress=False)
             answers = dataset_answers(H5Dataset(path))
+        assert answers is not None
         for size, ms in time_symbols(answers).items():
             print(f"galaxy_symbol_batch: {ms:.2f} ms per symbol at {size} px")
 

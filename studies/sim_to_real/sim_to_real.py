@@ -129,8 +129,8 @@ def merger_call(row: Mapping[str, float]) -> tuple[bool | None, str]:
     known = {k: v for k, v in features.items() if not np.isnan(v)}
     if not known:
         return None, f"odd: yes {odd_yes:.0%}, no odd-feature votes"
-    top = max(known, key=lambda k: known[k])  # first of equals, in ODD_FEATURES order
-    return top in MERGER_ODD, f"odd: yes {odd_yes:.0%}, {top} {known[top]:.0%}"
+    feature = max(known, key=lambda k: known[k])  # first of equals, in ODD_FEATURES order
+    return feature in MERGER_ODD, f"odd: yes {odd_yes:.0%}, {feature} {known[feature]:.0%}"
 
 
 def coarse_group(row: Mapping[str, float]) -> tuple[str | None, str]:
@@ -404,7 +404,7 @@ def psf_proxy(image: np.ndarray) -> float:
     return float(found[np.argmin(found[:, 1]), 0]) if len(found) else float("nan")
 
 
-def image_stats(images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+def image_stats(images: Sequence[np.ndarray] | np.ndarray) -> dict[str, np.ndarray]:
     rows = [{**source_stats(im), "psf_fwhm": psf_proxy(im)} for im in images]
     return {k: np.array([r[k] for r in rows]) for k in rows[0]} if rows else {}
 
@@ -430,7 +430,7 @@ STAT_ROWS = (
 CONTROL_DRAWS = 5
 
 
-def backbone_features(backbone, images: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
+def backbone_features(backbone, images: Sequence[np.ndarray] | np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Pooled frozen image-tower features, preprocessed exactly as a run preprocesses (centre crop,
     bilinear resize to the backbone's size, its normalisation)."""
     import torch
@@ -527,7 +527,9 @@ def predicted_groups(run, images: Sequence[np.ndarray]) -> list[str | None]:
     return [KEY_GROUP.get(run.scheme[int(i)].key) for i in probs.argmax(axis=1)]
 
 
-def accuracy_rows(name: str, truth: Sequence[str], predicted: Sequence[str | None], subsets: Mapping) -> list[dict]:
+def accuracy_rows(
+    name: str, truth: Sequence[str | None], predicted: Sequence[str | None], subsets: Mapping
+) -> list[dict]:
     """One row per subset (name -> boolean mask): correct / n and the Wilson interval."""
     rows = []
     correct = np.array([p == t for p, t in zip(predicted, truth)])
@@ -577,7 +579,7 @@ def real_set_tables(galaxies: Sequence[RealGalaxy]) -> str:
     detail = table(
         ("id", "survey", "labelled by", "group", "why (vote shares)"),
         [
-            (g.id, g.survey, g.labeller, GROUP_NAMES.get(g.group, "-"), g.why or "-")
+            (g.id, g.survey, g.labeller, GROUP_NAMES.get(g.group or "", "-"), g.why or "-")
             for g in galaxies
             if g.labeller != "none"
         ],
@@ -637,10 +639,10 @@ def stats_section(inp: Inputs) -> str:
         "### Size in the frame by group (display half-light radius / frame width: median, n)\n",
     ]
     cell = lambda v: f"{np.nanmedian(v):.3f} (n={len(v)})" if len(v) else "-"  # noqa: E731
-    rows = []
+    group_rows = []
     for grp in GROUPS:
         in_group = np.array([g.group == grp for g in inp.galaxies])
-        rows.append(
+        group_rows.append(
             (
                 GROUP_NAMES[grp],
                 cell(sim["r50"][inp.sim_groups == grp]),
@@ -648,7 +650,7 @@ def stats_section(inp: Inputs) -> str:
                 cell(real["r50"][in_group & inp.mask("SDSS")]),
             )
         )
-    out.append(table(("group", "Galaxy10-Sim", "DECaLS", "SDSS"), rows))
+    out.append(table(("group", "Galaxy10-Sim", "DECaLS", "SDSS"), group_rows))
     if inp.params:
         out += ["", *estimator_section(inp, sim)]
     return "\n".join(out)
