@@ -1,9 +1,8 @@
 """GalaxAlign: align galaxy images, schematic symbols and text labels in one embedding space."""
 
-__version__ = "0.2.0"
-
-from galaxalign.errors import GalaxAlignError  # noqa: E402
-from galaxalign.taxonomy import load_scheme  # noqa: E402
+from galaxalign._version import __version__
+from galaxalign.errors import GalaxAlignError
+from galaxalign.taxonomy import load_scheme
 
 __all__ = [
     "GalaxAlignError",

@@ -20,6 +20,7 @@ import numpy as np
 from galaxalign.data.images import is_image_file, load_image
 from galaxalign.errors import GalaxAlignError
 from galaxalign.morphology.votes import gz2_summary_keys, vote_fractions
+from galaxalign.synth.params import SYNTH_GENERATOR
 from galaxalign.taxonomy import Scheme, load_scheme
 
 GALAXY10_DECALS_SHA256 = "19AEFC477C41BB7F77FF07599A6B82A038DC042F889A111B0D4D98BB755C1571"
@@ -37,9 +38,6 @@ class Sample:
     image: np.ndarray  # (H, W, 3) uint8
     label: int  # -1 when unknown
     id: str
-
-
-SYNTH_GENERATOR = "galaxalign-synth"  # the `generator` attribute of files `galaxalign synth` writes
 
 
 class GalaxyDataset:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from tqdm import tqdm
 
-from galaxalign import __version__
+from galaxalign._version import __version__
 from galaxalign.config import option, required
 from galaxalign.data.datasets import GALAXY10_DECALS_SHA256
 from galaxalign.errors import GalaxAlignError

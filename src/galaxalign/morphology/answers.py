@@ -23,8 +23,8 @@ import numpy as np
 
 from galaxalign.errors import GalaxAlignError
 from galaxalign.morphology.votes import VOTE_NAMES, vote_fractions
-from galaxalign.synth.params import DISTURBANCE, PARAM_NAMES
-from galaxalign.taxonomy import BULGE_FRACTION, BULGE_LEVELS, PITCH_DEG, WINDING_LEVELS
+from galaxalign.synth.params import PARAM_NAMES
+from galaxalign.taxonomy import BULGE_FRACTION, BULGE_LEVELS, DISTURBANCE, PITCH_DEG, WINDING_LEVELS
 
 __all__ = [
     "EXTRA_VOTE_COLUMNS",
@@ -84,7 +84,7 @@ PARAM_RULES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
     "edge_on_bulge": ((BULGE_FRACTION["small"][1],), (0.06,)),
     # tail_strength above: merging (a companion without tails is a chance projection).
     "merger": ((0.05,), (0.04,)),
-    # disturbance: none | minor | major disturbance, from params.DISTURBANCE (0.15 and 0.55).
+    # disturbance: none | minor | major disturbance, from taxonomy.DISTURBANCE (0.15 and 0.55).
     "disturbance": (_edges(DISTURBANCE, ("none", "mild", "strong")), (0.08, 0.08)),
 }
 # A parameter a hand-made row leaves out takes this value (NaN: unknown).

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from galaxalign.taxonomy import ClassSpec, MorphologyFeatures
+from galaxalign.taxonomy import DISTURBANCE, ClassSpec, MorphologyFeatures
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,13 @@ RENDER_VERSIONS = {
     2: RenderVersion(difficulty=0.3, fov_per_hlr=17.0, fov_limits=(42.4, 290.0)),
 }
 RENDER_VERSION = max(RENDER_VERSIONS)  # what `galaxalign synth` renders unless told otherwise
+# The `generator` attribute of the files `galaxalign synth` writes (readers check it for the version).
+SYNTH_GENERATOR = "galaxalign-synth"
 DEFAULT_DIFFICULTY = RENDER_VERSIONS[RENDER_VERSION].difficulty
 
 # How far each side of a feature range is widened at difficulty 1, and the hard limits after widening.
 MARGIN = {"axis_ratio": 0.2, "bulge_fraction": 0.2, "pitch_deg": 10.0, "disturbance": 0.3}
 LIMITS = {"axis_ratio": (0.05, 1.0), "bulge_fraction": (0.0, 1.0), "pitch_deg": (4.0, 50.0), "disturbance": (0.0, 1.0)}
-# Continuous disturbance behind each Galaxy Zoo word.
-DISTURBANCE = {"none": (0.0, 0.05), "mild": (0.25, 0.5), "strong": (0.6, 1.0)}
 # A weak bar an unbarred disk may get (with probability WEAK_BAR_CHANCE * difficulty).
 WEAK_BAR = (0.02, 0.07)
 WEAK_BAR_CHANCE = 0.3

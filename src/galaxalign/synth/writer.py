@@ -20,12 +20,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from galaxalign import __version__
+from galaxalign._version import __version__
 from galaxalign.config import option, required
-from galaxalign.data.datasets import SYNTH_GENERATOR
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
-from galaxalign.synth.params import PARAM_NAMES, RENDER_VERSION, RENDER_VERSIONS, sample_params
+from galaxalign.synth.params import PARAM_NAMES, RENDER_VERSION, RENDER_VERSIONS, SYNTH_GENERATOR, sample_params
 from galaxalign.synth.render import render_galaxy
 from galaxalign.taxonomy import Scheme, load_scheme
 

@@ -30,6 +30,8 @@ WINDING_LEVELS = ("tight", "medium", "loose")
 # Logarithmic-spiral pitch angle range in degrees behind each winding word.
 PITCH_DEG = {"tight": (7.0, 15.0), "medium": (13.0, 24.0), "loose": (22.0, 38.0)}
 DISTURBANCE_LEVELS = ("none", "mild", "strong")
+# Continuous disturbance (0 calm .. 1 torn) behind each disturbance word.
+DISTURBANCE = {"none": (0.0, 0.05), "mild": (0.25, 0.5), "strong": (0.6, 1.0)}
 BUILTIN_SCHEMES = ("galaxy10", "gz2")
 
 
