@@ -33,13 +33,13 @@ browser:
 
 # ruff (lint and format check) and mypy, as configured in pyproject.toml.
 lint: setup
-	$(BIN)/ruff check src tests benchmarks studies
-	$(BIN)/ruff format --check src tests benchmarks studies
+	$(BIN)/ruff check src tests benchmarks studies tools
+	$(BIN)/ruff format --check src tests benchmarks studies tools
 	$(BIN)/mypy
 
 format: setup
-	$(BIN)/ruff check --fix src tests benchmarks studies
-	$(BIN)/ruff format src tests benchmarks studies
+	$(BIN)/ruff check --fix src tests benchmarks studies tools
+	$(BIN)/ruff format src tests benchmarks studies tools
 
 test: setup browser
 	$(BIN)/python -m pytest -q
