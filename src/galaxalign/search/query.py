@@ -23,6 +23,7 @@ from galaxalign.symbols import render_symbol
 
 if TYPE_CHECKING:
     from galaxalign.runs import ImageLike, Run
+    from galaxalign.taxonomy import ClassSpec
 
 ImageInput = np.ndarray | str | os.PathLike
 SKETCH_FILL = 0.85  # fraction of the side a sketch's drawing spans, as a symbol's body does
@@ -77,6 +78,16 @@ def read_sketch(path: str | os.PathLike) -> np.ndarray:
     return keep_alpha(path, load_image(path))  # load_image validates, with one-line errors
 
 
+def symbol_vector(run: Run, spec: ClassSpec) -> np.ndarray:
+    """A class's symbol query: its canonical drawing and its family mean, weighted equally."""
+    canonical = np.asarray(render_symbol(spec.symbol, run.image_size).convert("RGB"))
+    vector = normalise(run.embed_symbols([canonical]))[0]
+    if run.config.symbol_variants > 0:
+        family = run.symbols01[spec.id].mul(255).round().byte().permute(0, 2, 3, 1).numpy()
+        vector = vector + normalise(run.embed_symbols(list(family)).mean(axis=0))[0]
+    return vector
+
+
 class Searcher:
     """Answers queries on `index` with the `run` that built it.
 
@@ -116,12 +127,7 @@ class Searcher:
         run = self._need_run("symbol")
         spec = run.scheme.by_key(str(class_key))
         if spec.id not in self._symbol_vectors:
-            canonical = np.asarray(render_symbol(spec.symbol, run.image_size).convert("RGB"))
-            vector = normalise(run.embed_symbols([canonical]))[0]
-            if run.config.symbol_variants > 0:
-                family = run.symbols01[spec.id].mul(255).round().byte().permute(0, 2, 3, 1).numpy()
-                vector = vector + normalise(run.embed_symbols(list(family)).mean(axis=0))[0]
-            self._symbol_vectors[spec.id] = vector
+            self._symbol_vectors[spec.id] = symbol_vector(run, spec)
         return self.by_vector(self._symbol_vectors[spec.id], k)
 
     def by_sketch(self, sketch: ImageInput, k: int = 10) -> list[Hit]:

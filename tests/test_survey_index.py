@@ -1,0 +1,257 @@
+"""The survey index: built from embedding shards, resumable, memory-mapped, tuned, with sky queries."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from galaxalign.errors import GalaxAlignError
+from galaxalign.search import shards
+from galaxalign.search.index import exact_knn, recall_at
+from galaxalign.search.survey import (
+    BuildOptions,
+    Cone,
+    SurveyIndex,
+    SurveySearcher,
+    build_survey_index,
+    plan_index,
+)
+
+FP = "c" * 64
+DIM, SHARDS, PER_SHARD = 32, 4, 900
+OPTIONS = BuildOptions(threads=1, tune_queries=48, opq=False)
+
+
+def write_embedding_folder(folder: Path, seed: int = 0, shards_n: int = SHARDS, per: int = PER_SHARD) -> np.ndarray:
+    """Clustered unit vectors with sky positions, in shards laid out as `embed` writes them."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(24, DIM))
+    shards.write_catalogue_manifest(
+        folder, {"run": "", "fingerprint": FP, "dim": DIM, "sources": [f"in/part{k}.h5" for k in range(shards_n)]}
+    )
+    out = []
+    for k in range(shards_n):
+        v = centres[rng.integers(0, len(centres), per)] + 0.6 * rng.normal(size=(per, DIM))
+        v = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
+        ra = rng.uniform(0, 360, per)
+        dec = np.degrees(np.arcsin(rng.uniform(-1, 1, per)))
+        if k == 0:
+            ra[:3], dec[:3] = [150.0, 150.001, 359.9995], [2.0, 2.0, -0.5]
+        shards.write_shard(
+            folder,
+            k,
+            ids=[f"g{k}-{i}" for i in range(per)],
+            ra=ra,
+            dec=dec,
+            source=f"in/part{k}.h5",
+            rows=np.arange(per),
+            vectors=v,
+            fingerprint=FP,
+        )
+        out.append(v)
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("survey")
+    vectors = write_embedding_folder(root / "emb")
+    index = build_survey_index(root / "emb", root / "big", OPTIONS)
+    return root, vectors, index
+
+
+def test_plan_follows_faiss_guidelines_by_size():
+    small = plan_index(3600, 32)
+    assert small.nlist == 64 and small.factory.startswith("IVF64,PQ4")  # 4 sqrt(N) = 240, capped at N / 39
+    mid = plan_index(10**7, 256)
+    assert mid.factory == "OPQ32_128,IVF16384_HNSW32,PQ32"  # 4 sqrt(1e7) = 12649 -> 2^14; D/8 bytes; y = 4x
+    assert 30 * mid.nlist <= mid.train_size <= 256 * mid.nlist
+    assert plan_index(10**9, 256, build_memory_gb=32).nlist == 1 << 17  # 4 sqrt(1e9) = 126k -> 2^17
+    with pytest.raises(GalaxAlignError, match="--build-memory-gb 0.01 holds"):
+        plan_index(10**8, 256, build_memory_gb=0.01)
+
+
+def test_survey_index_recall_against_exact_search(built):
+    root, vectors, index = built
+    assert len(index) == SHARDS * PER_SHARD and index.manifest["tuning"]["image"]["reached"]
+    rows = np.random.default_rng(5).choice(len(vectors), 40, replace=False)
+    queries = vectors[rows].astype(np.float32)
+    _, truth = exact_knn(vectors.astype(np.float32), queries, 10)
+    found = np.array([r for _, r in index.search(queries, 10)])
+    assert recall_at(found, truth) >= 0.95
+    scores, top = index.search(queries[:1], 3)[0]
+    q = queries[0] / np.linalg.norm(queries[0])
+    np.testing.assert_allclose(scores, vectors[top].astype(np.float32) @ q, rtol=1e-5)  # exact re-rank
+
+
+def test_tuning_is_stored_per_query_type_and_used(built):
+    root, _, index = built
+    manifest = json.loads((root / "big" / "survey.json").read_text())
+    assert {"image", "cross"} <= set(manifest["tuning"])
+    assert manifest["tuning"]["cross"]["from"] == "displaced"
+    assert index.depth("text").nprobe == manifest["tuning"]["cross"]["nprobe"]
+    assert index.depth("image").rerank == manifest["tuning"]["image"]["rerank"]
+
+
+def test_files_are_recorded_and_build_folder_removed(built):
+    root, _, index = built
+    files = index.manifest["files"]
+    assert set(files) >= {"populated.index", "lists.ivfdata", "vectors.f16", "catalogue.arrow"}
+    assert files["vectors.f16"]["bytes"] == SHARDS * PER_SHARD * DIM * 2
+    assert not (root / "big" / "build").exists()
+
+
+def test_vectors_file_is_the_shards_in_global_row_order(built):
+    root, vectors, index = built
+    np.testing.assert_array_equal(np.asarray(index.vectors), vectors)
+    assert index.galaxy_id(PER_SHARD + 2) == "g1-2" and index.row("g3-7") == 3 * PER_SHARD + 7
+    with pytest.raises(GalaxAlignError, match="no galaxy with id 'nope'"):
+        index.row("nope")
+
+
+def test_index_moves_with_its_folder(built, tmp_path):
+    root, _, index = built
+    import shutil
+
+    moved = tmp_path / "moved"
+    shutil.copytree(root / "big", moved)
+    other = SurveyIndex.open(moved)
+    q = np.asarray(index.vectors[:2], np.float32)
+    assert [r.tolist() for _, r in other.search(q, 5)] == [r.tolist() for _, r in index.search(q, 5)]
+
+
+def test_by_id_leaves_the_galaxy_out(built):
+    _, _, index = built
+    hits = SurveySearcher(index).by_id("g2-11", k=5)
+    assert len(hits) == 5 and "g2-11" not in [h.id for h in hits]
+    assert hits[0].source == "in/part2.h5" or hits[0].source.startswith("in/part")
+
+
+def test_by_position_finds_the_nearest_galaxy_within_tolerance(built):
+    _, _, index = built
+    row, sep = index.nearest(150.0 + 1 / 3600, 2.0)  # 1 arcsec (times cos dec) east of g0-0
+    assert row == 0 and 0.9 < sep < 1.1
+    assert index.nearest(0.0005, -0.5)[0] == 2  # across RA = 0
+    hits = SurveySearcher(index).by_position(150.0, 2.0, k=4)
+    assert "g0-0" not in [h.id for h in hits] and len(hits) == 4
+    with pytest.raises(GalaxAlignError, match="no catalogue galaxy within 5 arcsec of RA 10, Dec 10"):
+        index.nearest(10.0, 10.0)
+
+
+def test_cone_filter_keeps_only_galaxies_inside(built):
+    _, vectors, index = built
+    cone = Cone(150.0, 2.0, 30.0)
+    members = index.cone_rows(cone)
+    ra, dec = index.ra.to_numpy(), index.dec.to_numpy()
+    from astropy.coordinates import SkyCoord
+
+    sep = SkyCoord(ra, dec, unit="deg").separation(SkyCoord(150.0, 2.0, unit="deg")).deg
+    assert members.tolist() == np.flatnonzero(sep <= 30.0).tolist()  # the same set astropy's full scan gives
+    hits = SurveySearcher(index).by_vector(vectors[100].astype(np.float32), 10, cone=cone)
+    assert hits and all(h.index in set(members.tolist()) for h in hits)
+    inside = vectors[members].astype(np.float32) @ vectors[100].astype(np.float32)
+    assert hits[0].index == members[np.argmax(inside)]  # exact within a small cone
+
+
+def test_cone_lookup_reads_a_declination_band_not_all_rows(built):
+    _, _, index = built
+    band = index._band(2.0, 1.0)
+    assert 0 < len(band) < len(index) / 20
+
+
+def test_bad_cone_is_refused():
+    with pytest.raises(GalaxAlignError, match="cone: need dec in"):
+        Cone(10.0, 95.0, 1.0)
+
+
+def _kill_at(step: str, emb: Path, out: Path) -> int:
+    code = (
+        "import os, sys\n"
+        "from galaxalign.search.survey import BuildOptions, build_survey_index\n"
+        "def step(name):\n"
+        f"    if name == {step!r}: os.kill(os.getpid(), 9)\n"
+        f"build_survey_index({str(emb)!r}, {str(out)!r}, BuildOptions(threads=1, tune_queries=48, opq=False), on_step=step)\n"
+    )
+    src = str(Path(__file__).parents[1] / "src")
+    return subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": src, "OMP_NUM_THREADS": "1"}).returncode
+
+
+@pytest.mark.slow
+def test_build_killed_mid_way_resumes_to_identical_files(built, tmp_path):
+    root, _, index = built
+    out = tmp_path / "big"
+    assert _kill_at("block-1", root / "emb", out) == -9
+    assert (out / "build" / "block-00001.index").exists() and not (out / "build" / "block-00002.index").exists()
+    assert not (out / "survey.json").exists()
+    with pytest.raises(GalaxAlignError, match="survey.json: no such survey index manifest"):
+        SurveyIndex.open(out)
+    assert _kill_at("merge", root / "emb", out) == -9  # resumed, then killed again after the merge
+    resumed = build_survey_index(root / "emb", out, OPTIONS)
+    assert resumed.manifest["files"] == index.manifest["files"]  # sizes and sha256 of every file, bytes equal
+    assert resumed.manifest["tuning"] == index.manifest["tuning"]
+
+
+def test_rebuild_with_nothing_changed_is_a_no_op(built):
+    root, _, index = built
+    before = (root / "big" / "survey.json").stat().st_mtime_ns
+    build_survey_index(root / "emb", root / "big", OPTIONS)
+    assert (root / "big" / "survey.json").stat().st_mtime_ns == before
+
+
+def _copy(built, tmp_path) -> Path:
+    import shutil
+
+    root = built[0]
+    shutil.copytree(root / "big", tmp_path / "big")
+    return tmp_path / "big"
+
+
+def test_truncated_lists_file_is_refused(built, tmp_path):
+    big = _copy(built, tmp_path)
+    data = (big / "lists.ivfdata").read_bytes()
+    (big / "lists.ivfdata").write_bytes(data[: len(data) // 2])
+    with pytest.raises(GalaxAlignError) as err:
+        SurveyIndex.open(big)
+    assert str(big / "lists.ivfdata") in str(err.value) and "truncated or rewritten" in str(err.value)
+
+
+def test_changed_byte_is_refused_by_checksum(built, tmp_path):
+    big = _copy(built, tmp_path)
+    data = bytearray((big / "vectors.f16").read_bytes())
+    data[0] ^= 0x01
+    (big / "vectors.f16").write_bytes(bytes(data))
+    with pytest.raises(GalaxAlignError, match=r"vectors.f16: sha256 differs from the index manifest"):
+        SurveyIndex.open(big)
+
+
+def test_truncated_index_file_is_refused_even_without_checks(built, tmp_path):
+    big = _copy(built, tmp_path)
+    data = (big / "populated.index").read_bytes()
+    (big / "populated.index").write_bytes(data[:100])
+    with pytest.raises(GalaxAlignError, match=r"populated.index: unreadable FAISS index"):
+        SurveyIndex.open(big, verify="none")
+
+
+def test_truncated_shard_is_refused_at_build(tmp_path):
+    write_embedding_folder(tmp_path / "emb", shards_n=2, per=300)
+    path = shards.shard_path(tmp_path / "emb", 1)
+    path.write_bytes(path.read_bytes()[:-50])
+    with pytest.raises(GalaxAlignError, match=r"shard-00001.parquet: \d+ bytes, its manifest says"):
+        build_survey_index(tmp_path / "emb", tmp_path / "big", OPTIONS)
+    assert not (tmp_path / "big").exists()
+
+
+def test_foreign_shard_is_refused_at_build(tmp_path):
+    write_embedding_folder(tmp_path / "emb", shards_n=2, per=300)
+    v = (np.ones((4, DIM)) / np.sqrt(DIM)).astype(np.float16)
+    other = tmp_path / "other"
+    shards.write_shard(
+        other, 0, ids=list("abcd"), ra=[0] * 4, dec=[0] * 4, source="x", rows=range(4), vectors=v, fingerprint="d" * 64
+    )
+    for suffix in (".parquet", ".json"):
+        (other / f"shard-00000{suffix}").replace(tmp_path / "emb" / f"shard-00001{suffix}")
+    with pytest.raises(GalaxAlignError, match=r"shard-00001.parquet: embedded by run fingerprint dddddddddddd"):
+        build_survey_index(tmp_path / "emb", tmp_path / "big", OPTIONS)
