@@ -42,6 +42,18 @@ def test_classification_metrics_by_hand():
 # ---------------------------------------------------------------- retrieval, by hand
 
 
+def test_wilson_interval_by_hand():
+    wilson = metrics.wilson_interval
+    lo, hi = wilson(7, 10)
+    # p = 0.7, z = 1.96: centre (0.7 + 0.19208) / 1.38415 = 0.64449, half 1.96 / 1.38415 * sqrt(0.021 + 0.0096) = 0.24771
+    assert lo == pytest.approx(0.3968, abs=1e-3) and hi == pytest.approx(0.8922, abs=1e-3)
+    assert wilson(0, 5)[0] == pytest.approx(0.0, abs=1e-9) and wilson(0, 5)[1] == pytest.approx(0.4345, abs=1e-3)
+    assert wilson(5, 5)[1] == pytest.approx(1.0) and wilson(5, 5)[0] == pytest.approx(0.5655, abs=1e-3)
+    assert all(math.isnan(v) for v in wilson(0, 0))
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        wilson(6, 5)
+
+
 def test_retrieval_binary_by_hand():
     # Ranked by angle: relevant, not, relevant, not, then the third relevant item last. R = 3, k = 4.
     db = [at(0, 3.0), at(20), at(40, 0.5), at(60), at(170)]

@@ -103,6 +103,41 @@ def test_malformed_scheme_names_the_field(tmp_path, mutate, message):
     assert str(path) in str(info.value)
 
 
+def test_builtin_schemes_share_coarse_groups():
+    galaxy10, gz2 = load_scheme("galaxy10"), load_scheme("gz2")
+    assert galaxy10.groups == gz2.groups
+    assert list(galaxy10.group_names) == ["smooth", "featured", "edge_on", "merger"]
+    assert {c.group for c in galaxy10} == set(galaxy10.group_names)  # every group has a Galaxy10 class
+    assert galaxy10.by_key("merging").group == "merger" and gz2.by_key("edge_on_disk").group == "edge_on"
+    assert "merger" not in {c.group for c in gz2}  # GZ2's summary has no merger class
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda d: d["classes"][0].update(group="spiral"), r"classes\[0\]\.group: 'spiral' is not one of"),
+        (lambda d: d["classes"][2].pop("group"), r"classes\[2\]\.group: missing field"),
+        (lambda d: d.pop("groups"), r"classes\[0\]\.group: the scheme declares no groups"),
+        (lambda d: d.update(groups=[{"key": "a"}]), r"groups\[0\]\.name: missing field"),
+    ],
+)
+def test_malformed_groups_name_the_field(mutate, message):
+    data = load_scheme("galaxy10").to_dict()
+    mutate(data)
+    with pytest.raises(GalaxAlignError, match=message):
+        parse_scheme(data, source="mine.json")
+
+
+def test_a_scheme_without_groups_still_loads():
+    data = load_scheme("gz2").to_dict()
+    data.pop("groups")
+    for c in data["classes"]:
+        c.pop("group")
+    scheme = parse_scheme(data, source="old.json")
+    assert scheme.groups == () and all(c.group is None for c in scheme)
+    assert "groups" not in scheme.to_dict() and "group" not in scheme.to_dict()["classes"][0]
+
+
 def test_unreadable_scheme_files(tmp_path):
     with pytest.raises(GalaxAlignError, match="no such scheme file"):
         load_scheme(tmp_path / "nope.json")

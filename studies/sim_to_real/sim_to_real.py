@@ -30,74 +30,32 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from galaxalign.evaluation.metrics import wilson_interval
+from galaxalign.morphology.votes import ODD_COLUMNS, ODD_FEATURES, answered, vote_fractions
+from galaxalign.taxonomy import load_scheme
+
 # ---------------------------------------------------------------- coarse groups
 
-GROUPS = ("smooth", "featured", "edge_on", "merger")
-GROUP_NAMES = {
-    "smooth": "smooth",
-    "featured": "featured (face-on disk)",
-    "edge_on": "edge-on disk",
-    "merger": "merger / disturbed",
-}
-# Every class of the builtin galaxy10 and gz2 schemes, by key, to its coarse group. gz2 has no
-# merger class, so a gz2 run can never be right about a merger; that is reported, not hidden.
-KEY_GROUP = {
-    "disturbed": "merger",
-    "merging": "merger",
-    "round_smooth": "smooth",
-    "inbetween_round_smooth": "smooth",
-    "cigar_smooth": "smooth",
-    "barred_spiral": "featured",
-    "unbarred_tight_spiral": "featured",
-    "unbarred_loose_spiral": "featured",
-    "edge_on_no_bulge": "edge_on",
-    "edge_on_with_bulge": "edge_on",
-    "smooth_round": "smooth",
-    "smooth_inbetween": "smooth",
-    "smooth_cigar": "smooth",
-    "edge_on_disk": "edge_on",
-    "unbarred_spiral": "featured",
-    "featured_without_bar_or_spiral": "featured",
-}
+# The coarse groups are the builtin schemes' own (taxonomy's `groups`); every class of galaxy10
+# and gz2, by key, to its group. gz2 has no merger class, so a gz2 run can never be right about
+# a merger; that is reported, not hidden.
+_SCHEMES = (load_scheme("galaxy10"), load_scheme("gz2"))
+GROUP_NAMES = _SCHEMES[0].group_names
+GROUPS = tuple(GROUP_NAMES)
+KEY_GROUP = {c.key: c.group for scheme in _SCHEMES for c in scheme if c.group}
 
-# The merging question's answers (canonical names of morphology.answers) and which of them count as a merger.
+# The merging question's answers (canonical names of morphology.votes) and which of them count as a merger.
 MERGING_ANSWERS = ("merging_none", "merging_minor", "merging_major", "merging_merger")
 MERGING_WORDS = ("none", "minor disturbance", "major disturbance / tidal debris", "merger")
 MERGER_ANSWERS = ("merging_major", "merging_merger")
-# GZ2's odd-feature question (asked only of those who said "odd"), in Hart+16 and Kaggle columns.
-ODD_FEATURES = {
-    "ring": ("t08_odd_feature_a19_ring", "Class8.1"),
-    "lens": ("t08_odd_feature_a20_lens_or_arc", "Class8.2"),
-    "disturbed": ("t08_odd_feature_a21_disturbed", "Class8.3"),
-    "irregular": ("t08_odd_feature_a22_irregular", "Class8.4"),
-    "other": ("t08_odd_feature_a23_other", "Class8.5"),
-    "merger": ("t08_odd_feature_a24_merger", "Class8.6"),
-    "dust_lane": ("t08_odd_feature_a38_dust_lane", "Class8.7"),
-}
-ODD_YES_NO = {"odd_yes": ("t06_odd_a14_yes", "Class6.1"), "odd_no": ("t06_odd_a15_no", "Class6.2")}
 MERGER_ODD = ("merger", "disturbed")
 
 
 def odd_fractions(table) -> dict[str, np.ndarray]:
-    """GZ2's "anything odd?" shares and the odd-feature shares among those who said odd.
-
-    Hart+16 debiased columns, or Kaggle ones (cumulative, so renormalised per question); empty for
-    GZ DECaLS, which asks about mergers directly. `morphology.votes` does not read these because the GZ2
-    summary label does not need them; the merger group does.
-    """
-    names = set(map(str, table.keys()))
-    out: dict[str, np.ndarray] = {}
-    for group in (ODD_YES_NO, ODD_FEATURES):
-        hart = {k: f"{h}_debiased" for k, (h, _) in group.items()}
-        kaggle = {k: c for k, (_, c) in group.items()}
-        if set(hart.values()) <= names:
-            out.update({k: np.asarray(table[c], dtype=np.float64) for k, c in hart.items()})
-        elif set(kaggle.values()) <= names:
-            values = {k: np.asarray(table[c], dtype=np.float64) for k, c in kaggle.items()}
-            total = sum(values.values())
-            with np.errstate(divide="ignore", invalid="ignore"):
-                out.update({k: np.where(total > 0, v / total, np.nan) for k, v in values.items()})
-    return out
+    """GZ2's "anything odd?" shares and the odd-feature shares among those who said odd
+    (`votes.ODD_COLUMNS`; empty for GZ DECaLS, which asks about mergers directly). The GZ2
+    summary label does not need them; the merger group does."""
+    return vote_fractions(table, columns=ODD_COLUMNS) or {}
 
 
 def _get(row: Mapping[str, float], name: str) -> float:
@@ -109,15 +67,13 @@ def merger_call(row: Mapping[str, float]) -> tuple[bool | None, str]:
     """Whether volunteers call this galaxy a merger (or a major disturbance), and why.
 
     GZ DECaLS: the plurality answer of the merging question (as `morphology.answers` takes it), but only
-    when that question's shares add up to about 1: a row whose shares sum to 0.03 is broken, not
-    a merger. GZ2 (Hart+16, Kaggle): most volunteers said "odd" and merger or disturbed is the
+    when the row is not broken (`votes.answered`): a row whose shares sum to 0.03 is not a merger. GZ2 (Hart+16, Kaggle): most volunteers said "odd" and merger or disturbed is the
     plurality odd feature, as the published gz2_class marks "(m)". None when nobody was asked.
     """
     shares = np.array([_get(row, k) for k in MERGING_ANSWERS])
     if not np.isnan(shares).all():
-        total = float(np.nansum(shares))
-        if not 0.9 <= total <= 1.1:
-            return None, f"merging shares sum to {total:.2f}: ignored"
+        if not answered(shares):
+            return None, f"merging shares sum to {float(np.nansum(shares)):.2f}: ignored"
         top = int(np.argmax(np.nan_to_num(shares, nan=-1.0)))
         return MERGING_ANSWERS[top] in MERGER_ANSWERS, f"merging: {MERGING_WORDS[top]} {shares[top]:.0%}"
     odd_yes, odd_no = _get(row, "odd_yes"), _get(row, "odd_no")
@@ -511,16 +467,6 @@ def single_stat_auc(sim: np.ndarray, real: np.ndarray) -> float:
 # ---------------------------------------------------------------- accuracy
 
 
-def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval of a proportion k/n: honest at small n and at 0 or n successes."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 def predicted_groups(run, images: Sequence[np.ndarray]) -> list[str | None]:
     """Each image's predicted class under the run's own scoring, as a coarse group."""
     probs = run.predict_proba(list(images))
@@ -536,7 +482,7 @@ def accuracy_rows(
     for subset, mask in subsets.items():
         mask = np.asarray(mask, bool)
         k, n = int(correct[mask].sum()), int(mask.sum())
-        lo, hi = wilson(k, n)
+        lo, hi = wilson_interval(k, n)
         rows.append(
             {"run": name, "subset": subset, "correct": k, "n": n, "acc": k / n if n else np.nan, "lo": lo, "hi": hi}
         )
@@ -819,7 +765,6 @@ def load_inputs(sim_path: str | None, per_class: int, size: int, seed: int, work
     import h5py
 
     from galaxalign.data import load_image
-    from galaxalign.taxonomy import load_scheme
 
     galaxies = real_galaxies()
     real_images = [load_image(g.path) for g in galaxies]
@@ -833,7 +778,7 @@ def load_inputs(sim_path: str | None, per_class: int, size: int, seed: int, work
             images, labels = f["images"][()], f["ans"][()].astype(int)
             params = {k: f["params"][k][()] for k in f["params"]} if "params" in f else {}
     scheme = load_scheme("galaxy10")
-    groups = np.array([KEY_GROUP[scheme[int(c)].key] for c in labels])
+    groups = np.array([scheme[int(c)].group for c in labels])
     return Inputs(galaxies, real_images, images, groups, params)
 
 

@@ -3,13 +3,14 @@
 Imports are lazy so that building the CLI (which reads the benchmark config) stays fast.
 """
 
-__all__ = ["classification_metrics", "evaluate_run", "paired_gap", "retrieval_metrics"]
+__all__ = ["classification_metrics", "evaluate_run", "paired_gap", "retrieval_metrics", "wilson_interval"]
 
 _HOMES = {
     "classification_metrics": "galaxalign.evaluation.metrics",
     "retrieval_metrics": "galaxalign.evaluation.metrics",
     "evaluate_run": "galaxalign.evaluation.evaluate",
     "paired_gap": "galaxalign.evaluation.metrics",
+    "wilson_interval": "galaxalign.evaluation.metrics",
 }
 
 

@@ -14,7 +14,6 @@ answered, so a galaxy's symbol and text carry its own structure, not just its cl
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from galaxalign.errors import GalaxAlignError
-from galaxalign.morphology.votes import VOTE_NAMES, vote_fractions
+from galaxalign.morphology.votes import ANSWER_COLUMNS, VOTE_COLUMNS, VOTE_NAMES, answered, vote_fractions
 from galaxalign.synth.params import PARAM_NAMES
 from galaxalign.taxonomy import BULGE_FRACTION, BULGE_LEVELS, DISTURBANCE, PITCH_DEG, WINDING_LEVELS
 
@@ -106,30 +105,9 @@ PARAM_DEFAULTS = {
 
 # ---------------------------------------------------------------- votes -> answers
 #
-# Answers `votes.VOTE_COLUMNS` does not name (it keeps what the GZ2 summary needs), in its format:
-# canonical name -> (GZ DECaLS question, its answers summed, Hart16 column stem, Kaggle column).
-# GZ DECaLS DR1/2 and GZ2 asked coarser questions; their answers map to the nearest DR5 word.
-EXTRA_VOTE_COLUMNS: dict[str, tuple[str, tuple[str, ...], str | None, str | None]] = {
-    "bar_strong": ("bar", ("strong",), None, None),
-    "bar_weak": ("bar", ("weak",), None, None),
-    "bulge_none": ("bulge-size", ("none", "no"), "t05_bulge_prominence_a10_no_bulge", "Class5.1"),
-    "bulge_small": ("bulge-size", ("small", "just-noticeable"), "t05_bulge_prominence_a11_just_noticeable", "Class5.2"),
-    "bulge_moderate": ("bulge-size", ("moderate", "obvious"), "t05_bulge_prominence_a12_obvious", "Class5.3"),
-    "bulge_large": ("bulge-size", ("large",), None, None),
-    "bulge_dominant": ("bulge-size", ("dominant",), "t05_bulge_prominence_a13_dominant", "Class5.4"),
-    "edge_bulge_none": ("edge-on-bulge", ("none",), "t09_bulge_shape_a27_no_bulge", "Class9.3"),
-    "edge_bulge_rounded": ("edge-on-bulge", ("rounded",), "t09_bulge_shape_a25_rounded", "Class9.1"),
-    "edge_bulge_boxy": ("edge-on-bulge", ("boxy",), "t09_bulge_shape_a26_boxy", "Class9.2"),
-    "arms_1": ("spiral-arm-count", ("1",), "t11_arms_number_a31_1", "Class11.1"),
-    "arms_2": ("spiral-arm-count", ("2",), "t11_arms_number_a32_2", "Class11.2"),
-    "arms_3": ("spiral-arm-count", ("3",), "t11_arms_number_a33_3", "Class11.3"),
-    "arms_4": ("spiral-arm-count", ("4",), "t11_arms_number_a34_4", "Class11.4"),
-    "arms_more": ("spiral-arm-count", ("more-than-4",), "t11_arms_number_a36_more_than_4", "Class11.5"),
-    "merging_none": ("merging", ("none", "neither"), None, None),
-    "merging_minor": ("merging", ("minor-disturbance",), None, None),
-    "merging_major": ("merging", ("major-disturbance", "tidal-debris"), None, None),
-    "merging_merger": ("merging", ("merger", "both"), None, None),
-}
+# Answers `votes.VOTE_COLUMNS` does not name (it keeps what the GZ2 summary needs), read by the
+# same reader (`votes.vote_fractions`).
+EXTRA_VOTE_COLUMNS = ANSWER_COLUMNS
 ANSWER_NAMES = (*VOTE_NAMES, *EXTRA_VOTE_COLUMNS)
 
 
@@ -357,53 +335,18 @@ def answers_from_votes(fractions: Mapping[str, Any]) -> list[GalaxyAnswers]:
     return out
 
 
-MIN_ANSWERED = 0.5  # a question's answer shares sum to ~1 where it was asked; far less is a broken row
-
-
 def _plurality(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per galaxy (column of `stack`, one row per answer): the plurality answer's index and its
-    share; share 0 where nobody answered, or where the shares sum to less than MIN_ANSWERED (a
-    damaged catalogue row must not decide an answer from a few per cent of the votes). Ties go
+    share; share 0 where nobody answered, or where the row is broken (`votes.answered`). Ties go
     to the first answer."""
     index = np.argmax(np.nan_to_num(stack, nan=-1.0), axis=0)
     share = np.nan_to_num(stack[index, np.arange(stack.shape[1])], nan=0.0)
-    answered = np.nansum(stack, axis=0) >= MIN_ANSWERED
-    return index, np.where(answered, np.clip(share, 0.0, 1.0), 0.0)
+    return index, np.where(answered(stack), np.clip(share, 0.0, 1.0), 0.0)
 
 
 def answer_fractions(table: Mapping[str, Any], kind: str = "auto") -> dict[str, np.ndarray] | None:
-    """`votes.vote_fractions` plus the answers of `EXTRA_VOTE_COLUMNS`, read the same way."""
-    found = dict(vote_fractions(table, kind) or {})
-    names = [str(c) for c in table.keys()]
-    decals_kind = "fraction" if kind == "auto" else kind
-    hart_kind = "debiased" if kind == "auto" else kind
-    kaggle = [c for c in names if re.fullmatch(r"Class\d+\.\d+", c)]
-
-    def column(name: str) -> np.ndarray:
-        return np.atleast_1d(np.asarray(table[name], dtype=np.float64))
-
-    def add(canonical: str, values: np.ndarray) -> None:
-        old = found.get(canonical)
-        found[canonical] = values if old is None else np.where(np.isnan(old), values, old)
-
-    for canonical, (question, answers, hart, kaggle_column) in EXTRA_VOTE_COLUMNS.items():
-        pattern = re.compile(rf"{re.escape(question)}(-[a-z0-9]+)?_({'|'.join(map(re.escape, answers))})_{decals_kind}")
-        by_campaign: dict[str, list[np.ndarray]] = {}
-        for name in names:
-            m = pattern.fullmatch(name)
-            if m:
-                by_campaign.setdefault(m.group(1) or "", []).append(column(name))
-        for arrays in by_campaign.values():
-            stacked = np.stack(arrays)
-            add(canonical, np.where(np.isnan(stacked).all(axis=0), np.nan, np.nansum(stacked, axis=0)))
-        if hart and f"{hart}_{hart_kind}" in names:
-            add(canonical, column(f"{hart}_{hart_kind}"))
-        if kaggle_column in kaggle:  # Kaggle shares are of all volunteers: renormalise per question
-            prefix = kaggle_column.split(".")[0] + "."
-            total = sum(column(c) for c in kaggle if c.startswith(prefix))
-            with np.errstate(divide="ignore", invalid="ignore"):
-                add(canonical, np.where(total > 0, column(kaggle_column) / total, np.nan))
-    return found or None
+    """`votes.vote_fractions` of the summary's answers and of `votes.ANSWER_COLUMNS`."""
+    return vote_fractions(table, kind, {**VOTE_COLUMNS, **ANSWER_COLUMNS})
 
 
 # ---------------------------------------------------------------- from a dataset

@@ -81,6 +81,7 @@ class ClassSpec:
     label: str
     descriptions: tuple[str, ...]
     features: MorphologyFeatures
+    group: str | None = None  # the scheme's coarse group this class falls in (see Scheme.groups)
 
     @property
     def symbol(self) -> SymbolSpec:
@@ -94,9 +95,15 @@ class ClassSpec:
 
 @dataclass(frozen=True)
 class Scheme:
+    """A class scheme. `groups` are coarse groups (key, display name) shared across schemes, so
+    that runs of different schemes, or labels no scheme's classes fit, can meet at a coarser
+    level (smooth, featured, edge-on, merger); each class names its group. Optional for a
+    user's scheme."""
+
     name: str
     title: str
     classes: tuple[ClassSpec, ...]
+    groups: tuple[tuple[str, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -115,6 +122,11 @@ class Scheme:
     def keys(self) -> list[str]:
         return [c.key for c in self.classes]
 
+    @property
+    def group_names(self) -> dict[str, str]:
+        """Coarse group key -> display name, in the scheme's order."""
+        return dict(self.groups)
+
     def by_key(self, key: str) -> ClassSpec:
         """Look a class up by key, id (as text) or name, case-insensitively."""
         wanted = key.strip().lower()
@@ -124,21 +136,19 @@ class Scheme:
         raise GalaxAlignError(f"scheme {self.name}: no class {key!r} (known: {', '.join(self.keys)})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "title": self.title,
-            "classes": [
-                {
-                    "id": c.id,
-                    "key": c.key,
-                    "name": c.name,
-                    "label": c.label,
-                    "descriptions": list(c.descriptions),
-                    "features": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(c.features).items()},
-                }
-                for c in self.classes
-            ],
-        }
+        classes = []
+        for c in self.classes:
+            d: dict[str, Any] = {"id": c.id, "key": c.key, "name": c.name}
+            if c.group is not None:
+                d["group"] = c.group
+            d["label"] = c.label
+            d["descriptions"] = list(c.descriptions)
+            d["features"] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(c.features).items()}
+            classes.append(d)
+        out: dict[str, Any] = {"name": self.name, "title": self.title}
+        if self.groups:
+            out["groups"] = [{"key": k, "name": n} for k, n in self.groups]
+        return {**out, "classes": classes}
 
 
 def symbol_spec(f: MorphologyFeatures) -> SymbolSpec:
@@ -236,9 +246,24 @@ def _parse_features(d, path: str, source: str) -> MorphologyFeatures:
     )
 
 
+def _parse_groups(raw: Any, source: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, list) or not raw:
+        raise GalaxAlignError(f"{source}: scheme.groups: expected a non-empty list of {{key, name}}")
+    groups = []
+    for i, g in enumerate(raw):
+        where = f"groups[{i}]"
+        key = _typed(_field(g, "key", where, source), str, f"{where}.key", source)
+        groups.append((key, _typed(_field(g, "name", where, source), str, f"{where}.name", source)))
+    keys = [k for k, _ in groups]
+    if len(set(keys)) != len(keys):
+        raise GalaxAlignError(f"{source}: scheme.groups: duplicate key(s) {', '.join(sorted(set(keys)))}")
+    return tuple(groups)
+
+
 def parse_scheme(data: Any, source: str = "<scheme>") -> Scheme:
     """Validate a scheme given as plain data; errors name the source and the field."""
     classes_raw = _field(data, "classes", "scheme", source)
+    groups = _parse_groups(data["groups"], source) if "groups" in data else ()
     if not isinstance(classes_raw, list) or not classes_raw:
         raise GalaxAlignError(f"{source}: scheme.classes: expected a non-empty list")
     classes = []
@@ -252,6 +277,13 @@ def parse_scheme(data: Any, source: str = "<scheme>") -> Scheme:
             raise GalaxAlignError(f"{source}: {where}.descriptions: expected a non-empty list of strings")
         for j, text in enumerate(descriptions):
             _typed(text, str, f"{where}.descriptions[{j}]", source)
+        group = c.get("group")
+        if groups and group is None:
+            raise GalaxAlignError(f"{source}: {where}.group: missing field (the scheme declares groups)")
+        if group is not None:
+            if not groups:
+                raise GalaxAlignError(f"{source}: {where}.group: the scheme declares no groups")
+            _choice(group, [k for k, _ in groups], f"{where}.group", source)
         classes.append(
             ClassSpec(
                 id=cid,
@@ -260,6 +292,7 @@ def parse_scheme(data: Any, source: str = "<scheme>") -> Scheme:
                 label=_typed(_field(c, "label", where, source), str, f"{where}.label", source),
                 descriptions=tuple(descriptions),
                 features=_parse_features(_field(c, "features", where, source), f"{where}.features", source),
+                group=group,
             )
         )
     keys = [c.key for c in classes]
@@ -268,7 +301,7 @@ def parse_scheme(data: Any, source: str = "<scheme>") -> Scheme:
         raise GalaxAlignError(f"{source}: classes: duplicate key(s) {', '.join(dupes)}")
     name = _typed(data.get("name", Path(source).stem), str, "scheme.name", source)
     title = _typed(data.get("title", name), str, "scheme.title", source)
-    return Scheme(name=name, title=title, classes=tuple(classes))
+    return Scheme(name=name, title=title, classes=tuple(classes), groups=groups)
 
 
 def load_scheme(name_or_path: str | Path = "galaxy10") -> Scheme:
