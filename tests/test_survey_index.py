@@ -255,3 +255,71 @@ def test_foreign_shard_is_refused_at_build(tmp_path):
         (other / f"shard-00000{suffix}").replace(tmp_path / "emb" / f"shard-00001{suffix}")
     with pytest.raises(GalaxAlignError, match=r"shard-00001.parquet: embedded by run fingerprint dddddddddddd"):
         build_survey_index(tmp_path / "emb", tmp_path / "big", OPTIONS)
+
+
+def test_index_command_picks_survey_for_an_embedding_folder_and_says_why(built, tmp_path, capsys):
+    from galaxalign.cli import main
+
+    root = built[0]
+    import shutil
+
+    shutil.copytree(root / "big", tmp_path / "big")  # already built: the command resumes to a no-op
+    assert (
+        main(
+            [
+                "index",
+                "--data",
+                str(root / "emb"),
+                "--out",
+                str(tmp_path / "big"),
+                "--threads",
+                "1",
+                "--no-opq",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"index kind: survey ({root / 'emb'} is an embedding folder)"
+    assert out[-1].startswith(f"survey index of {SHARDS * PER_SHARD} galaxies in {tmp_path / 'big'}: IVF64,PQ4")
+
+
+def test_index_command_refuses_flags_the_chosen_kind_ignores(built, capsys):
+    from galaxalign.cli import main
+
+    root = built[0]
+    assert main(["index", "--data", str(root / "emb"), "--out", str(root / "x"), "--batch-size", "8"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "galaxalign: error: index: --batch-size do nothing for a survey index; drop them"
+    )
+    assert main(["index", "--data", str(root / "emb"), "--out", str(root / "x"), "--kind", "hnsw"]) == 2
+    assert "an embedding folder makes a survey index, not --kind hnsw" in capsys.readouterr().err
+
+
+def test_index_kind_choice_for_image_catalogues_by_size():
+    from galaxalign.search.index import SURVEY_FROM, IndexConfig, choose_index_kind
+
+    config = IndexConfig(data="cat.h5", out="idx", run="run")
+    assert choose_index_kind(config, 5_000) == ("flat", "5000 galaxies, under 200000: exact search is cheap")
+    assert choose_index_kind(config, 500_000)[0] == "ivf"
+    with pytest.raises(GalaxAlignError, match="embed them first with `galaxalign embed`"):
+        choose_index_kind(config, SURVEY_FROM + 1)
+    with pytest.raises(GalaxAlignError, match="--nlist do nothing for a flat index"):
+        choose_index_kind(IndexConfig(data="cat.h5", out="idx", run="run", nlist=64), 5_000)
+    with pytest.raises(GalaxAlignError, match="--run is needed"):
+        choose_index_kind(IndexConfig(data="cat.h5", out="idx"), 5_000)
+
+
+def test_search_command_by_sky_position_with_a_cone(built, capsys):
+    from galaxalign.cli import main
+
+    root = built[0]
+    argv = ["search", "--index", str(root / "big"), "--ra", "150", "--dec", "2", "-k", "3", "--json"]
+    assert main([*argv, "--cone", "150,2,40"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["query"] == {"position": [150.0, 2.0]} and len(result["hits"]) == 3
+    assert all(h["id"] != "g0-0" for h in result["hits"])
+    assert main([*argv, "--cone", "150,2"]) == 2
+    assert "--cone must be RA,DEC,RADIUS" in capsys.readouterr().err

@@ -105,45 +105,99 @@ def _evaluate(config, args) -> None:
 
 
 def _index(config, args) -> None:
+    from galaxalign.search.index import choose_index_kind
+    from galaxalign.search.shards import CATALOGUE_FILE
+
+    if (Path(config.data) / CATALOGUE_FILE).is_file():
+        _index_survey(config, args)
+        return
     from galaxalign.data import open_dataset
     from galaxalign.runs import load_run
     from galaxalign.search import GalaxyIndex, build_index
 
+    if config.add:
+        wrong = config.survey_flags()
+        if wrong:
+            raise GalaxAlignError(
+                f"index: --{wrong[0].replace('_', '-')} does nothing when adding to an index; drop it"
+            )
+    if config.run is None:
+        raise GalaxAlignError(f"index: --run is needed to embed the images of {config.data}")
     run = load_run(config.run, device=config.device)
     dataset = open_dataset(config.data, scheme=run.scheme)
+    batch_size, workers = config.batch_size or 64, config.workers or 0
     if config.add:
         index = GalaxyIndex.load(config.out, run).add(
-            run, dataset, batch_size=config.batch_size, progress=not args.quiet, workers=config.workers
+            run, dataset, batch_size=batch_size, progress=not args.quiet, workers=workers
         )
     else:
+        kind, why = choose_index_kind(config, len(dataset))
+        print(f"index kind: {kind} ({why})")
         index = build_index(
             run,
             dataset,
             config.out,
-            kind=config.kind or "auto",
-            batch_size=config.batch_size,
-            workers=config.workers,
+            kind=kind,
+            batch_size=batch_size,
+            workers=workers,
             thumbnails=config.thumbnails,
             progress=not args.quiet,
         )
     print(f"{index.kind} index of {len(index)} galaxies in {config.out}")
 
 
+def _index_survey(config, args) -> None:
+    from galaxalign.runs import load_run
+    from galaxalign.search.index import choose_index_kind
+    from galaxalign.search.survey import BuildOptions, build_survey_index
+
+    kind, why = choose_index_kind(config, None)
+    print(f"index kind: {kind} ({why})")
+    options = BuildOptions(
+        nlist=config.nlist,
+        pq_bytes=config.pq_bytes,
+        opq=config.opq,
+        build_memory_gb=config.build_memory_gb or 4.0,
+        threads=config.threads or 0,
+    )
+    run = load_run(config.run, device=config.device) if config.run else None
+    index = build_survey_index(config.data, config.out, options, run=run, progress=not args.quiet)
+    plan = index.manifest["plan"]
+    print(f"survey index of {len(index)} galaxies in {config.out}: {plan['factory']} ({plan['rule']})")
+
+
 def _search(config, args) -> None:
     from galaxalign.runs import load_run
     from galaxalign.search import GalaxyIndex, Searcher
+    from galaxalign.search.survey import Cone, SurveyIndex, SurveySearcher, is_survey_index
 
-    index = GalaxyIndex.load(config.index)
     kind, value = config.query
-    # Search by id uses stored embeddings; every other query is embedded by the index's run.
-    run = load_run(config.run or index.run_dir, device=config.device) if config.run or kind != "id" else None
-    hits = getattr(Searcher(index, run), f"by_{kind}")(value, config.k)
-    if config.json:
-        print(
-            json.dumps(
-                {"index": str(config.index), "query": {kind: value}, "hits": [h.to_dict() for h in hits]}, indent=2
+    cone = config.cone_tuple()
+    run_needed = config.run or kind not in ("id", "position")
+    searcher: Searcher | SurveySearcher
+    if is_survey_index(config.index):
+        survey = SurveyIndex.open(config.index)
+        run = load_run(config.run or survey.run_dir, device=config.device) if run_needed else None
+        searcher = SurveySearcher(survey, run)
+        within = Cone(*cone) if cone else None
+        if kind == "position":
+            hits = searcher.by_position(
+                config.ra, config.dec, k=config.k, tolerance_arcsec=config.tolerance or 5.0, cone=within
             )
-        )
+        else:
+            hits = getattr(searcher, f"by_{kind}")(value, config.k, cone=within)
+    else:
+        if kind == "position" or cone:
+            raise GalaxAlignError(
+                f"{config.index}: --ra/--dec and --cone need a survey index (galaxalign index of an embedding folder)"
+            )
+        index = GalaxyIndex.load(config.index)
+        # Search by id uses stored embeddings; every other query is embedded by the index's run.
+        run = load_run(config.run or index.run_dir, device=config.device) if run_needed else None
+        hits = getattr(Searcher(index, run), f"by_{kind}")(value, config.k)
+    if config.json:
+        query = {kind: list(value) if kind == "position" else value}
+        print(json.dumps({"index": str(config.index), "query": query, "hits": [h.to_dict() for h in hits]}, indent=2))
         return
     width = max([len("id"), *(len(h.id) for h in hits)])
     print(f"{'rank':>4}  {'id':<{width}}  {'score':>6}  label")

@@ -506,18 +506,36 @@ def _check_unique_ids(existing: list[str], dataset: GalaxyDataset) -> None:
         seen.add(galaxy_id)
 
 
+SURVEY_FROM = 2_000_000  # galaxies: above this, thumbnails (12 KB each) and fp32 vectors in RAM stop fitting a server
+SURVEY_FLAGS = ("nlist", "pq_bytes", "opq", "build_memory_gb", "threads")
+SMALL_FLAGS = ("batch_size", "workers", "add")
+
+
 @dataclass
 class IndexConfig:
-    """`galaxalign index`: embed a catalogue with a run into a similarity-search index folder."""
+    """`galaxalign index`: a catalogue into a search index, its kind picked by size.
 
-    run: str = required("run folder")
-    data: str = required("galaxies to index: .h5, a folder, or a table/catalogue")
-    out: str = required("index folder (replaced atomically)")
-    kind: str | None = option(None, "auto (default): exact below 200k galaxies, IVF above", choices=KINDS)
-    batch_size: int = option(64, "images embedded at once")
-    workers: int = option(0, "processes that read and decode images ahead (0: this process)")
-    thumbnails: bool = option(True, "store 64x64 thumbnails for the web page")
-    add: bool = option(False, "append to the existing index in --out")
+    An embedding folder (written by `galaxalign embed`) becomes a survey index (IVF-PQ on disk);
+    images are embedded with `--run` into an exact, HNSW or IVF index held in RAM.
+    """
+
+    data: str = required("galaxies to index: .h5, a folder, a table/catalogue, or an embedding folder")
+    out: str = required("index folder (replaced atomically; a survey build resumes in it)")
+    run: str | None = option(None, "run folder (needed to embed images; optional for an embedding folder)")
+    kind: str | None = option(
+        None,
+        f"auto (default): an embedding folder -> survey; images: exact below {AUTO_ANN_FROM}, IVF up to {SURVEY_FROM}",
+        choices=(*KINDS, "survey"),
+    )
+    batch_size: int | None = option(None, "images embedded at once (small kinds; default 64)")
+    workers: int | None = option(None, "processes that read and decode images ahead (small kinds; default 0)")
+    thumbnails: bool = option(True, "store 64x64 thumbnails for the web page (small kinds)")
+    add: bool = option(False, "append to the existing index in --out (small kinds)")
+    nlist: int | None = option(None, "survey: inverted lists (default: 4 sqrt(N), a power of two)")
+    pq_bytes: int | None = option(None, "survey: PQ code bytes per vector (default: D / 8, at most 64)")
+    opq: bool | None = option(None, "survey: OPQ rotation before PQ (default: from 1M vectors)")
+    build_memory_gb: float | None = option(None, "survey: memory for the training sample and one shard (default 4)")
+    threads: int | None = option(None, "survey: FAISS threads (default: all cores)")
     device: str = option("auto", DEVICE_HELP)
 
     def __post_init__(self):
@@ -526,3 +544,44 @@ class IndexConfig:
             raise GalaxAlignError(
                 "index: --add keeps the existing index's kind and thumbnails; drop --kind/--no-thumbnails"
             )
+
+    def survey_flags(self) -> list[str]:
+        return [name for name in SURVEY_FLAGS if getattr(self, name) is not None]
+
+    def small_flags(self) -> list[str]:
+        given = [name for name in SMALL_FLAGS if getattr(self, name) not in (None, False)]
+        return given + ([] if self.thumbnails else ["thumbnails"])
+
+
+def _flags(names: list[str]) -> str:
+    return ", ".join("--" + ("no-thumbnails" if n == "thumbnails" else n.replace("_", "-")) for n in names)
+
+
+def choose_index_kind(config: IndexConfig, count: int | None) -> tuple[str, str]:
+    """(kind, the one-line reason) for `galaxalign index`; a flag the chosen kind ignores is an error.
+
+    `count` is the number of galaxies of an image catalogue, None for an embedding folder.
+    """
+    if count is None:
+        if config.kind not in (None, "auto", "survey"):
+            raise GalaxAlignError(f"{config.data}: an embedding folder makes a survey index, not --kind {config.kind}")
+        kind, why = "survey", f"{config.data} is an embedding folder"
+    elif config.kind == "survey" or (config.kind in (None, "auto") and count > SURVEY_FROM):
+        raise GalaxAlignError(
+            f"{config.data}: {count} galaxies {'is above' if count > SURVEY_FROM else 'for'} a survey index "
+            f"(from {SURVEY_FROM}): embed them first with `galaxalign embed` and index the embedding folder"
+        )
+    else:
+        kind = choose_kind(config.kind or "auto", count)
+        if config.kind not in (None, "auto"):
+            why = "asked for with --kind"
+        elif kind == "flat":
+            why = f"{count} galaxies, under {AUTO_ANN_FROM}: exact search is cheap"
+        else:
+            why = f"{count} galaxies, from {AUTO_ANN_FROM} to {SURVEY_FROM}: IVF in RAM"
+    wrong = config.small_flags() if kind == "survey" else config.survey_flags()
+    if wrong:
+        raise GalaxAlignError(f"index: {_flags(wrong)} do nothing for a {kind} index; drop them")
+    if kind != "survey" and config.run is None:
+        raise GalaxAlignError(f"index: --run is needed to embed the images of {config.data}")
+    return kind, why

@@ -150,18 +150,42 @@ class SearchConfig:
     text: str | None = option(None, 'words, e.g. "barred spiral with tight arms"')
     symbol: str | None = option(None, "a class key, id or name: search by its symbol", metavar="CLASS")
     sketch: str | None = option(None, "a drawing like a symbol (PNG; dark on light is fine)", metavar="FILE")
+    ra: float | None = option(None, "with --dec: galaxies like the catalogue galaxy at RA, Dec (degrees; survey index)")
+    dec: float | None = option(None, "with --ra: declination in degrees")
+    tolerance: float | None = option(None, "arcsec within which --ra/--dec must find a galaxy (default 5)")
+    cone: str | None = option(
+        None, "keep only results within RADIUS degrees of RA,DEC (survey index)", metavar="RA,DEC,RADIUS"
+    )
     k: int = option(10, "results", flag="-k")
     json: bool = option(False, "print JSON instead of a table")
     device: str = option("cpu", DEVICE_HELP)
 
     def __post_init__(self):
         check_device_name(self.device)
-        given = [kind for kind in QUERY_KINDS if getattr(self, kind) is not None]
+        if (self.ra is None) != (self.dec is None):
+            raise GalaxAlignError("search: a sky position needs both --ra and --dec")
+        if self.tolerance is not None and self.ra is None:
+            raise GalaxAlignError("search: --tolerance applies to a --ra/--dec query only")
+        given = [kind for kind in QUERY_KINDS if getattr(self, kind) is not None] + (
+            ["position"] if self.ra is not None else []
+        )
         if len(given) != 1:
             flags = ", ".join(f"--{kind}" for kind in QUERY_KINDS)
-            raise GalaxAlignError(f"search: give exactly one query of {flags} (got {len(given)})")
+            raise GalaxAlignError(f"search: give exactly one query of {flags}, --ra/--dec (got {len(given)})")
+        self.cone_tuple()
+
+    def cone_tuple(self) -> tuple[float, float, float] | None:
+        if self.cone is None:
+            return None
+        try:
+            ra, dec, radius = (float(part) for part in self.cone.split(","))
+        except ValueError:
+            raise GalaxAlignError(f"search: --cone must be RA,DEC,RADIUS in degrees, got {self.cone!r}") from None
+        return ra, dec, radius
 
     @property
-    def query(self) -> tuple[str, str]:
+    def query(self) -> tuple[str, str | tuple[float, float]]:
         """(kind, value) of the one query given."""
+        if self.ra is not None and self.dec is not None:
+            return "position", (self.ra, self.dec)
         return next((kind, getattr(self, kind)) for kind in QUERY_KINDS if getattr(self, kind) is not None)
