@@ -9,7 +9,7 @@ import pytest
 from conftest import EASY_CLASSES, benchmark_script, easy_image
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
-from galaxalign.evaluation.metrics import paired_gap
+from galaxalign.evaluation.metrics import paired_gap, t_quantile
 from galaxalign.jobs.benchmark import claim_check, epochs_for
 from galaxalign.jobs.config import DEFAULT_METHODS, VARIANTS, BenchmarkConfig
 from galaxalign.training import METHODS, TrainConfig
@@ -215,11 +215,15 @@ def _rows(method, per_seed):
 def test_paired_gap_by_hand():
     ours = np.array([[1, 1, 1, 0], [1, 1, 0, 1]])
     other = np.array([[0, 1, 0, 0], [0, 1, 0, 1]])
-    # Differences [1,0,1,0] and [1,0,0,0]: gap 3/8. Per galaxy [1, 0, .5, 0]: variance 0.6875/3,
-    # over 4 galaxies. Per seed [.5, .25]: variance 0.03125, over 2 seeds.
+    # Differences [1,0,1,0] and [1,0,0,0]: gap 3/8. Mean squares (tests/test_intervals.py works
+    # them out): seed 0.125 on 1 df, galaxy 0.6875*2/3 on 3, residual 0.125 on 3; the variance is
+    # their sum less the residual over 8 cells, with t on the Welch-Satterthwaite df (about 2.31).
+    variance = (0.125 + 0.6875 * 2 / 3 - 0.125) / 8
+    df = variance**2 / ((0.125 / 8) ** 2 + (0.6875 * 2 / 3 / 8) ** 2 / 3 + (0.125 / 8) ** 2 / 3)
     gap, half_width = paired_gap(ours, other)
     assert gap == pytest.approx(0.375)
-    assert half_width == pytest.approx(1.96 * math.sqrt(0.6875 / 3 / 4 + 0.03125 / 2))
+    assert df == pytest.approx(2.312, abs=1e-3)
+    assert half_width == pytest.approx(t_quantile(0.975, df) * math.sqrt(variance))
 
 
 def test_claim_check_is_paired_over_galaxies_and_seeds():
@@ -228,18 +232,22 @@ def test_claim_check_is_paired_over_galaxies_and_seeds():
     assert len(lines) == 1  # no clip rows: nothing to compare
     assert "ties with (within the uncertainty) supervised" in lines[0]
     assert "right where supervised was wrong 3 times, the reverse 0 times (2 seeds × 4 galaxies)" in lines[0]
-    # The same pattern over 100 galaxies: the interval narrows and the gap counts.
+    # The same pattern over 100 galaxies: the seed gaps still differ (0.5, 0.25) and the seed part,
+    # on 1 df, keeps it a tie; with seeds that agree the galaxy part narrows and the gap counts.
     lines = claim_check(
         _rows("galaxalign", [row * 25 for row in ours]) + _rows("supervised", [row * 25 for row in supervised])
     )
+    assert "ties with (within the uncertainty) supervised" in lines[0]
+    agreeing = [[0, 1, 0, 0] * 25, [0, 1, 0, 0] * 25]  # per-seed gaps 0.5 and 0.5
+    lines = claim_check(_rows("galaxalign", [row * 25 for row in ours]) + _rows("supervised", agreeing))
     assert "beats supervised" in lines[0]
     # Pairing: the two methods agree on 92 of 100 galaxies and galaxalign alone gets 8 more.
     # Independent errors of 0.78 and 0.70 on 100 galaxies (about ±0.12 at 95 %) would call
-    # +0.08 a tie; the paired interval (about ±0.05) does not.
+    # +0.08 a tie; the paired interval (t on 99 df, about ±0.05) does not.
     both = [1] * 70 + [0] * 30
     ours_right = [1] * 78 + [0] * 22
     line = claim_check(_rows("galaxalign", [ours_right]) + _rows("clip", [both]))[0]
-    assert "beats clip" in line and "(+0.080 ± 0.053, 95 %)" in line and "wrong 8 times, the reverse 0 times" in line
+    assert "beats clip" in line and "(+0.080 ± 0.054, 95 %)" in line and "wrong 8 times, the reverse 0 times" in line
 
 
 def test_bad_benchmark_options():

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import fdtr, ndtri, stdtrit
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
 # Queries are scored in blocks of about this many query-database pairs, so memory stays bounded
@@ -181,12 +183,130 @@ def retrieval_metrics(
     }
 
 
+@dataclass(frozen=True)
+class PairedGap:
+    """A paired gap over (seed, galaxy) answers, with an interval that is right for few seeds.
+
+    `seed_se` and `galaxy_se` are the two parts of the standard error (what differs from seed to
+    seed, and what every seed shares because the same galaxies were drawn), `df` the
+    Welch-Satterthwaite degrees of freedom of their sum, `half_width` its t quantile times the
+    standard error. `residual_se` is what the seed part would be with no seed effect at all (the
+    per-cell noise alone): a `seed_se` far below it is a chance agreement of the seeds, and the
+    interval is narrow by luck; `seed_agreement_p` is the chance, with no seed effect, that the seeds
+    agree at least as closely (the F(S - 1, (S - 1)(G - 1)) distribution of MS_seed/MS_residual).
+    `z_half_width` is the rule used before 2026-12-07 (both raw spreads
+    added, times 1.96, as if the seed spread of S - 1 degrees of freedom were known); it is kept so
+    a re-judgement can show what changed, and judges nothing.
+    """
+
+    gap: float
+    half_width: float
+    df: float
+    seed_se: float
+    galaxy_se: float
+    per_seed: tuple[float, ...]
+    z_half_width: float
+    residual_se: float = 0.0
+    seed_agreement_p: float = math.nan
+    level: float = 0.95
+
+    @property
+    def low(self) -> float:
+        return self.gap - self.half_width
+
+    @property
+    def high(self) -> float:
+        return self.gap + self.half_width
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def t_quantile(probability: float, df: float) -> float:
+    """Student t quantile for real df > 0 (scipy's stdtrit; df = inf gives the normal quantile)."""
+    if not 0.0 < probability < 1.0 or not df > 0:
+        raise ValueError(f"t_quantile needs 0 < probability < 1 and df > 0, got {probability} and {df}")
+    return float(stdtrit(df, probability)) if math.isfinite(df) else float(ndtri(probability))
+
+
+def paired_interval(ours: np.ndarray, other: np.ndarray, level: float = 0.95) -> PairedGap:
+    """Mean difference of two (seeds, galaxies) arrays (1/0 answers) and its `level` interval.
+
+    Two-way random model d[s, g] = mu + a_s + b_g + e_sg (seed, galaxy, residual). The gap's
+    variance is sigma_a^2/S + sigma_b^2/G + sigma_e^2/(SG); from the mean squares of the two-way
+    table (MS_seed on S - 1 df, MS_galaxy on G - 1, MS_residual on (S - 1)(G - 1)) it is
+    estimated without bias as
+
+    - the seed part  A = MS_seed/(SG) = var_s(per-seed gap)/S, which carries sigma_a^2/S + sigma_e^2/(SG);
+    - the galaxy part B = (MS_galaxy - MS_residual)/(SG), sigma_b^2/G (0 when negative);
+
+    and the half-width is t(df) * sqrt(A + B), df by Welch-Satterthwaite over those mean squares:
+    t(S - 1) when the seed part dominates (then this is the one-sample t interval over the
+    per-seed gaps), the normal quantile when the galaxy part does. One seed: the galaxy spread
+    alone (df G - 1; the seed spread is unknown). One galaxy: the seed spread alone. One of each:
+    an infinite half-width.
+    """
+    ours, other = np.asarray(ours, dtype=np.float64), np.asarray(other, dtype=np.float64)
+    if ours.ndim != 2 or ours.shape != other.shape or ours.size == 0:
+        raise ValueError(
+            f"paired_interval needs two (seeds, galaxies) arrays of one shape, got {ours.shape} and {other.shape}"
+        )
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    d = ours - other
+    n_seeds, n_galaxies = d.shape
+    gap = float(d.mean())
+    per_seed, per_galaxy = d.mean(axis=1), d.mean(axis=0)
+    var_seed = float(per_seed.var(ddof=1)) / n_seeds if n_seeds > 1 else 0.0
+    var_galaxy_raw = float(per_galaxy.var(ddof=1)) / n_galaxies if n_galaxies > 1 else 0.0
+    z_half = 1.959963984540054 * math.sqrt(var_seed + var_galaxy_raw)
+    cells = n_seeds * n_galaxies
+    residual_se, agreement = 0.0, math.nan
+    if n_seeds > 1 and n_galaxies > 1:
+        ms_seed, ms_galaxy = var_seed * cells, var_galaxy_raw * cells
+        residual = d - per_seed[:, None] - per_galaxy[None, :] + gap
+        df_residual = (n_seeds - 1) * (n_galaxies - 1)
+        ms_residual = float((residual**2).sum()) / df_residual
+        residual_se = math.sqrt(ms_residual / cells)
+        if ms_residual > 0:
+            agreement = float(fdtr(n_seeds - 1, df_residual, ms_seed / ms_residual))
+        terms = [(ms_seed, n_seeds - 1)]
+        var_galaxy = 0.0
+        if ms_galaxy > ms_residual:  # else no galaxy effect beyond the residual noise
+            terms += [(ms_galaxy, n_galaxies - 1), (ms_residual, df_residual)]
+            var_galaxy = (ms_galaxy - ms_residual) / cells
+        variance = var_seed + var_galaxy
+        denominator = sum((ms / cells) ** 2 / df for ms, df in terms)
+        df = variance**2 / denominator if denominator > 0 else math.inf
+    elif n_seeds > 1:
+        variance, var_galaxy, df = var_seed, 0.0, float(n_seeds - 1)
+    elif n_galaxies > 1:
+        variance, var_galaxy, df = var_galaxy_raw, var_galaxy_raw, float(n_galaxies - 1)
+    else:
+        variance, var_galaxy, df = math.inf, 0.0, 0.0
+    if variance == 0.0:
+        half = 0.0  # every cell agrees: no spread to widen by
+    elif math.isinf(variance):
+        half = math.inf
+    else:
+        half = t_quantile(0.5 + level / 2, df) * math.sqrt(variance)
+    return PairedGap(
+        gap=gap,
+        half_width=half,
+        df=float(df),
+        seed_se=math.sqrt(var_seed),
+        galaxy_se=math.sqrt(var_galaxy),
+        per_seed=tuple(float(x) for x in per_seed),
+        z_half_width=z_half,
+        residual_se=residual_se,
+        seed_agreement_p=agreement,
+        level=level,
+    )
+
+
 def paired_gap(ours: np.ndarray, other: np.ndarray) -> tuple[float, float]:
-    """Mean accuracy difference of two (seeds, galaxies) 0/1 arrays and its 95 % half-width."""
-    difference = ours - other
-    n_seeds, n_galaxies = difference.shape
-    per_galaxy, per_seed = difference.mean(axis=0), difference.mean(axis=1)
-    variance = per_galaxy.var(ddof=1) / n_galaxies if n_galaxies > 1 else 0.0
-    if n_seeds > 1:
-        variance += per_seed.var(ddof=1) / n_seeds
-    return float(difference.mean()), float(1.96 * math.sqrt(variance))
+    """Mean accuracy difference of two (seeds, galaxies) 0/1 arrays and its 95 % half-width
+    (`paired_interval`: t on Welch-Satterthwaite degrees of freedom, right for few seeds)."""
+    result = paired_interval(ours, other)
+    return result.gap, result.half_width

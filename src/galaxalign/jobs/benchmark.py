@@ -416,10 +416,10 @@ def claim_check(rows: list[dict]) -> list[str]:
     """Plain sentences: does galaxalign beat supervised and clip at each label fraction (and budget)?
 
     The comparison is paired: both methods answered the same test galaxies with the same seeds.
-    The gap is the mean over seeds of the accuracy difference; its standard error adds the
-    spread of the per-galaxy differences (averaged over seeds) over the galaxies and, with more
-    than one seed, the spread of the per-seed gaps over the seeds. A gap counts only when it is
-    more than 1.96 standard errors from zero (a 95 % interval that excludes it).
+    The gap is the mean over seeds of the accuracy difference; its 95 % interval
+    (`evaluation.metrics.paired_interval`) takes a t quantile on the degrees of freedom of a
+    seed-by-galaxy decomposition, t(S - 1) when the seed-to-seed spread dominates. A gap counts
+    only when that interval excludes zero.
     """
     runs = {
         (r["method"], r["label_fraction"], r.get("steps_budget"), r["seed"]): np.asarray(r["correct"], dtype=float)
