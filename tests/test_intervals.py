@@ -1,12 +1,15 @@
 """The paired interval of a gap over (seed, galaxy) answers: by hand, against scipy, and by its coverage
-in simulations with known seed and galaxy effects."""
+in simulations with known seed and galaxy effects; and the claim study's re-judgement on a small rows file."""
 
+import json
 import math
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from conftest import benchmark_script
+from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import paired_gap, paired_interval, t_quantile
 
 TRUE_GAP = 0.02
@@ -100,3 +103,58 @@ def test_old_rule_under_covers_when_the_seeds_dominate():
     """1.96 times a 2-df seed spread, as if it were known: the rule the study was first judged by."""
     new, old = coverage(3, *SEEDS_DOMINATE)
     assert old < 0.88 and new > 0.93
+
+
+def rows_file(path, gaps_by_seed, probe=True, budget=300):
+    """A benchmark rows file: galaxalign, supervised and clip at 10 %, 3 seeds, 400 galaxies each.
+    `budget=None` writes the 30-step reading's layout (no step budget; the runs' `steps`)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed, gap in enumerate(gaps_by_seed):
+        base = rng.random(400) < 0.6
+        for method, shift in (("supervised", 0.0), ("clip", gap / 2), ("galaxalign", gap)):
+            correct = base | (rng.random(400) < shift)
+            row = {"method": method, "label_fraction": 0.1, "seed": seed, "steps_budget": budget, "steps": budget or 30}
+            row["correct"] = correct.astype(int).tolist()
+            if probe:
+                row["probe_correct"] = correct.astype(int).tolist()
+            rows.append(row)
+    rows.append({"method": "zero-shot", "label_fraction": 0.0, "seed": 0, "accuracy": 0.1})
+    path.write_text(json.dumps({"config": {}, "rows": rows}))
+    return rows
+
+
+def test_rejudge_reads_every_comparison_of_a_rows_file(tmp_path, capsys, monkeypatch):
+    rejudge = benchmark_script("rejudge")
+    rows = rows_file(tmp_path / "test-class-n300.json", [0.3, 0.25, 0.35])
+    rows_file(tmp_path / "test-class.json", [0.0, 0.0, 0.0], probe=False, budget=None)
+    found = rejudge.rejudge(sorted(tmp_path.glob("test-class*.json")), "galaxalign", ["supervised", "clip", "lp-ft"])
+    # The 30-step reading first (no probe: 2 rivals, accuracy only), then 300 steps: 2 rivals x 2 metrics.
+    assert [(c.reading, c.rival, c.metric) for c in found][-4:] == [
+        ("test-class-n300.json", r, m) for r in ("supervised", "clip") for m in ("accuracy", "probe")
+    ]
+    assert len(found) == 6 and {c.steps for c in found[:2]} == {30}
+    first = found[-4]
+    by_seed = {(r["method"], r["seed"]): np.array(r["correct"]) for r in rows if "correct" in r}
+    ours = np.stack([by_seed[("galaxalign", s)] for s in range(3)])
+    other = np.stack([by_seed[("supervised", s)] for s in range(3)])
+    expected = paired_interval(ours, other)
+    assert (first.gap, first.half_width, first.df) == (expected.gap, expected.half_width, expected.df)
+    assert first.verdict == "ahead" and found[0].verdict == "tie"
+    assert first.familywise_half_width > first.half_width  # Bonferroni over the reading's four
+    monkeypatch.setattr("sys.argv", ["rejudge", "--results", str(tmp_path), "--out", str(tmp_path / "out.json")])
+    rejudge.main()
+    printed = capsys.readouterr().out
+    assert "`test-class-n300.json`: 4 intervals read at 95%" in printed
+    assert "All readings: 6 intervals read at 95%" in printed
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written["summary"]["intervals"] == 6 and len(written["comparisons"]) == 6
+    assert written["comparisons"][2]["half_width"] == pytest.approx(first.half_width, abs=1e-5)
+
+
+def test_rejudge_names_a_bad_rows_file(tmp_path):
+    rejudge = benchmark_script("rejudge")
+    bad = tmp_path / "test-class.json"
+    bad.write_text('{"config": {}}')
+    with pytest.raises(GalaxAlignError, match="test-class.json: not a benchmark results file"):
+        rejudge.pairs(bad, "galaxalign", ["supervised"])
