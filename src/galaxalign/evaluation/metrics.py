@@ -188,15 +188,14 @@ class PairedGap:
     """A paired gap over (seed, galaxy) answers, with an interval that is right for few seeds.
 
     `seed_se` and `galaxy_se` are the two parts of the standard error (what differs from seed to
-    seed, and what every seed shares because the same galaxies were drawn), `df` the
+    seed; what every seed shares because the same galaxies were drawn), `df` the
     Welch-Satterthwaite degrees of freedom of their sum, `half_width` its t quantile times the
-    standard error. `residual_se` is what the seed part would be with no seed effect at all (the
-    per-cell noise alone): a `seed_se` far below it is a chance agreement of the seeds, and the
-    interval is narrow by luck; `seed_agreement_p` is the chance, with no seed effect, that the seeds
-    agree at least as closely (the F(S - 1, (S - 1)(G - 1)) distribution of MS_seed/MS_residual).
-    `z_half_width` is the rule used before 2026-12-07 (both raw spreads
-    added, times 1.96, as if the seed spread of S - 1 degrees of freedom were known); it is kept so
-    a re-judgement can show what changed, and judges nothing.
+    standard error. `residual_se` is the seed part with no seed effect at all (per-cell noise
+    alone); `seed_agreement_p` is the chance, then, that the seeds agree at least as closely as
+    they do (MS_seed/MS_residual against F(S - 1, (S - 1)(G - 1))): when it is small the
+    interval is narrow by luck. `z_half_width` is the rule used before 2026-12-07 (both raw
+    spreads added, times 1.96, as if a seed spread on S - 1 df were known), kept so a
+    re-judgement can show what changed; it judges nothing.
     """
 
     gap: float
@@ -217,10 +216,6 @@ class PairedGap:
     @property
     def high(self) -> float:
         return self.gap + self.half_width
-
-    @property
-    def excludes_zero(self) -> bool:
-        return self.low > 0 or self.high < 0
 
 
 def t_quantile(probability: float, df: float) -> float:
