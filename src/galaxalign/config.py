@@ -32,8 +32,8 @@ T = TypeVar("T", bound="DataclassInstance")
 def option(default, help: str, **extra):
     """A dataclass field with a default and the help text its CLI flag shows.
 
-    `choices=` limits the values; `positional=True` makes the flag a positional argument
-    (with `nargs=` for a list).
+    `choices=` limits the values; `nargs=` takes a list (`list[X]` fields); `positional=True`
+    makes the flag a positional argument.
     """
     return dataclasses.field(default=default, metadata={"help": help, **extra})
 
@@ -124,10 +124,12 @@ def add_config_arguments(
             )
             continue
         choices = f.metadata.get("choices")
+        nargs = f.metadata.get("nargs")  # a list flag: `--inputs a.h5 b.h5`
         parser.add_argument(
             flag,
             dest=f.name,
-            type=kind,
+            type=_item_type(hints[f.name]) if nargs else kind,
+            nargs=nargs,
             default=default,
             required=is_required,
             choices=choices,
