@@ -22,6 +22,7 @@ from galaxalign.data.images import (
     load_image,
     resize_square,
 )
+from galaxalign.data.shards import ParquetImageShard, WebDatasetShard, expand_inputs, open_shard
 from galaxalign.data.splits import Split, label_fraction, labels_fingerprint, make_split
 
 __all__ = [
@@ -34,17 +35,21 @@ __all__ = [
     "GalaxyAugment",
     "GalaxyDataset",
     "H5Dataset",
+    "ParquetImageShard",
     "PathLabelCSVDataset",
     "Sample",
     "Split",
+    "WebDatasetShard",
     "asinh_stretch",
     "decode_image_bytes",
+    "expand_inputs",
     "is_image_file",
     "label_fraction",
     "labels_fingerprint",
     "load_image",
     "make_split",
     "open_dataset",
+    "open_shard",
     "resize_square",
     "sha256_file",
     "to_tensor_batch",
