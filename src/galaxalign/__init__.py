@@ -5,8 +5,10 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.taxonomy import load_scheme
 
 __all__ = [
+    "EmbedConfig",
     "GalaxAlignError",
     "Searcher",
+    "embed_catalogue",
     "evaluate_run",
     "load_index",
     "load_run",
@@ -26,6 +28,8 @@ _LAZY = {
     "evaluate_run": "galaxalign.evaluation",
     "run_benchmark": "galaxalign.jobs",
     "run_demo": "galaxalign.jobs",
+    "embed_catalogue": "galaxalign.jobs",
+    "EmbedConfig": "galaxalign.jobs",
 }
 
 

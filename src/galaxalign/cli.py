@@ -166,6 +166,18 @@ def _index_survey(config, args) -> None:
     print(f"survey index of {len(index)} galaxies in {config.out}: {plan['factory']} ({plan['rule']})")
 
 
+def _embed(config, args) -> None:
+    from galaxalign.jobs.embed import embed_catalogue
+
+    result = embed_catalogue(config, progress=not args.quiet)
+    if result.rank == 0:  # under torchrun only rank 0 reports
+        print(
+            f"{result.shards} shards in {result.out}: {len(result.embedded)} embedded here ({result.rows} galaxies), "
+            f"{len(result.skipped)} already done"
+            + (f", the rest by {result.world - 1} other ranks" if result.world > 1 else "")
+        )
+
+
 def _search(config, args) -> None:
     from galaxalign.runs import load_run
     from galaxalign.search import GalaxyIndex, Searcher
@@ -308,6 +320,11 @@ COMMANDS: dict[str, Command] = {
         "galaxalign.search.index:IndexConfig",
         _index,
     ),
+    "embed": Command(
+        "embed a catalogue's input shards into embedding shards (resumable; torchrun splits the shards)",
+        "galaxalign.jobs.embed:EmbedConfig",
+        _embed,
+    ),
     "search": Command(
         "find galaxies like an image, an indexed galaxy, words, a class symbol or a sketch",
         "galaxalign.search.query:SearchConfig",
@@ -376,7 +393,10 @@ def _config(command: Command, args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--"]:  # `torchrun -m galaxalign -- embed ...`, where a Python keeps the "--"
+        argv = argv[1:]
+    args = _parse(argv)
     command = COMMANDS[args.command]
     try:
         command.run(_config(command, args), args)

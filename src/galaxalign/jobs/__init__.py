@@ -1,8 +1,9 @@
-"""Jobs that orchestrate many runs: the benchmark table and the demo. They train through
+"""Jobs that orchestrate many runs or much data: the benchmark table, the demo, and embedding a
+survey catalogue shard by shard. They train through
 `galaxalign.training`, read finished runs through `galaxalign.runs`, and score them through
 `galaxalign.evaluation`; nothing below imports them."""
 
-__all__ = ["run_benchmark", "run_demo"]
+__all__ = ["EmbedConfig", "embed_catalogue", "run_benchmark", "run_demo"]
 
 
 def __getattr__(name):
@@ -15,4 +16,8 @@ def __getattr__(name):
         from galaxalign.jobs.demo import run_demo
 
         return run_demo
+    if name in ("embed_catalogue", "EmbedConfig"):
+        from galaxalign.jobs import embed
+
+        return getattr(embed, name)
     raise AttributeError(name)
