@@ -61,6 +61,36 @@ class EvaluateConfig:
 PREDICTION_COLUMNS = ("index", "label", "true_class", "predicted", "predicted_class")
 
 
+@dataclass(frozen=True)
+class EvalSets:
+    """Who is scored and who is searched: `query` indexes `asked` (a part of the run's split, or a
+    separate file), `database` indexes `dataset` (the run's training split)."""
+
+    split: str  # the part's name, or HELDOUT
+    asked: GalaxyDataset
+    query: np.ndarray
+    dataset: GalaxyDataset
+    database: np.ndarray
+
+    @property
+    def query_labels(self) -> np.ndarray:
+        return self.asked.labels[self.query]
+
+
+@dataclass(frozen=True)
+class Scanned:
+    """What the run made of the galaxies: unit vectors of the query and database galaxies in the
+    retrieval `space`, the classes predicted under each mode, and the queries' pooled features."""
+
+    scoring: str
+    modes: tuple[str, ...]
+    space: str  # "embeddings", or "features" for a run that aligns nothing
+    query: np.ndarray
+    database: np.ndarray
+    predicted: dict[str, np.ndarray]
+    features: np.ndarray
+
+
 def evaluate_run(
     run: Run,
     dataset: GalaxyDataset | str | Path,
@@ -84,16 +114,26 @@ def evaluate_run(
     part: every labelled galaxy in it is scored and queries the run's training split; the
     output goes to RUN_DIR/eval-heldout.
     """
+    sets = eval_sets(run, dataset, split, queries)
+    scanned = scan(run, sets, mode or run.scoring, batch_size, workers, progress)
+    metrics = score(run, sets, scanned)
+    files = write_evaluation(run, sets, scanned, metrics, out_dir)
+    return {**metrics, "files": {name: str(path) for name, path in files.items()}}
+
+
+def eval_sets(
+    run: Run, dataset: GalaxyDataset | str | Path, split: str, queries: GalaxyDataset | str | Path | None
+) -> EvalSets:
+    """The labelled query and database galaxies, checked against the run's split and scheme."""
     if split not in PARTS:
         raise GalaxAlignError(f"split must be one of {', '.join(PARTS)}, got {split!r}")
     if not isinstance(dataset, GalaxyDataset):
         dataset = open_dataset(dataset, scheme=run.scheme)
     parts = load_split(run.run_dir)
     parts.check_labels(dataset.labels, where=f"{dataset.source} against {run.run_dir / SPLIT_FILE}")
-    labels = dataset.labels
-    database = labelled_only(parts.train, labels)
+    database = labelled_only(parts.train, dataset.labels)
     if queries is None:
-        asked, query = dataset, labelled_only(getattr(parts, split), labels)
+        asked, query = dataset, labelled_only(getattr(parts, split), dataset.labels)
     else:
         asked = queries if isinstance(queries, GalaxyDataset) else open_dataset(queries, scheme=run.scheme)
         if asked.scheme.name != run.scheme.name:
@@ -104,81 +144,99 @@ def evaluate_run(
     for part, members, where in ((split, query, asked), ("train", database, dataset)):
         if not len(members):
             raise GalaxAlignError(f"{where.source}: no labelled galaxies in the {part} split")
+    return EvalSets(split, asked, query, dataset, database)
 
-    scoring = mode or run.scoring
+
+def scan(run: Run, sets: EvalSets, scoring: str, batch_size: int, workers: int, progress: bool) -> Scanned:
+    """Embed the queries (predicting under every mode the run has, `scoring` first) and the database."""
     modes = (scoring, *(m for m in run.modes() if m != scoring)) if run.config.uses_text else (scoring,)
     # A run that aligns nothing never trains its projection: it retrieves by its pooled features.
     space = "embeddings" if run.config.uses_text else "features"
-    scanned = run.embed_dataset(
-        asked, query, modes=modes, features=True, batch_size=batch_size, workers=workers, progress=progress, desc=split
+    asked = run.embed_dataset(
+        sets.asked,
+        sets.query,
+        modes=modes,
+        features=True,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+        desc=sets.split,
     )
-    query_emb, predicted = _unit(getattr(scanned, space)), scanned.predicted
-    if split == "train":
-        db_emb = query_emb
+    query = _unit(getattr(asked, space))
+    if sets.split == "train":
+        database = query
     else:
-        db_emb = _unit(
-            getattr(
-                run.embed_dataset(
-                    dataset,
-                    database,
-                    features=space == "features",
-                    batch_size=batch_size,
-                    workers=workers,
-                    progress=progress,
-                    desc="train (database)",
-                ),
-                space,
-            )
+        searched = run.embed_dataset(
+            sets.dataset,
+            sets.database,
+            features=space == "features",
+            batch_size=batch_size,
+            workers=workers,
+            progress=progress,
+            desc="train (database)",
         )
+        database = _unit(getattr(searched, space))
+    assert asked.features is not None  # features=True above
+    return Scanned(scoring, modes, space, query, database, asked.predicted, asked.features)
 
-    query_attrs, db_attrs = _attribute_matrix(asked), _attribute_matrix(dataset)
-    graded = query_attrs is not None and db_attrs is not None and query_attrs.shape[1] == db_attrs.shape[1]
-    if not graded:
+
+def score(run: Run, sets: EvalSets, scanned: Scanned) -> dict:
+    """metrics.json's content: classification under the run's scoring, and retrieval."""
+    query_attrs, db_attrs = _attribute_matrix(sets.asked), _attribute_matrix(sets.dataset)
+    if query_attrs is None or db_attrs is None or query_attrs.shape[1] != db_attrs.shape[1]:
         query_attrs = db_attrs = None
-    same_ids = asked is dataset  # a galaxy is not its own neighbour; a separate file shares no galaxies
+    same_ids = sets.asked is sets.dataset  # a galaxy is not its own neighbour; a separate file shares no galaxies
     retrieval = retrieval_metrics(
-        query_emb,
-        asked.labels[query],
-        db_emb,
-        labels[database],
+        scanned.query,
+        sets.query_labels,
+        scanned.database,
+        sets.dataset.labels[sets.database],
         k=RETRIEVAL_K,
-        query_attrs=None if query_attrs is None else query_attrs[query],
-        db_attrs=None if db_attrs is None else db_attrs[database],
-        query_ids=query if same_ids else None,
-        db_ids=database if same_ids else None,
+        query_attrs=None if query_attrs is None else query_attrs[sets.query],
+        db_attrs=None if db_attrs is None else db_attrs[sets.database],
+        query_ids=sets.query if same_ids else None,
+        db_ids=sets.database if same_ids else None,
     )
+    scoring, predicted = scanned.scoring, scanned.predicted
     metrics = {
-        "retrieval_space": space,
+        "retrieval_space": scanned.space,
         "run": str(run.run_dir),
         "fingerprint": run.fingerprint,
         "method": run.config.method,
-        "dataset": asked.source,
-        "split": split,
-        "n": int(len(query)),
+        "dataset": sets.asked.source,
+        "split": sets.split,
+        "n": int(len(sets.query)),
         "scoring": scoring,
         "fusion_weight": run.fusion_weight if scoring == "fusion" else None,
-        **classification_metrics(asked.labels[query], predicted[scoring], run.scheme.names),
-        "database": {"dataset": dataset.source, "split": "train", "n": int(len(database))},
+        **classification_metrics(sets.query_labels, predicted[scoring], run.scheme.names),
+        "database": {"dataset": sets.dataset.source, "split": "train", "n": int(len(sets.database))},
         **retrieval,
     }
     if run.config.uses_text:
-        metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == asked.labels[query])) for m in modes}
+        metrics["accuracy_by_mode"] = {m: float(np.mean(predicted[m] == sets.query_labels)) for m in scanned.modes}
+    return metrics
 
-    out_dir = Path(out_dir) if out_dir is not None else eval_dir(run.run_dir, split)
+
+def write_evaluation(
+    run: Run, sets: EvalSets, scanned: Scanned, metrics: dict, out_dir: str | Path | None
+) -> dict[str, Path]:
+    """metrics.json, the confusion figure, the predictions and the features, each written whole."""
+    out = Path(out_dir) if out_dir is not None else eval_dir(run.run_dir, sets.split)
     files = {
-        "metrics": out_dir / EVAL_METRICS_FILE,
-        "confusion": out_dir / CONFUSION_FILE,
-        "predictions": out_dir / PREDICTIONS_FILE,
-        "features": out_dir / FEATURES_FILE,
+        "metrics": out / EVAL_METRICS_FILE,
+        "confusion": out / CONFUSION_FILE,
+        "predictions": out / PREDICTIONS_FILE,
+        "features": out / FEATURES_FILE,
     }
     with atomic_path(files["features"]) as tmp:  # the image-tower features, in predictions order: for probes
         with open(tmp, "wb") as handle:
             np.save(handle, np.asarray(scanned.features, dtype=np.float32))
     write_json_atomic(files["metrics"], metrics)
-    write_predictions(files["predictions"], query, asked.labels[query], predicted[scoring], run.scheme.names)
-    title = f"{run.run_dir.name}: {split}, {scoring} scoring (accuracy {metrics['accuracy']:.3f})"
+    predicted = scanned.predicted[scanned.scoring]
+    write_predictions(files["predictions"], sets.query, sets.query_labels, predicted, run.scheme.names)
+    title = f"{run.run_dir.name}: {sets.split}, {scanned.scoring} scoring (accuracy {metrics['accuracy']:.3f})"
     plot_confusion(metrics["confusion"], run.scheme.names, files["confusion"], title=title)
-    return {**metrics, "files": {name: str(path) for name, path in files.items()}}
+    return files
 
 
 def _attribute_matrix(dataset: GalaxyDataset) -> np.ndarray | None:
