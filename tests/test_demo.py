@@ -2,8 +2,10 @@
 
 import json
 import re
+from pathlib import Path
 
 from galaxalign.cli import main
+from galaxalign.jobs.demo import DemoResult
 
 
 def test_quick_demo_writes_a_self_contained_report(tmp_path, capsys):
@@ -30,6 +32,28 @@ def test_quick_demo_writes_a_self_contained_report(tmp_path, capsys):
     summary = json.loads((out / "demo_summary.json").read_text())
     for method in ("supervised", "galaxalign"):
         assert 0 <= summary[f"{method}_accuracy"] <= 1
+        assert f"{method:<11} test accuracy {summary[f'{method}_accuracy']:.3f}" in printed
         assert f"| {method} |" not in html  # a real HTML table, not markdown
         assert f"<td>{method}</td>" in html
     assert (out / "index" / "manifest.json").exists()
+
+
+def test_demo_result_summary_is_what_demo_summary_json_holds():
+    result = DemoResult(
+        report=Path("out/report.html"),
+        seconds=61.26,
+        index=Path("out/index"),
+        run=Path("out/runs/galaxalign"),
+        accuracy={"supervised": 0.5, "galaxalign": 0.75},
+        map_at_10={"supervised": 0.25, "galaxalign": 0.5},
+    )
+    assert json.loads(json.dumps(result.summary())) == {
+        "report": "out/report.html",
+        "seconds": 61.3,
+        "index": "out/index",
+        "run": "out/runs/galaxalign",
+        "supervised_accuracy": 0.5,
+        "galaxalign_accuracy": 0.75,
+        "supervised_map@10": 0.25,
+        "galaxalign_map@10": 0.5,
+    }

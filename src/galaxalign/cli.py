@@ -240,12 +240,10 @@ def _demo(config, args) -> None:
     from galaxalign.jobs.demo import run_demo
     from galaxalign.report.build import serve_command
 
-    summary = run_demo(config, progress=not args.quiet)
-    print(f"\nreport: {summary['report']}  ({summary['seconds'] / 60:.1f} min)")
-    for method in ("supervised", "galaxalign"):
-        print(
-            f"  {method:<11} test accuracy {summary[f'{method}_accuracy']:.3f}   mAP@10 {summary[f'{method}_map@10']:.3f}"
-        )
+    result = run_demo(config, progress=not args.quiet)
+    print(f"\nreport: {result.report}  ({result.seconds / 60:.1f} min)")
+    for method, accuracy in result.accuracy.items():
+        print(f"  {method:<11} test accuracy {accuracy:.3f}   mAP@10 {result.map_at_10[method]:.3f}")
     print(f"search it in a browser: {serve_command(Path(config.out))}")
 
 

@@ -8,17 +8,43 @@ and budget, evaluates both, indexes the training galaxies for search, and writes
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from galaxalign.io import write_json_atomic
 from galaxalign.jobs.config import DemoConfig
 
+METHODS = ("supervised", "galaxalign")  # the baseline and the method, same backbone, split and budget
 
-def run_demo(config: DemoConfig, progress: bool = True) -> dict:
+
+@dataclass(frozen=True)
+class DemoResult:
+    """Where the demo put things and how each method scored on the test split."""
+
+    report: Path
+    seconds: float
+    index: Path
+    run: Path  # the galaxalign run, which the index embeds with
+    accuracy: dict[str, float]  # by method
+    map_at_10: dict[str, float]  # by method
+
+    def summary(self) -> dict[str, object]:
+        """OUT/demo_summary.json's content."""
+        return {
+            "report": str(self.report),
+            "seconds": round(self.seconds, 1),
+            "index": str(self.index),
+            "run": str(self.run),
+            **{f"{m}_accuracy": v for m, v in self.accuracy.items()},
+            **{f"{m}_map@10": v for m, v in self.map_at_10.items()},
+        }
+
+
+def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
+    """Render, fine-tune both methods, evaluate, index and report; finished runs are kept."""
     from galaxalign.data import open_dataset
     from galaxalign.evaluation.evaluate import evaluate_run
-    from galaxalign.report.build import write_report
+    from galaxalign.report.build import DemoOutputs, write_report
     from galaxalign.runs import is_finished, load_run, load_split
     from galaxalign.search import build_index
     from galaxalign.synth import SynthConfig, write_synth
@@ -43,7 +69,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
         )
 
     runs = {}
-    for n, method in ((2, "supervised"), (3, "galaxalign")):
+    for n, method in enumerate(METHODS, start=2):
         run_dir = out / "runs" / method
         stage(n, f"fine-tuning {method} on {config.train.backbone} for {config.train.epochs} epochs")
         if not is_finished(run_dir):
@@ -65,16 +91,14 @@ def run_demo(config: DemoConfig, progress: bool = True) -> dict:
     index = build_index(run, dataset.subset(split.train), index_dir, progress=progress)
 
     stage(6, "writing the report")
-    report_path = write_report(
-        out, data, runs, metrics, run, index, dataset, split, elapsed=time.perf_counter() - started
+    outputs = DemoOutputs(out, data, runs, metrics, run, index, dataset, split, time.perf_counter() - started)
+    result = DemoResult(
+        report=write_report(outputs),
+        seconds=time.perf_counter() - started,
+        index=index_dir,
+        run=runs["galaxalign"],
+        accuracy={m: metrics[m]["accuracy"] for m in runs},
+        map_at_10={m: metrics[m]["map@10"] for m in runs},
     )
-    summary = {
-        "report": str(report_path),
-        "seconds": round(time.perf_counter() - started, 1),
-        "index": str(index_dir),
-        "run": str(runs["galaxalign"]),
-        **{f"{m}_accuracy": metrics[m]["accuracy"] for m in runs},
-        **{f"{m}_map@10": metrics[m]["map@10"] for m in runs},
-    }
-    write_json_atomic(out / "demo_summary.json", summary)
-    return summary
+    write_json_atomic(out / "demo_summary.json", result.summary())
+    return result

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from galaxalign.data import GalaxyDataset, Split
 from galaxalign.io import write_text_atomic
 from galaxalign.models.prototypes import symbol_prototypes, text_prototypes
 from galaxalign.report import figures
 from galaxalign.report.html import Report, bullet_list, image, table
-from galaxalign.runs import read_summary
+from galaxalign.runs import Run, read_summary
 from galaxalign.search import Searcher
+from galaxalign.search.index import GalaxyIndex
 
 # Queries shown as retrieval examples: (kind, query, class key whose galaxies count as right).
 EXAMPLE_TEXT = ("a spiral galaxy with a bar across its centre", "barred_spiral")
@@ -31,23 +34,46 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_report(
-    out: Path, data: Path, runs: dict[str, Path], metrics: dict[str, dict], run, index, dataset, split, elapsed: float
-) -> Path:
-    from galaxalign.symbols import symbol_gallery
-    from galaxalign.synth import render_contact_sheet
+@dataclass(frozen=True)
+class DemoOutputs:
+    """What the demo made, as its report reads it: the rendered data, each method's run folder
+    and test metrics (with the files `evaluate_run` wrote), the galaxalign run loaded, its index
+    of the training galaxies, the dataset and split, and the wall time so far."""
 
-    scheme = run.scheme
-    names = scheme.names
+    out: Path
+    data: Path
+    runs: dict[str, Path]
+    metrics: dict[str, dict]
+    run: Run
+    index: GalaxyIndex
+    dataset: GalaxyDataset
+    split: Split
+    elapsed: float
+
+
+def write_report(demo: DemoOutputs) -> Path:
+    """OUT/report.html, every picture inline: results, the pictures, the shared space, search."""
+    split = demo.split
     report = Report(
         title="GalaxAlign demo report",
-        subtitle=f"Galaxy10-Sim ({len(dataset)} rendered galaxies; {len(split.train)}/{len(split.val)}/{len(split.test)} "
-        f"train/val/test), backbone {run.config.backbone}, {elapsed / 60:.1f} minutes on this machine",
+        subtitle=f"Galaxy10-Sim ({len(demo.dataset)} rendered galaxies; {len(split.train)}/{len(split.val)}/"
+        f"{len(split.test)} train/val/test), backbone {demo.run.config.backbone}, "
+        f"{demo.elapsed / 60:.1f} minutes on this machine",
     )
+    _add_results(report, demo)
+    _add_pictures(report, demo)
+    _add_shared_space(report, demo)
+    _add_search(report, demo)
+    report.add("Try it yourself", f"<p>Serve this index in a browser:</p><p><code>{serve_command(demo.out)}</code></p>")
+    path = demo.out / "report.html"
+    write_text_atomic(path, report.render())
+    return path
 
+
+def _add_results(report: Report, demo: DemoOutputs) -> None:
     rows = []
-    for method, m in metrics.items():
-        summary = _summary(runs[method])
+    for method, m in demo.metrics.items():
+        summary = read_summary(demo.runs[method])
         rows.append(
             [
                 method,
@@ -65,52 +91,70 @@ def write_report(
         note="Same backbone, split and budget for both runs. Retrieval: each test galaxy queries the training split; "
         "a hit is relevant when it has the same class (nDCG grades hits by how close their generating parameters are).",
     )
-    report.add("Reading the results", bullet_list(reading(metrics, names)))
+    report.add("Reading the results", bullet_list(reading(demo.metrics, demo.run.scheme.names)))
+
+
+def _add_pictures(report: Report, demo: DemoOutputs) -> None:
+    from galaxalign.symbols import symbol_gallery
+    from galaxalign.synth import render_contact_sheet
 
     report.add(
         "Schematic symbols",
-        image(_png(symbol_gallery(scheme, size=96, variants=3, seed=0)), "symbol gallery"),
+        image(_png(symbol_gallery(demo.run.scheme, size=96, variants=3, seed=0)), "symbol gallery"),
         note="Each class's canonical symbol, then three seeded variants: the drawings the symbol encoder learns from.",
     )
     report.add(
         "Example galaxies",
-        image(_png(render_contact_sheet(data, per_class=8)), "Galaxy10-Sim examples"),
+        image(_png(render_contact_sheet(demo.data, per_class=8)), "Galaxy10-Sim examples"),
         note="The first eight rendered galaxies of each class (GalSim bulges and disks, PSF, noise, g/r/z colours).",
     )
-    report.add("Training", image(figures.training_curves(runs), "training curves"))
+    report.add("Training", image(figures.training_curves(demo.runs), "training curves"))
     report.add(
         "Confusion matrices",
         '<div class="pair">'
         + "".join(
-            image(Path(m["files"]["confusion"]).read_bytes(), f"{method} confusion") for method, m in metrics.items()
+            image(Path(m["files"]["confusion"]).read_bytes(), f"{method} confusion")
+            for method, m in demo.metrics.items()
         )
         + "</div>",
         note="Rows are the true class; colour is the share of that class.",
     )
 
-    test_labels = dataset.labels[split.test]
-    embeddings = run.embed_dataset(dataset, split.test).embeddings
+
+def _add_shared_space(report: Report, demo: DemoOutputs) -> None:
+    run, test = demo.run, demo.split.test
+    embeddings = run.embed_dataset(demo.dataset, test).embeddings
     with torch.no_grad():
-        text_anchors = text_prototypes(run.model, scheme).numpy()
+        text_anchors = text_prototypes(run.model, run.scheme).numpy()
         symbol_anchors = symbol_prototypes(run.model, run.symbols01).numpy()
     report.add(
         "The shared space",
-        image(figures.embedding_map(embeddings, test_labels, text_anchors, symbol_anchors, names), "embedding map"),
+        image(
+            figures.embedding_map(
+                embeddings, demo.dataset.labels[test], text_anchors, symbol_anchors, run.scheme.names
+            ),
+            "embedding map",
+        ),
         note="t-SNE of the galaxalign run's test embeddings. Stars: each class's text prototype; squares: its symbol "
         "prototype. Anchors sitting inside their class's cloud is what alignment means.",
     )
 
+
+def _add_search(report: Report, demo: DemoOutputs) -> None:
+    run, index, scheme, names = demo.run, demo.index, demo.run.scheme, demo.run.scheme.names
+    thumbnails = index.thumbnails
+    assert thumbnails is not None  # the demo's index keeps them (build_index's default)
     searcher = Searcher(index, run)
     k = 8
     strips = []
     wanted = scheme.by_key(EXAMPLE_IMAGE_CLASS).id
-    candidates = np.flatnonzero(test_labels == wanted)
+    candidates = np.flatnonzero(demo.dataset.labels[demo.split.test] == wanted)
     if len(candidates):
-        query = dataset[int(split.test[candidates[0]])].image
+        query = demo.dataset[int(demo.split.test[candidates[0]])].image
         strips.append(
             (
                 "By image: a test galaxy (an unbarred loose spiral)",
-                figures.retrieval_strip(query, "image", searcher.by_image(query, k), index.thumbnails, names, wanted),
+                figures.retrieval_strip(query, "image", searcher.by_image(query, k), thumbnails, names, wanted),
             )
         )
     text, text_key = EXAMPLE_TEXT
@@ -119,7 +163,7 @@ def write_report(
         (
             f'By words: "{text}"',
             figures.retrieval_strip(
-                text_tile, "words", searcher.by_text(text, k), index.thumbnails, names, scheme.by_key(text_key).id
+                text_tile, "words", searcher.by_text(text, k), thumbnails, names, scheme.by_key(text_key).id
             ),
         )
     )
@@ -129,7 +173,7 @@ def write_report(
         (
             f"By symbol: {symbol_class.name}",
             figures.retrieval_strip(
-                symbol_tile, "symbol", searcher.by_symbol(symbol_class.key, k), index.thumbnails, names, symbol_class.id
+                symbol_tile, "symbol", searcher.by_symbol(symbol_class.key, k), thumbnails, names, symbol_class.id
             ),
         )
     )
@@ -138,18 +182,10 @@ def write_report(
         "".join(f"<p><b>{title}</b></p>{image(png, title)}" for title, png in strips),
         note="Top 8 from the index of training galaxies; green frame: same class as the query, red: another class.",
     )
-    report.add("Try it yourself", f"<p>Serve this index in a browser:</p><p><code>{serve_command(out)}</code></p>")
-    path = out / "report.html"
-    write_text_atomic(path, report.render())
-    return path
 
 
 def serve_command(out: Path) -> str:
     return f"galaxalign serve --index {out / 'index'} --run {out / 'runs' / 'galaxalign'}"
-
-
-def _summary(run_dir: Path) -> dict:
-    return read_summary(run_dir)
 
 
 def reading(metrics: dict[str, dict], names: list[str]) -> list[str]:
