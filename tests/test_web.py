@@ -4,6 +4,7 @@ One tiny run and a 30-galaxy index serve both. The browser tests drive Debian's 
 with Playwright (never a downloaded browser) against the app served by uvicorn on 127.0.0.1.
 """
 
+import contextlib
 import io
 import os
 import shutil
@@ -235,6 +236,7 @@ def test_openapi_documents_the_api(client):
         "/api/search/id",
         "/api/search/image",
         "/api/search/sketch",
+        "/api/search/position",
         "/api/classes",
         "/api/health",
         "/api/thumbnail/{row}.png",
@@ -242,6 +244,104 @@ def test_openapi_documents_the_api(client):
     }
     assert "multipart/form-data" in paths["/api/search/image"]["post"]["requestBody"]["content"]
     assert {"SearchResult", "GalaxyHit", "ClassProbability", "ErrorBody"} <= set(schema["components"]["schemas"])
+
+
+def test_sky_queries_need_a_survey_index(client):
+    response = client.get("/api/search/position", params={"ra": 0.5, "dec": 0.5})
+    assert response.status_code == 422 and "needs a survey index" in response.json()["detail"]
+    response = client.get("/api/search/text", params={"q": "spiral", "cone_ra": 1, "cone_dec": 1, "cone_radius": 1})
+    assert response.status_code == 422 and "a cone filter needs a survey index" in response.json()["detail"]
+
+
+# ---------------------------------------------------------------- a survey index behind the same API
+
+
+@pytest.fixture(scope="module")
+def survey_app(run, easy_h5, tmp_path_factory):
+    """The 120 easy galaxies embedded by the run into two shards, as `embed` writes them, then a survey index."""
+    from galaxalign.data import open_dataset
+    from galaxalign.search import shards
+    from galaxalign.search.survey import BuildOptions, build_survey_index
+    from galaxalign.web import create_app
+
+    root = tmp_path_factory.mktemp("survey-web")
+    data = open_dataset(easy_h5, scheme=run.scheme)
+    vectors = run.embed_images([data[i].image for i in range(len(data))])
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float16)
+    meta = [data.metadata(i) for i in range(len(data))]
+    halves = [range(0, 60), range(60, len(data))]
+    emb = root / "emb"
+    shards.write_catalogue_manifest(
+        emb,
+        {
+            "run": str(run.run_dir),
+            "fingerprint": run.fingerprint,
+            "dim": vectors.shape[1],
+            "sources": [str(easy_h5)] * 2,
+        },
+    )
+    for k, rows in enumerate(halves):
+        shards.write_shard(
+            emb,
+            k,
+            ids=[f"s{i}" for i in rows],
+            ra=[meta[i]["ra"] for i in rows],
+            dec=[meta[i]["dec"] for i in rows],
+            source=str(easy_h5),
+            rows=np.array(rows),
+            vectors=vectors[rows.start : rows.stop],
+            fingerprint=run.fingerprint,
+        )
+    build_survey_index(emb, root / "big", BuildOptions(threads=1, tune_queries=32), run=run)
+    app = create_app(root / "big", max_upload_bytes=MAX_BYTES, max_pixels=MAX_PIXELS)
+    return app, data, meta
+
+
+@pytest.fixture(scope="module")
+def survey_client(survey_app):
+    from fastapi.testclient import TestClient
+
+    app, data, meta = survey_app
+    with TestClient(app) as client:
+        yield client, data, meta
+
+
+def test_survey_index_serves_the_same_api(survey_client):
+    client, data, _ = survey_client
+    health = client.get("/api/health").json()
+    assert health["index_kind"] == "survey" and health["sky"] and health["galaxies"] == len(data)
+    for kind, query in QUERIES.items():
+        if kind == "id":
+            continue
+        result = query(client).json()
+        assert len(result["hits"]) == K, kind
+        assert all(h["thumbnail"] == f"/api/thumbnail/{h['index']}.png" for h in result["hits"])
+    hits = client.get("/api/search/id", params={"id": "s3", "k": K}).json()["hits"]
+    assert len(hits) == K and "s3" not in [h["id"] for h in hits]
+
+
+def test_survey_thumbnail_is_read_from_the_input_shard(survey_client):
+    from galaxalign.data import resize_square
+
+    client, data, _ = survey_client
+    thumb = Image.open(io.BytesIO(client.get("/api/thumbnail/70.png").content))
+    np.testing.assert_array_equal(np.asarray(thumb.convert("RGB")), resize_square(data[70].image, 64))
+    assert client.get(f"/api/thumbnail/{len(data)}.png").status_code == 404
+
+
+def test_survey_position_query_and_cone_filter(survey_client):
+    client, _, meta = survey_client
+    ra, dec = meta[40]["ra"], meta[40]["dec"]
+    result = client.get("/api/search/position", params={"ra": ra, "dec": dec, "k": K}).json()
+    assert result["query"]["kind"] == "position" and len(result["hits"]) == K
+    assert "s40" not in [h["id"] for h in result["hits"]]
+    params = {"ra": ra, "dec": dec, "k": K, "cone_ra": ra, "cone_dec": dec, "cone_radius": 0.1}
+    hits = client.get("/api/search/position", params=params).json()["hits"]
+    assert hits and all(abs(h["ra"] - ra) <= 0.1 and abs(h["dec"] - dec) <= 0.1 for h in hits)
+    far = client.get("/api/search/position", params={"ra": ra + 10, "dec": dec})
+    assert far.status_code == 422 and "no catalogue galaxy within 5 arcsec" in far.json()["detail"]
+    half = client.get("/api/search/text", params={"q": "spiral", "cone_ra": 1})
+    assert half.status_code == 422 and "together" in half.json()["detail"]
 
 
 def test_serve_binds_to_this_machine_by_default():
@@ -257,8 +357,9 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def base_url(app):
+@contextlib.contextmanager
+def served(app):
+    """The app served by uvicorn on a free port of 127.0.0.1, for the browser."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -269,9 +370,17 @@ def base_url(app):
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def base_url(app):
+    with served(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -382,3 +491,23 @@ def test_page_bad_upload_shows_an_error(page):
     error = page.locator("#error")
     error.wait_for(state="visible")
     assert "notes.png: cannot read image" in error.inner_text()
+
+
+@needs_chromium
+def test_page_sky_tab_only_on_a_survey_index(page, browser, survey_app):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#index-info")).to_contain_text("galaxies")
+    assert page.locator("#tab-sky").is_hidden()  # a small index has no sky queries
+    _, _, meta = survey_app
+    with served(survey_app[0]) as url:
+        sky = browser.new_page(viewport={"width": 1100, "height": 900})
+        sky.set_default_timeout(20_000)
+        sky.goto(url)
+        sky.click("#tab-sky")
+        sky.fill("#sky-ra", str(meta[40]["ra"]))
+        sky.fill("#sky-dec", str(meta[40]["dec"]))
+        sky.click("#panel-sky button[type=submit]")
+        ids = wait_for_grid(sky, "the galaxy at RA")
+        assert "s40" not in ids
+        sky.close()

@@ -223,7 +223,7 @@ def _serve(config, args) -> None:
     from galaxalign.web import create_app
 
     # Loads index and run now: a bad folder fails before the server starts.
-    app = create_app(config.index, config.run, device=config.device)
+    app = create_app(config.index, config.run, device=config.device, verify=config.verify or "sample")
     print(f"serving {config.index} on http://{config.host}:{config.port}/ (API docs at /docs)")
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning")
 

@@ -1,4 +1,4 @@
-// GalaxAlign search page: four query modes, one results grid, all through the JSON API.
+// GalaxAlign search page: four query modes (five with a survey index's sky position), one results grid, all through the JSON API.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -137,6 +137,18 @@ $("panel-text").addEventListener("submit", (e) => {
   search({ label: `“${q}”`, run: get("/api/search/text", { q }) });
 });
 
+// ---- sky position (survey indexes)
+
+$("panel-sky").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const ra = $("sky-ra").value, dec = $("sky-dec").value, tolerance = $("sky-tolerance").value || "5";
+  if (ra === "" || dec === "") return showError("Give both RA and Dec in degrees.");
+  const params = { ra, dec, tolerance };
+  const radius = $("sky-cone").value;
+  if (radius) Object.assign(params, { cone_ra: ra, cone_dec: dec, cone_radius: radius });
+  search({ label: `the galaxy at RA ${ra}, Dec ${dec}`, run: get("/api/search/position", params) });
+});
+
 // ---- symbol palette
 
 async function loadPalette() {
@@ -208,6 +220,7 @@ clearPad();
 api("/api/health")
   .then((h) => {
     $("index-info").textContent = `${h.galaxies} galaxies · ${h.scheme} · ${h.scoring} scoring`;
+    $("tab-sky").hidden = !h.sky; // sky-position queries need a survey index
   })
   .catch((err) => showError(`Cannot reach the server: ${err.message}`));
 loadPalette().catch((err) => showError(`Cannot load the class symbols: ${err.message}`));
