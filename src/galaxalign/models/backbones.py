@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from galaxalign.errors import GalaxAlignError
+from galaxalign.models.tower import Tower
 
 if TYPE_CHECKING:
     from transformers import BertModel, CLIPTextModel, CLIPVisionModel, Dinov2Model
@@ -51,13 +52,6 @@ def normalize_pixels(pixels01: torch.Tensor, mean: Sequence[float], std: Sequenc
     mean_t = torch.tensor(mean, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
     std_t = torch.tensor(std, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
     return (pixels01 - mean_t) / std_t
-
-
-class Tower(nn.Module):
-    """An image or text tower: a module that can list its blocks from input to output."""
-
-    def blocks(self) -> list[nn.Module]:
-        raise NotImplementedError
 
 
 class Backbone(nn.Module):

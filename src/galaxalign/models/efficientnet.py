@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galaxalign.models.backbones import Tower
+from galaxalign.models.tower import Tower
 
 # (repeats, kernel, stride, expand ratio, output channels) per stage.
 LITE0_STAGES = (
