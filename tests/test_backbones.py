@@ -252,7 +252,7 @@ def test_hf_clip_from_local_folder(tmp_path):
 
 
 def test_hf_missing_checkpoint_is_a_user_error(tmp_path):
-    with pytest.raises(GalaxAlignError, match=r"hf:.*nothing-here.*offline mode needs a local folder"):
+    with pytest.raises(GalaxAlignError, match=r"hf:.*nothing-here: no such folder"):
         build_backbone(f"hf:{tmp_path / 'nothing-here'}")
 
 
@@ -321,3 +321,57 @@ def test_effnet_and_clip_blocks_cover_their_towers(tmp_path):
         blocks = tower.blocks()
         assert _count(p for b in blocks for p in b.parameters()) == _count(tower.parameters())
     assert len(net.blocks()) == 18  # stem, 16 MBConv blocks, head
+
+
+@pytest.mark.parametrize(
+    "spec,size,expected",
+    [
+        ("ViT-B-16:openai", None, ("ViT-B-16", "openai", {"force_quick_gelu": True})),
+        ("ViT-B-16-quickgelu:openai", None, ("ViT-B-16-quickgelu", "openai", {})),
+        ("ViT-B-32:laion2b_s34b_b79k", None, ("ViT-B-32", "laion2b_s34b_b79k", {})),
+        ("ViT-B-16:openai", 160, ("ViT-B-16", "openai", {"force_quick_gelu": True, "force_image_size": 160})),
+        ("ViT-B-16", 0, ("ViT-B-16", None, {})),
+    ],
+)
+def test_openclip_arguments_quickgelu_for_openai_and_forced_size(spec, size, expected):
+    assert backbones.openclip_arguments(spec, size) == expected
+
+
+class _OpenClipLikeViT(torch.nn.Module):
+    """The parameter layout of open_clip's VisionTransformer (tiny): bare class and position
+    embeddings beside conv1, ln_pre, transformer.resblocks and ln_post."""
+
+    def __init__(self, width: int = 16, patch: int = 8, size: int = 16):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, width, patch, patch, bias=False)
+        self.class_embedding = torch.nn.Parameter(torch.randn(width))
+        self.positional_embedding = torch.nn.Parameter(torch.randn((size // patch) ** 2 + 1, width))
+        self.ln_pre = torch.nn.LayerNorm(width)
+        self.transformer = torch.nn.Module()
+        self.transformer.resblocks = torch.nn.ModuleList(
+            [torch.nn.TransformerEncoderLayer(width, 2, 32, batch_first=True) for _ in range(2)]
+        )
+        self.ln_post = torch.nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + self.positional_embedding
+        x = self.ln_pre(x)
+        for block in self.transformer.resblocks:
+            x = block(x)
+        return self.ln_post(x[:, 0])
+
+
+def test_openclip_bare_embeddings_are_in_a_block():
+    import copy
+
+    tower = backbones.OpenClipImageEncoder(_OpenClipLikeViT())
+    blocks = tower.blocks()
+    in_blocks = {id(p) for b in blocks for p in b.parameters()}
+    assert in_blocks == {id(p) for p in tower.parameters()}  # class/position embeddings included
+    assert list(tower.state_dict()) == [f"visual.{k}" for k in tower.visual.state_dict()]  # each weight once
+    blocks[0].requires_grad_(False)
+    assert not tower.visual.class_embedding.requires_grad and not tower.visual.positional_embedding.requires_grad
+    twin = copy.deepcopy(tower)  # the stage-2 symbol encoder: its stem must hold its own copies
+    assert twin.stem.bare[0] is twin.visual.class_embedding is not tower.visual.class_embedding
+    assert tower(torch.rand(2, 3, 16, 16)).shape == (2, 16)

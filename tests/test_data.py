@@ -590,4 +590,5 @@ def test_to_tensor_batch():
     imgs = [np.full((30, 50, 3), 255, np.uint8), np.zeros((20, 20, 3), np.uint8)]
     t = to_tensor_batch(imgs, 16)
     assert t.shape == (2, 3, 16, 16) and t.dtype == torch.float32
-    assert t[0].min() == 1.0 and t[1].max() == 0.0
+    # resized in float by torch's antialiased kernels: a white image stays white to float rounding
+    assert t[0].min() > 1 - 1e-6 and t[1].max() == 0.0

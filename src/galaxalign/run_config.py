@@ -129,6 +129,9 @@ class TrainConfig:
     )
     embed_dim: int = option(256, "shared embedding width (backbones with CLIP projections keep theirs)")
     image_size: int = option(0, "input size in pixels; 0 uses the backbone's default")
+    allow_missing_weights: bool = option(
+        False, "hf: train even if the checkpoint lacks some weights (they start random; named in the log)"
+    )
     targets: str = option(
         "onehot",
         "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md), "
@@ -193,6 +196,10 @@ class TrainConfig:
                 "checkpoint_every and checkpoint_minutes must be 0 or more",
             ),
             (0 < self.val_fraction < 1 and 0 < self.test_fraction < 1, "val/test fractions must be in (0, 1)"),
+            (
+                not self.allow_missing_weights or self.backbone.startswith("hf:"),
+                "allow_missing_weights applies to hf: backbones only",
+            ),
         ]
         check_device_name(self.device)
         for ok, message in checks:

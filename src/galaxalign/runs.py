@@ -4,6 +4,10 @@ Everything about a run folder lives here: the file names, building the model of 
 preparing its data and split, writing weights, and `load_run`, which rebuilds a run from its
 folder alone. The trainer writes runs through this module; evaluation, search, the jobs, the
 report and the web app read them through it. Nothing outside this module spells a file name.
+
+A run folder is self-contained: a backbone that cannot be rebuilt from its name alone (an `hf:`
+CLIP, whose checkpoint folder may be relative, elsewhere, or gone) leaves the files that rebuild
+its architecture in `backbone/` beside the weights, and `load_run` builds from those.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from galaxalign.config import config_to_dict, load_config, option, required
-from galaxalign.data import GalaxyDataset, Split, label_fraction, load_image, make_split, open_dataset, to_tensor_batch
+from galaxalign.data import GalaxyDataset, Split, label_fraction, load_image, make_split, open_dataset
+from galaxalign.data.augment import to_tensor_batch
 from galaxalign.data.loader import image_batches, index_batches
 from galaxalign.devices import DEVICE_HELP, autocast, check_device_name, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path, read_json, write_json_atomic
-from galaxalign.models.backbones import build_backbone
+from galaxalign.models.backbones import build_backbone, rebuild_backbone
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.models.prototypes import FUSION_WEIGHTS, SCORING_MODES, ClassScorer, fuse, symbol_pixels
 from galaxalign.run_config import TrainConfig
@@ -37,6 +42,7 @@ CONFIG_FILE, SPLIT_FILE, MODEL_FILE = "config.json", "split.json", "model.safete
 CHECKPOINT_FILE, METRICS_FILE, SUMMARY_FILE = "checkpoint.pt", "metrics.jsonl", "summary.json"
 EVAL_METRICS_FILE, PREDICTIONS_FILE, CONFUSION_FILE = "metrics.json", "predictions.csv", "confusion.png"
 FEATURES_FILE = "features.npy"  # an evaluation's image-tower features, in predictions order
+BACKBONE_DIR = "backbone"  # files that rebuild the backbone's architecture (no weights), when it has any
 
 ImageLike = np.ndarray | str | Path
 
@@ -70,14 +76,30 @@ def is_evaluated(run_dir: str | Path, split: str = "test") -> bool:
     return (eval_dir(run_dir, split) / EVAL_METRICS_FILE).exists()
 
 
-def build_model(config: TrainConfig, n_classes: int, stage: int = 1) -> GalaxAlignModel:
-    """The model of a run, at a given stage, with the run's seed for fresh weights."""
+def build_model(config: TrainConfig, n_classes: int, stage: int = 1, run_dir: Path | None = None) -> GalaxAlignModel:
+    """The model of a run, at a given stage, with the run's seed for fresh weights.
+
+    With `run_dir` (whose weights are loaded next), the backbone is rebuilt from the files the
+    folder carries, when it has them, instead of from its original checkpoint.
+    """
     torch.manual_seed(config.seed)
-    backbone = build_backbone(config.backbone)
+    carried = Path(run_dir) / BACKBONE_DIR if run_dir is not None else None
+    if carried is not None and carried.is_dir():
+        backbone = rebuild_backbone(config.backbone, carried, **_size_option(config))
+    else:
+        options = _size_option(config)
+        if config.allow_missing_weights:
+            options["allow_missing_weights"] = True
+        backbone = build_backbone(config.backbone, **options)
     model = GalaxAlignModel(backbone, embed_dim=config.embed_dim, num_classes=n_classes if config.spec.head else 0)
     if stage == 2 and config.spec.splits_symbol_encoder:
         model.split_symbol_encoder()
     return model
+
+
+def _size_option(config: TrainConfig) -> dict:
+    """The run's --image-size for the factory (open_clip sizes its position table from it)."""
+    return {"image_size": config.image_size} if config.image_size else {}
 
 
 def image_size_of(config: TrainConfig, model: GalaxAlignModel) -> int:
@@ -98,7 +120,12 @@ class Scoring:
 
 def save_weights(path: Path, model: GalaxAlignModel, scoring: Scoring | None = None) -> None:
     """Device-independent safetensors weights (a run trained on a GPU loads on a CPU-only machine),
-    with the scoring chosen on validation in the file's metadata, so the two cannot drift apart."""
+    with the scoring chosen on validation in the file's metadata, so the two cannot drift apart.
+
+    The first save also writes the backbone's rebuild files (`BACKBONE_DIR`) beside them."""
+    carried = path.parent / BACKBONE_DIR
+    if model.backbone.carries_files and not carried.is_dir():
+        model.backbone.save_files(carried)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     metadata = {"format": "pt"}
     if scoring is not None:
@@ -248,10 +275,16 @@ class Run:
             available += ("head",)
         return (self.scoring, *(m for m in available if m != self.scoring))
 
-    def pixels(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """Model input on the run's device for images given as arrays (H, W, 3) uint8 or file paths."""
-        arrays = [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
-        batch = to_tensor_batch(arrays, self.image_size).to(self.device, non_blocking=True)
+    def pixels(self, images: Sequence[ImageLike | torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        """Model input on the run's device for images given as arrays (H, W, 3) uint8, file paths,
+        (3, H, W) uint8 tensors or one (B, 3, H, W) uint8 batch: resized there as in training,
+        with the backbone's interpolation and crop."""
+        decoded = (
+            images
+            if isinstance(images, torch.Tensor)
+            else [load_image(im) if isinstance(im, (str, Path)) else im for im in images]
+        )
+        batch = to_tensor_batch(decoded, self.image_size, self.model.backbone.resize, self.device)
         return self.model.backbone.normalize(batch)
 
     @torch.no_grad()
@@ -296,14 +329,14 @@ class Run:
         feats: list[np.ndarray] = []
         predicted: dict[str, list[np.ndarray]] = {m: [] for m in modes}
         batches = index_batches(indices, batch_size)
-        decoded = image_batches(dataset, batches, workers=workers) if batches else iter(())
+        pin = self.device.type == "cuda"  # uint8 pixels go to the device asynchronously, resized there
+        decoded = image_batches(dataset, batches, workers=workers, pin_memory=pin) if batches else iter(())
         with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
             for batch, chw in zip(batches, decoded):
                 rows = np.asarray(batch, dtype=np.int64)
-                images = [image.permute(1, 2, 0).numpy() for image in chw]
                 if on_batch is not None:
-                    on_batch(rows, images)
-                emb, feat, logits = self._forward(self.pixels(images), modes, features)
+                    on_batch(rows, [image.permute(1, 2, 0).numpy() for image in chw])
+                emb, feat, logits = self._forward(self.pixels(chw), modes, features)
                 embeddings.append(emb.cpu().numpy())
                 if feat is not None:
                     feats.append(feat.cpu().numpy())
@@ -422,7 +455,7 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> Run:
         raise GalaxAlignError(f"{weights_path}: unreadable weights ({exc})") from None
     scheme = load_scheme(config.scheme)
     stage = 2 if any(k.startswith("symbol_encoder.") for k in state) else 1
-    model = build_model(config, len(scheme), stage=stage)
+    model = build_model(config, len(scheme), stage=stage, run_dir=run_dir)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise GalaxAlignError(

@@ -5,21 +5,43 @@ gives an equally real galaxy; small shifts and scale changes mimic centring and 
 differences. Colour is left alone: g/r/z colour tracks stellar populations, and hue jitter
 would teach the model to ignore physics. Everything is one affine resample per image (pure
 torch, no torchvision), drawn from a `torch.Generator` so a batch can be reproduced exactly.
+
+Training, evaluation and classification share one resize (`resize_batch`): a centre crop and an
+antialiased resize with the backbone's own interpolation (`Resize`, from the checkpoint's
+preprocessing), run on the model's device from uint8 pixels, so the three cannot drift apart.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galaxalign.data.images import resize_square
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
-def _as_float_batch(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(B, 3, H, W) float in [0, 1] from uint8 or float, channels first or last, centre-cropped square."""
+@dataclass(frozen=True)
+class Resize:
+    """How an image becomes model input: the interpolation, and the share of the centred square
+    kept before resizing (CLIP-style `crop_size / size`; 1 keeps the whole square)."""
+
+    interpolation: str = "bilinear"
+    crop_fraction: float = 1.0
+
+    def __post_init__(self):
+        if self.interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {self.interpolation!r}")
+        if not 0 < self.crop_fraction <= 1:
+            raise ValueError(f"crop_fraction must be in (0, 1], got {self.crop_fraction}")
+
+
+def _as_float_batch(batch: torch.Tensor | np.ndarray, crop_fraction: float = 1.0) -> torch.Tensor:
+    """(B, 3, H, W) float in [0, 1] from uint8 or float, channels first or last, centre-cropped
+    square (then to `crop_fraction` of its side)."""
     x = torch.as_tensor(batch)
     if x.ndim == 3:
         x = x[None]
@@ -30,14 +52,24 @@ def _as_float_batch(batch: torch.Tensor | np.ndarray) -> torch.Tensor:
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     h, w = x.shape[-2:]
     side = min(h, w)
+    if crop_fraction < 1:
+        side = max(1, round(side * crop_fraction))
     top, left = (h - side) // 2, (w - side) // 2
     return x[:, :, top : top + side, left : left + side]
 
 
-def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+def _resize(x: torch.Tensor, size: int, interpolation: str = "bilinear") -> torch.Tensor:
     if x.shape[-1] == size:
         return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if interpolation == "nearest":
+        return F.interpolate(x, size=(size, size), mode="nearest-exact")
+    out = F.interpolate(x, size=(size, size), mode=interpolation, align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0) if interpolation == "bicubic" else out  # bicubic overshoots, as PIL clips
+
+
+def resize_batch(batch: torch.Tensor | np.ndarray, size: int, resize: Resize = Resize()) -> torch.Tensor:
+    """Model input before normalisation: (B, 3, size, size) float in [0, 1] on the batch's device."""
+    return _resize(_as_float_batch(batch, resize.crop_fraction), size, resize.interpolation)
 
 
 class GalaxyAugment:
@@ -56,12 +88,14 @@ class GalaxyAugment:
         max_shift: float = 0.05,
         scale: tuple[float, float] = (0.9, 1.1),
         padding: str = "reflection",
+        resize: Resize = Resize(),
     ):
         if padding not in ("reflection", "zeros", "border"):
             raise ValueError(f"padding must be reflection, zeros or border, got {padding!r}")
         self.out_size = out_size
         self.rotate, self.flip = rotate, flip
         self.max_shift, self.scale, self.padding = max_shift, scale, padding
+        self.resize = resize
 
     def sample_params(self, batch_size: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Draw one set of transform parameters per image."""
@@ -82,7 +116,7 @@ class GalaxyAugment:
     def apply(self, batch: torch.Tensor | np.ndarray, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """Resample each image with its parameters: angle (radians, counter-clockwise as displayed),
         flips, zoom `scale`, and `shift` (fraction of the side, x then y)."""
-        x = _resize(_as_float_batch(batch), self.out_size)
+        x = resize_batch(batch, self.out_size, self.resize)
         cos, sin = torch.cos(params["angle"]), torch.sin(params["angle"])
         sx = torch.where(params["flip_h"], -1.0, 1.0) / params["scale"]
         sy = torch.where(params["flip_v"], -1.0, 1.0) / params["scale"]
@@ -106,9 +140,35 @@ class GalaxyAugment:
         return self.apply(x, self.sample_params(x.shape[0], generator))
 
 
-def to_tensor_batch(images: list[np.ndarray], size: int) -> torch.Tensor:
-    """Evaluation input: each (H, W, 3) uint8 image centre-cropped and resized, no augmentation."""
-    if not images:
-        return torch.zeros((0, 3, size, size))
-    arr = np.stack([resize_square(np.asarray(im, dtype=np.uint8), size) for im in images])
-    return torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+def to_tensor_batch(
+    images: Sequence[np.ndarray | torch.Tensor] | torch.Tensor,
+    size: int,
+    resize: Resize = Resize(),
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Evaluation input, no augmentation: (H, W, 3) uint8 arrays, (3, H, W) uint8 tensors or one
+    (B, 3, H, W) uint8 batch, centre-cropped and resized on `device` (default CPU) as training does.
+
+    The uint8 pixels travel to the device (pinned, asynchronously, for CUDA) and are resized
+    there, one call per batch when the images share a shape.
+    """
+    target = torch.device(device or "cpu")
+    if isinstance(images, torch.Tensor):
+        return resize_batch(_to_device(images, target), size, resize)
+    if len(images) == 0:
+        return torch.zeros((0, 3, size, size), device=target)
+    chw = [
+        image
+        if isinstance(image, torch.Tensor)
+        else torch.from_numpy(np.asarray(image, dtype=np.uint8)).permute(2, 0, 1)
+        for image in images
+    ]
+    if all(image.shape == chw[0].shape for image in chw):
+        return resize_batch(_to_device(torch.stack(chw), target), size, resize)
+    return torch.cat([resize_batch(_to_device(image[None], target), size, resize) for image in chw])
+
+
+def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if device.type == "cuda" and batch.device.type == "cpu":
+        batch = batch if batch.is_pinned() else batch.pin_memory()
+    return batch.to(device, non_blocking=True)

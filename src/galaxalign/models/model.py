@@ -1,5 +1,6 @@
 """The tri-modal GalaxAlign model: galaxy images, schematic symbols and text in one space.
 
+The temperature starts at the backbone checkpoint's own learned `logit_scale` where it has one.
 Stage 1: symbols go through the galaxy image encoder (shared weights and projection).
 Stage 2: `split_symbol_encoder()` copies the stage-1 image encoder and projection into a symbol
 encoder of its own, so the two visual domains can specialise while staying aligned.
@@ -31,7 +32,10 @@ class GalaxAlignModel(nn.Module):
         self.image_projection = _projection(getattr(backbone, "image_projection", None), backbone.image_dim, embed_dim)
         self.text_projection = _projection(getattr(backbone, "text_projection", None), backbone.text_dim, embed_dim)
         self.embed_dim = self.image_projection.out_features
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+        # A CLIP checkpoint's learned temperature (ln 100 for OpenAI's) is part of its alignment;
+        # towers without one start at 1 / init_temperature.
+        scale = backbone.logit_scale if backbone.logit_scale is not None else math.log(1.0 / init_temperature)
+        self.logit_scale = nn.Parameter(torch.tensor(float(scale)))
         self.classifier = nn.Linear(backbone.image_dim, num_classes) if num_classes else None
         self.symbol_encoder: nn.Module | None = None
         self.symbol_projection: nn.Module | None = None

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from galaxalign.data import GalaxyAugment, GalaxyDataset
+from galaxalign.data.augment import Resize
 
 
 def epoch_order(labels: np.ndarray, batch_size: int, seed: int, epoch: int, balanced: bool) -> np.ndarray:
@@ -78,9 +79,10 @@ class BatchBuilder:
         seed: int,
         galaxy_symbols: torch.Tensor | None = None,
         galaxy_text_rows: np.ndarray | None = None,
+        resize: Resize = Resize(),
     ):
         self.dataset, self.indices, self.labels = dataset, indices, labels
-        self.augment = GalaxyAugment(image_size)
+        self.augment = GalaxyAugment(image_size, resize=resize)  # the backbone's interpolation and crop
         self.normalize = normalize
         self.texts_by_class = [torch.nonzero(text_owners == c).flatten() for c in range(int(text_owners.max()) + 1)]
         self.symbol_variants = symbol_variants

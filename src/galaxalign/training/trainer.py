@@ -127,6 +127,7 @@ class Trainer:
             config.seed,
             self.galaxy_symbols,
             self.galaxy_text_rows,
+            resize=self.model.backbone.resize,
         )
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
