@@ -134,7 +134,7 @@ class TrainConfig:
     )
     targets: str = option(
         "onehot",
-        "contrastive targets: onehot (plain CLIP; chosen on validation, docs/results.md), "
+        "contrastive targets: onehot (plain CLIP; chosen on validation, docs/archive/results-history.md), "
         "multi (same class = positive) or classes (cross-entropy against every class's "
         "text prototype, FLYP/UniCL style)",
         choices=TARGETS,

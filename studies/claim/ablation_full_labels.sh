@@ -7,7 +7,7 @@
 # benchmark's 30-step minimum), the benchmark's other settings, multi-positive targets as the
 # baseline (the default when the study began).
 # Rule fixed before the runs: a default changes only for a validation gain of 0.03 or more.
-# Results and their reading: docs/results.md, "Investigating the gap". The accuracy of each
+# Results and their reading: docs/archive/results-history.md, "Investigating the gap". The accuracy of each
 # galaxalign run by scoring mode: galaxalign evaluate --run OUT/NAME --data OUT/g10sim_dev150.h5 --split val
 #
 #   bash studies/claim/ablation_full_labels.sh [OUT_DIR]      (about two hours on 2 CPU cores)
