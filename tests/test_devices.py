@@ -81,3 +81,20 @@ def test_training_does_not_import_galsim():
 
     code = "import sys, galaxalign.training.trainer, galaxalign.cli; sys.exit('galsim' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
+
+
+def test_every_command_defaults_to_auto_device():
+    """The README says `--device auto` is every command's default; the configs must agree."""
+    from dataclasses import fields
+
+    from galaxalign.evaluation.evaluate import EvaluateConfig
+    from galaxalign.jobs.embed import EmbedConfig
+    from galaxalign.run_config import TrainConfig
+    from galaxalign.runs import ClassifyConfig
+    from galaxalign.search.index import IndexConfig
+    from galaxalign.search.query import SearchConfig
+    from galaxalign.web.app import ServeConfig
+
+    for config in (TrainConfig, EvaluateConfig, IndexConfig, ClassifyConfig, SearchConfig, ServeConfig, EmbedConfig):
+        default = {f.name: f.default for f in fields(config)}["device"]
+        assert default == "auto", f"{config.__name__}.device defaults to {default!r}"

@@ -483,7 +483,7 @@ class ClassifyConfig:
     )
     top_k: int = option(3, "classes listed per image")
     json: bool = option(False, "print a JSON list instead of a table")
-    device: str = option("cpu", DEVICE_HELP)
+    device: str = option("auto", DEVICE_HELP)
 
     def __post_init__(self):
         check_device_name(self.device)

@@ -158,7 +158,7 @@ class SearchConfig:
     )
     k: int = option(10, "results", flag="-k")
     json: bool = option(False, "print JSON instead of a table")
-    device: str = option("cpu", DEVICE_HELP)
+    device: str = option("auto", DEVICE_HELP)
 
     def __post_init__(self):
         check_device_name(self.device)

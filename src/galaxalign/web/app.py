@@ -513,7 +513,7 @@ class ServeConfig:
         "or by full sha256 (full)",
         choices=("sample", "full"),
     )
-    device: str = option("cpu", DEVICE_HELP)
+    device: str = option("auto", DEVICE_HELP)
 
     def __post_init__(self):
         check_device_name(self.device)
