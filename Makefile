@@ -31,11 +31,13 @@ browser:
 	elif command -v apt-get >/dev/null; then apt-get update && apt-get install -y --no-install-recommends chromium; \
 	else echo "no apt-get: the browser tests will be skipped (they need $(CHROMIUM))"; fi
 
-# ruff (lint and format check) and mypy, as configured in pyproject.toml.
+# ruff (lint and format check) and mypy, as configured in pyproject.toml, over all the code;
+# then the import graph: no module or floor cycles, no upward import (tools/import_graph.py).
 lint: setup
 	$(BIN)/ruff check src tests benchmarks studies tools
 	$(BIN)/ruff format --check src tests benchmarks studies tools
 	$(BIN)/mypy
+	$(BIN)/python tools/import_graph.py
 
 format: setup
 	$(BIN)/ruff check --fix src tests benchmarks studies tools
