@@ -2,7 +2,9 @@
 
 Only the top blocks of each tower train (`trainable_blocks`), each block below the top at a
 learning rate `layer_decay` times the one above it; projections, the classifier and the
-temperature train at `head_lr` without weight decay.
+temperature train at `head_lr` without weight decay. Inside the towers, as in open_clip and
+timm, weight decay skips what it would only shrink towards zero for no regularising gain:
+norm gains, biases (every tensor of one dimension), token, position and class embeddings.
 """
 
 from __future__ import annotations
@@ -16,11 +18,32 @@ from torch import nn
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.run_config import TrainConfig
 
+# Bare embedding tensors by name (DINOv2, timm, open_clip, HF CLIP); nn.Embedding weights are found by type.
+EMBEDDING_NAMES = frozenset(
+    {"cls_token", "mask_token", "register_tokens", "class_embedding", "positional_embedding", "position_embeddings"}
+)
+NO_DECAY = "no_decay"  # suffix of the name of a block's group that is not weight-decayed
+
+
+def no_decay_ids(model: nn.Module) -> set[int]:
+    """ids of the parameters exempt from weight decay: 1-d tensors (norm gains, biases, the
+    temperature's scalar), embedding tables, bare embedding tensors and `logit_scale`."""
+    exempt = {
+        id(p)
+        for name, p in model.named_parameters(remove_duplicate=False)
+        if p.ndim <= 1 or name.rsplit(".", 1)[-1] in EMBEDDING_NAMES | {"logit_scale"}
+    }
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            exempt.add(id(module.weight))
+    return exempt
+
 
 def _tower_groups(
-    blocks: list[nn.Module], trainable_blocks: int, lr: float, layer_decay: float, tag: str
+    blocks: list[nn.Module], trainable_blocks: int, lr: float, layer_decay: float, tag: str, exempt: set[int]
 ) -> list[dict]:
-    """Freeze all but the top `trainable_blocks` blocks; give each trained block a decayed lr."""
+    """Freeze all but the top `trainable_blocks` blocks; give each trained block a decayed lr,
+    in two groups: its weight-decayed parameters, and those in `exempt` at weight decay 0."""
     for block in blocks:
         block.requires_grad_(False)
     chosen = blocks if trainable_blocks == -1 else blocks[len(blocks) - trainable_blocks :] if trainable_blocks else []
@@ -28,10 +51,13 @@ def _tower_groups(
     for depth_from_top, block in enumerate(reversed(chosen)):
         block.requires_grad_(True)
         params = [p for p in block.parameters() if p.requires_grad]
-        if params:
-            groups.append(
-                {"params": params, "base_lr": lr * layer_decay**depth_from_top, "name": f"{tag}{depth_from_top}"}
-            )
+        base = {"base_lr": lr * layer_decay**depth_from_top, "name": f"{tag}{depth_from_top}"}
+        decayed = [p for p in params if id(p) not in exempt]
+        if decayed:
+            groups.append({"params": decayed, **base})
+        if len(decayed) < len(params):
+            kept = [p for p in params if id(p) in exempt]
+            groups.append({"params": kept, **base, "name": f"{base['name']}.{NO_DECAY}", "weight_decay": 0.0})
     return groups
 
 
@@ -46,14 +72,14 @@ def _symbol_blocks(model: GalaxAlignModel) -> list[nn.Module]:
 
 def parameter_groups(model: GalaxAlignModel, config: TrainConfig) -> list[dict]:
     """Optimiser groups: decayed backbone blocks, then heads and temperature at head_lr."""
-    backbone = model.backbone
-    groups = _tower_groups(backbone.image_blocks(), config.image_blocks, config.lr, config.layer_decay, "image")
+    backbone, exempt, lr, decay = model.backbone, no_decay_ids(model), config.lr, config.layer_decay
+    groups = _tower_groups(backbone.image_blocks(), config.image_blocks, lr, decay, "image", exempt)
     if config.uses_text:
-        groups += _tower_groups(backbone.text_blocks(), config.text_blocks, config.lr, config.layer_decay, "text")
+        groups += _tower_groups(backbone.text_blocks(), config.text_blocks, lr, decay, "text", exempt)
     else:
         model.text_encoder.requires_grad_(False)
     if model.symbol_encoder is not None:
-        groups += _tower_groups(_symbol_blocks(model), config.image_blocks, config.lr, config.layer_decay, "symbol")
+        groups += _tower_groups(_symbol_blocks(model), config.image_blocks, lr, decay, "symbol", exempt)
     heads = [model.logit_scale]
     for head in (model.image_projection, model.text_projection, model.symbol_projection, model.classifier):
         if head is not None:
