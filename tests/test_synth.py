@@ -316,3 +316,19 @@ def test_user_scheme_renders_and_contact_sheet_has_a_row_per_class(tmp_path, g10
     assert sheet.size == (LABEL_WIDTH + 2 * SIZE, 10 * SIZE)
     with pytest.raises(GalaxAlignError, match="no such file"):
         render_contact_sheet(tmp_path / "missing.h5")
+
+
+def test_background_galaxies_smaller_than_a_pixel_keep_their_light_at_16_px():
+    """At 16 px a pixel of the widest cutouts spans 18 arcsec, and a small background galaxy's
+    profile underflows float32 at every pixel centre: its light must stay finite and sum to its
+    flux (one in a hundred was NaN). The whole render must raise no warning (they are errors)."""
+    scale = params_module.RENDER_VERSIONS[params_module.RENDER_VERSION].fov_limits[1] / 16
+    faintest, brightest = (10.0 ** ((22.5 - mag) / 2.5) for mag in (23.0, 19.5))  # r-band nanomaggies
+    for seed in range(300):
+        light = np.zeros((3, 16, 16), np.float32)
+        render_module._add_background(light, 1, scale, np.random.default_rng(seed))
+        assert np.isfinite(light).all(), seed
+        assert faintest * 0.999 <= light[1].sum() <= brightest * 1.001, seed
+    rng = np.random.default_rng(3)
+    for spec in load_scheme("galaxy10"):
+        render_galaxy(sample_params(spec, 0.5, rng), 16, rng)

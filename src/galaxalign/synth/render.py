@@ -44,6 +44,7 @@ PLUME_THRESHOLD = 0.3  # disturbance above which the outline gets off-centre plu
 STAR_MAG = (17.0, 22.5)
 BRIGHT_STAR_MAG = (13.5, 17.0)
 BRIGHT_STAR_CHANCE = 0.1
+UNDERFLOW_EXPONENT = 50.0  # exp(-50) = 2e-22: a stamp's sum stays well inside float32
 DEGREES = galsim.degrees
 
 
@@ -443,7 +444,12 @@ def _add_background(light: np.ndarray, n: int, scale: float, rng) -> None:
         y, x = np.mgrid[-half:half, -half:half].astype(np.float32) + np.float32(0.5)
         u, v = x * math.cos(angle) + y * math.sin(angle), (y * math.cos(angle) - x * math.sin(angle)) / q
         b_n = 2.0 * n_sersic - 1.0 / 3.0  # Ciotti & Bertin's b(n), good to 1% here
-        stamp = np.exp(-b_n * (np.hypot(u, v) / hlr + 0.1) ** (1.0 / n_sersic))
+        exponent = b_n * (np.hypot(u, v) / hlr + 0.1) ** (1.0 / n_sersic)
+        # A galaxy far smaller than a pixel (small cutouts of wide fields) has a profile below
+        # float32's range at every pixel centre; dividing by the peak keeps its sum away from zero.
+        # Only then: the normalisation cancels the shift, and other renders stay bit-identical.
+        peak = float(exponent.min())
+        stamp = np.exp(-exponent if peak < UNDERFLOW_EXPONENT else peak - exponent)
         flux = 10.0 ** ((22.5 - rng.uniform(19.5, 23.0)) / 2.5)
         weights = (flux * _colour(rng.uniform(0.8, 1.7)) / stamp.sum()).astype(np.float32)
         light[:, cy - half : cy + half, cx - half : cx + half] += weights[:, None, None] * stamp
