@@ -21,9 +21,15 @@ def test_auto_is_cpu_without_cuda_and_names_are_checked():
     for bad in ("gpu", "cuda:x", "cuda:-1", ""):
         with pytest.raises(GalaxAlignError, match="device must be"):
             check_device_name(bad)
+    a = torch.full((2, 2), 1.0 + 2**-10)  # exact in float32; bfloat16's 8-bit mantissa rounds it to 1
+    exact = torch.full((2, 2), 2 * (1.0 + 2**-10) ** 2)
     with autocast(torch.device("cpu")):  # CPU inference stays float32 by default
-        assert torch.ones(2, 2) @ torch.ones(2, 2) is not None
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+        product = a @ a
+    assert product.dtype == torch.float32 and product.device.type == "cpu"
+    assert torch.equal(product, exact)
+    with autocast(torch.device("cpu"), enabled=True):  # the switch does reach the matmul
+        low = a @ a
+    assert low.dtype == torch.bfloat16 and not torch.equal(low.float(), exact)
 
 
 def one_line_error(capsys, argv) -> str:
