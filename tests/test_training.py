@@ -226,6 +226,8 @@ def test_ddp_two_processes_match_one(easy_h5, tmp_path):
         "0.2",
         "--threads",
         "1",
+        "--device",  # under torchrun, cpu means DDP on gloo (on a GPU machine too)
+        "cpu",
         "--quiet",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -25,27 +25,68 @@ def check_device_name(name: str) -> None:
         raise GalaxAlignError(f"config: device must be {DEVICE_HELP}, got {name!r}")
 
 
+def choose_device(requested: str, local_rank: int | None, world_size: int, visible: int) -> str:
+    """The device a process takes: "cpu" or "cuda:N", from `--device`, this process's LOCAL_RANK
+    (None outside torchrun), how many processes share this node, and how many GPUs it sees.
+
+    Under torchrun on a node whose GPUs all are visible, `cuda` is the GPU of LOCAL_RANK. With one
+    visible GPU per process (SLURM's `--gpus-per-task=1`, or CUDA_VISIBLE_DEVICES set per rank)
+    that GPU is cuda:0 on every rank. `cuda:N` for several processes that see several GPUs would
+    put all of them on GPU N, which NCCL refuses: it is a user error, said in one line.
+    """
+    check_device_name(requested)
+    if requested == "auto":
+        requested = "cuda" if visible else "cpu"
+    if requested == "cpu":
+        return "cpu"
+    if not visible:
+        raise GalaxAlignError(f"device {requested}: CUDA is not available on this machine (use --device cpu or auto)")
+    several = world_size > 1 and visible > 1  # processes here that share the GPUs they see
+    if requested == "cuda":
+        if local_rank is None or visible == 1:
+            return "cuda:0"
+        if local_rank >= visible:
+            raise GalaxAlignError(
+                f"device cuda: LOCAL_RANK {local_rank} but this process sees {visible} GPUs "
+                f"(start at most {visible} processes per node, or one visible GPU per process)"
+            )
+        return f"cuda:{local_rank}"
+    index = int(requested.split(":")[1])
+    if index >= visible:
+        raise GalaxAlignError(f"device {requested}: this machine has {visible} CUDA device(s)")
+    if several:
+        raise GalaxAlignError(
+            f"--device {requested}: {world_size} processes on this node would all use GPU {index}; "
+            f"use --device cuda (each process takes the GPU of its LOCAL_RANK)"
+        )
+    return requested
+
+
+def local_processes() -> tuple[int | None, int]:
+    """(LOCAL_RANK or None, processes on this node) from torchrun's environment; (None, 1) outside it."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    world = os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1"))
+    return (int(local_rank) if local_rank is not None else None), int(world)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
-    """The torch device for a `--device` value; under torchrun, CUDA means this rank's GPU."""
+    """The torch device for a `--device` value, by `choose_device`'s rule; on CUDA, also this
+    process's current device and TF32 matmuls."""
     import torch
 
     check_device_name(name)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise GalaxAlignError(f"device {name}: CUDA is not available on this machine (use --device cpu or auto)")
-    if name == "cuda":
-        index = int(os.environ.get("LOCAL_RANK", torch.cuda.current_device()))
-    else:
-        index = int(name.split(":")[1])
-    if index >= torch.cuda.device_count():
-        raise GalaxAlignError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    torch.cuda.set_device(index)
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    return torch.device("cuda", index)
+    visible = torch.cuda.device_count() if name != "cpu" and torch.cuda.is_available() else 0
+    chosen = torch.device(choose_device(name, *local_processes(), visible))
+    if chosen.type == "cuda":
+        torch.cuda.set_device(chosen)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return chosen
+
+
+def process_group_backend(device: torch.device) -> str:
+    """DDP's backend for a device: NCCL on CUDA, gloo on CPU (`--device cpu` under torchrun)."""
+    return "nccl" if device.type == "cuda" else "gloo"
 
 
 def autocast(device: torch.device, enabled: bool | None = None) -> contextlib.AbstractContextManager:

@@ -2,8 +2,8 @@
 
 The run folder (galaxalign.runs) holds everything needed to load, evaluate or resume the run.
 Under `torchrun` it runs DDP: each rank builds its slice of the same global batch and the
-contrastive losses all-gather features with gradients; on CUDA each rank takes the GPU of its
-LOCAL_RANK and DDP runs on NCCL, on CPU on gloo.
+contrastive losses all-gather features with gradients; on CUDA each rank takes its GPU by
+`devices.choose_device` and DDP runs on NCCL, on CPU on gloo.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from galaxalign.config import load_config
 from galaxalign.data.loader import image_batches
-from galaxalign.devices import autocast, resolve_device
+from galaxalign.devices import autocast, process_group_backend, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.models.prototypes import class_texts, symbol_pixels
 from galaxalign.morphology.answers import caption, dataset_answers
@@ -55,7 +55,7 @@ from galaxalign.training.state import MetricsLog, TrainState, read_checkpoint
 
 def _distributed(device: torch.device) -> tuple[int, int]:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group(backend=process_group_backend(device))
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
