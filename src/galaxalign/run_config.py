@@ -9,7 +9,7 @@ Adding a method is one row here plus its loss in `training/objectives.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from galaxalign.config import option
 from galaxalign.devices import DEVICE_HELP, check_device_name
@@ -205,6 +205,30 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise GalaxAlignError(f"config: {message}")
+        self._check_symbol_flags()
+
+    def _check_symbol_flags(self) -> None:
+        """A symbol source the method cannot use is refused: a flag that does nothing is bad input."""
+        default = SYMBOL_SOURCES[0]
+        if self.symbols != default and not self.spec.uses_symbols:
+            users = ", ".join(m.name for m in METHODS.values() if m.uses_symbols)
+            raise GalaxAlignError(
+                f"config: --symbols {self.symbols} does nothing for method {self.method}, which trains no "
+                f"symbols (methods that do: {users})"
+            )
+        if self.symbols == "galaxy" and not self.spec.images:
+            raise GalaxAlignError(
+                f"config: --symbols galaxy does nothing for method {self.method}, which trains on no galaxies "
+                "(per-galaxy symbols are drawn for its labelled galaxies)"
+            )
+
+    def for_method(self, method: str, **changes) -> TrainConfig:
+        """This config for another method (a job's per-run copy): symbol settings the method cannot
+        use fall back to their defaults, so one benchmark flag applies to the methods that use it."""
+        spec = METHODS[method] if method in METHODS else None
+        uses = spec is not None and spec.uses_symbols and (spec.images or self.symbols != "galaxy")
+        symbols = self.symbols if uses else SYMBOL_SOURCES[0]
+        return replace(self, **{"symbols": symbols, **changes, "method": method})
 
     @property
     def spec(self) -> Method:

@@ -17,7 +17,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -149,12 +149,11 @@ def trained_run_config(
     """One benchmark run's config: the shared settings, its method (a variant's own settings
     replacing the shared ones), labels, seed and budget."""
     method, settings = VARIANTS.get(method, (method, {}))
-    return replace(
-        config.train,
+    return config.train.for_method(
+        method,
         **settings,
         data=config.data,
         out=str(run_dir),
-        method=method,
         label_fraction=fraction,
         epochs=epochs,
         val_every=math.ceil(epochs / MAX_VALIDATIONS),
@@ -326,13 +325,8 @@ def _frozen_baseline(config, dataset, split, test: TestSet, seed, out: Path) -> 
         if run_dir.exists():
             shutil.rmtree(run_dir)
         init_run(
-            replace(
-                config.train,
-                data=config.data,
-                out=str(run_dir),
-                method="clip",
-                seed=seed,
-                split_file=str(out / SPLIT_FILE),
+            config.train.for_method(
+                "clip", data=config.data, out=str(run_dir), seed=seed, split_file=str(out / SPLIT_FILE)
             )
         )
     run = load_run(run_dir, device=config.train.device)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from galaxalign.config import nested, option, required
 from galaxalign.errors import GalaxAlignError
-from galaxalign.run_config import METHODS, TrainConfig
+from galaxalign.run_config import METHODS, SYMBOL_SOURCES, TrainConfig
 
 NO_TRAINING = ("zero-shot", "linear-probe")
 # Benchmark rows that are a trained method with settings of their own (issue 13, section 3):
@@ -67,6 +67,14 @@ class BenchmarkConfig:
         if unknown:
             raise GalaxAlignError(
                 f"benchmark: unknown method(s) {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})"
+            )
+        trained = [VARIANTS.get(m, (m, {}))[0] for m in self.method_list if m not in NO_TRAINING]
+        if self.train.symbols != SYMBOL_SOURCES[0] and not any(
+            self.train.for_method(m).symbols == self.train.symbols for m in trained
+        ):
+            raise GalaxAlignError(
+                f"benchmark: --symbols {self.train.symbols} does nothing for the methods "
+                f"{', '.join(self.method_list)}: none of them can use it"
             )
         try:
             fractions, seeds, budgets = self.fraction_list, self.seed_list, self.step_list

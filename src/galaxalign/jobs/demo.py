@@ -8,7 +8,7 @@ and budget, evaluates both, indexes the training galaxies for search, and writes
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from galaxalign.io import write_json_atomic
@@ -74,7 +74,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         stage(n, f"fine-tuning {method} on {config.train.backbone} for {config.train.epochs} epochs")
         if not is_finished(run_dir):
             train(
-                replace(config.train, data=str(data), out=str(run_dir), method=method, seed=config.seed),
+                config.train.for_method(method, data=str(data), out=str(run_dir), seed=config.seed),
                 progress=progress,
             )
         runs[method] = run_dir
