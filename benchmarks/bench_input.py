@@ -8,6 +8,9 @@ order), (b) `image_batches` with 0, 1 and 2 workers at batch 256 (worker start-u
 and, once, (c) the per-process CPU cost of going to 224 px (resize alone, and the trainer's
 `GalaxyAugment.apply`: resize + rotation/flip/shift/scale). It then extrapolates to a GPU host
 with 16 cores (15 worker processes at the per-worker rate) against the 3,000 images/s target.
+One more row is the layout `convert` exists for: the same images gzip-compressed in the chunks
+h5py's automatic chunking picks for the full Galaxy10 DECaLS array, (555, 16, 16, 1), read at
+random (a sample of `--slow-reads` images only: each costs about half a second).
 Files are read warm (just written, so in the page cache, as a 2.5 GB set would be on a host
 with the RAM for it).
 
@@ -36,6 +39,7 @@ import torch.nn.functional as F
 from galaxalign.data import GalaxyAugment, H5Dataset
 from galaxalign.data import loader as loader_module
 from galaxalign.data.convert import convert_h5
+from galaxalign.data.datasets import slow_layout
 from galaxalign.data.loader import Batch, image_batches, index_batches
 from galaxalign.synth import SynthConfig, write_synth
 from galaxalign.taxonomy import load_scheme
@@ -45,6 +49,8 @@ STORAGES = ("none", "gzip", "lzf")
 TARGET = 3000  # images/s the GPU trains at (packaged, batch 256, H200; see docs/performance.md)
 HOST_WORKERS = 15  # a 16-core host: 15 loader workers beside the training process
 SIZE, OUT = 256, 224
+GALAXY10_SHAPE = (17736, SIZE, SIZE, 3)
+AUTO = "gzip, h5py auto chunks"  # the storage row of the automatically chunked layout
 EXTRA: dict = {}  # what run() measured beyond its rows: worker start-up, load average, folder
 
 
@@ -76,6 +82,26 @@ def make_source(folder: Path, n: int, renders: int) -> Path:
         f.attrs.update(attrs)
     base_path.unlink()
     return path
+
+
+def auto_chunked(source: Path, target: Path) -> tuple[Path, tuple[int, ...]]:
+    """`source`'s images gzip-compressed (h5py's default level) in the chunks h5py guesses for the
+    full Galaxy10 DECaLS array, as a file written with `chunks=True` at that size would be."""
+    from h5py._hl.filters import guess_chunk
+
+    with h5py.File(source) as src, h5py.File(target, "w") as out:
+        n = src["images"].shape[0]
+        guessed = guess_chunk(GALAXY10_SHAPE, None, 1)
+        chunks = (min(guessed[0], n), *guessed[1:])
+        images = out.create_dataset("images", (n, SIZE, SIZE, 3), np.uint8, chunks=chunks, compression="gzip")
+        for start in range(0, n, chunks[0]):
+            images[start : start + chunks[0]] = src["images"][start : start + chunks[0]]
+        for key in src:
+            if key != "images":
+                src.copy(src[key], out, name=key)
+        out.attrs.update(dict(src.attrs))
+        assert slow_layout(images) is not None  # the layout H5Dataset warns about
+    return target, chunks
 
 
 def load_average() -> float:
@@ -150,6 +176,7 @@ def run(
     renders: int = 300,
     keep: str | None = None,
     repeats: int = 3,
+    slow_reads: int = 12,
 ) -> list[dict]:
     """One row per storage; the resize/augment rates (independent of storage) repeat on each.
 
@@ -176,6 +203,11 @@ def run(
                 "of raw": round(mb / raw_mb, 3),
                 "convert s": round(convert_s, 1),
             }
+        t = time.perf_counter()
+        auto, auto_chunks = auto_chunked(source, folder / "auto.h5")
+        mb = auto.stat().st_size / 1e6
+        auto_row = {"storage": f"{AUTO} {auto_chunks}", "MB": round(mb, 1), "of raw": round(mb / raw_mb, 3)}
+        auto_row["convert s"] = round(time.perf_counter() - t, 1)  # writing it, here
         source.unlink()
         loads = [load_average()]
         best: dict[tuple[str, str], float] = {}
@@ -186,6 +218,8 @@ def run(
                     timings[f"loader w{w} img/s"] = partial(loader_rate, path, order, w, batch_size)
                 for key, measure in timings.items():
                     best[storage, key] = max(best.get((storage, key), 0.0), measure())
+            slow = read_rate(auto, order[:slow_reads])
+            best[AUTO, "read img/s (1 proc)"] = max(best.get((AUTO, "read img/s (1 proc)"), 0.0), slow)
             loads.append(load_average())
         rates = resize_rates(paths["none"], reps=3 * repeats)
         startup = {
@@ -207,7 +241,15 @@ def run(
                 for k in (f"x{HOST_WORKERS} read", f"x{HOST_WORKERS} read+resize", f"x{HOST_WORKERS} read+augment")
             )
             out.append(row)
-        EXTRA.update(startup=startup, load=(started, max(loads + [load_average()])), folder=folder)
+        auto_row["read img/s (1 proc)"] = round(best[AUTO, "read img/s (1 proc)"], 1)
+        out.append({key: auto_row.get(key, "-") for key in out[0]})  # the rest not timed: hours at this rate
+        EXTRA.update(
+            startup=startup,
+            load=(started, max(loads + [load_average()])),
+            folder=folder,
+            layout_ratio=best["gzip", "read img/s (1 proc)"] / best[AUTO, "read img/s (1 proc)"],
+            slow_reads=min(slow_reads, n),
+        )
         return out
     finally:
         if not keep:
@@ -229,9 +271,10 @@ def main() -> None:
     parser.add_argument("--renders", type=int, default=300, help="distinct Galaxy10-Sim renders to repeat")
     parser.add_argument("--keep", metavar="FOLDER", default=None, help="write the files here and keep them")
     parser.add_argument("--repeats", type=int, default=3, help="rounds; each rate is the best of them")
+    parser.add_argument("--slow-reads", type=int, default=12, help="images read from the auto-chunked file")
     args = parser.parse_args()
     workers = tuple(int(w) for w in args.workers.split(",") if w.strip())
-    rows = run(args.n, workers, args.batch_size, args.renders, args.keep, args.repeats)
+    rows = run(args.n, workers, args.batch_size, args.renders, args.keep, args.repeats, args.slow_reads)
     extra = EXTRA
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(
@@ -244,6 +287,10 @@ def main() -> None:
     print(
         f"\nx{HOST_WORKERS}: {HOST_WORKERS} workers at the per-worker rate (loader w1 where timed, else read); "
         "'read+resize' and 'read+augment' add that step's 1-thread cost per image (as if done in the workers)."
+    )
+    print(
+        f"Random reads, gzip one image per chunk (convert) against gzip in automatic chunks "
+        f"({extra['slow_reads']} images): {extra['layout_ratio']:.0f}x faster."
     )
     print(
         "Worker start-up, 2 workers, seconds to the first batch: "

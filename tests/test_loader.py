@@ -311,3 +311,57 @@ def test_cli_convert_rewrites_and_reports(sim_h5, tmp_path, capsys):
         assert np.array_equal(a["images"][()], b["images"][()]) and np.array_equal(a["ans"][()], b["ans"][()])
     assert main(["convert", "--src", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.h5"), "--quiet"]) == 2
     assert "missing.h5" in capsys.readouterr().err and not (tmp_path / "x.h5").exists()
+
+
+# ---------------------------------------------------------------- the layout check
+
+
+def galaxy10_h5(path: Path, n: int = 300, size: int = 64, **storage) -> Path:
+    """A Galaxy10-layout h5 whose `images` are stored as `storage` asks (h5py keywords)."""
+    rng = np.random.default_rng(3)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", data=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), **storage)
+        f.create_dataset("ans", data=(np.arange(n) % 10).astype(np.uint8))
+    return path
+
+
+def layout_lines(caplog, path: Path) -> list[str]:
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="galaxalign.data.datasets"):
+        H5Dataset(path)
+        H5Dataset(path)  # a second open in the same process says nothing more
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_slow_h5_layout_is_said_in_one_line_with_the_convert_command(tmp_path, caplog):
+    auto = galaxy10_h5(tmp_path / "auto.h5", chunks=True, compression="gzip")  # h5py's automatic chunking
+    with h5py.File(auto) as f:
+        assert f["images"].chunks[0] > 1  # chunks span several images, as the guessed layout does
+    (line,) = layout_lines(caplog, auto)
+    assert line.startswith(f"{auto}: key 'images' is slow to read at random (gzip chunks of ")
+    assert line.endswith(f"galaxalign convert --src {auto} --out {tmp_path / 'auto_per_image.h5'}")
+    assert "\n" not in line
+    # Many small chunks per image are slow even stored raw.
+    (line,) = layout_lines(caplog, galaxy10_h5(tmp_path / "tiles.h5", chunks=(1, 8, 8, 1)))
+    assert "each image read gathers 192 chunks" in line
+
+
+def test_fast_h5_layouts_say_nothing(tmp_path, caplog):
+    auto = galaxy10_h5(tmp_path / "auto.h5", chunks=True, compression="gzip")
+    fast = [
+        convert_h5(auto, tmp_path / f"{c}.h5", compression=c, progress=False) for c in COMPRESSIONS
+    ]  # convert's layout
+    fast.append(galaxy10_h5(tmp_path / "contiguous.h5"))
+    fast.append(galaxy10_h5(tmp_path / "tiles.h5", chunks=(1, 32, 32, 3), compression="gzip"))  # 4 tiles of one image
+    fast.append(galaxy10_h5(tmp_path / "blocks.h5", chunks=(4, 64, 64, 3)))  # raw: read in place
+    for path in fast:
+        assert layout_lines(caplog, path) == [], path
+
+
+def test_slow_h5_layout_line_reaches_stderr_without_logging_set_up(tmp_path):
+    """A command that never configured logging still shows the line (logging's last resort)."""
+    auto = galaxy10_h5(tmp_path / "auto.h5", n=40, chunks=(8, 64, 64, 3), compression="lzf")
+    code = f"from galaxalign.data import H5Dataset; H5Dataset({str(auto)!r}); H5Dataset({str(auto)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    (line,) = done.stderr.splitlines()
+    assert "lzf chunks of (8, 64, 64, 3): each image read inflates 1 chunk(s) holding 8 images each" in line

@@ -8,6 +8,8 @@ and evaluation can look at a 17k-galaxy set instantly; images are decoded one at
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +33,13 @@ FILE_COLUMNS = ("file_loc", "png_loc", "path", "filename", "file")
 ID_COLUMNS = ("id_str", "iauname", "dr7objid", "objid", "GalaxyID", "asset_id", "id")
 NAME_FILES = (("iauname", ".png"), ("GalaxyID", ".jpg"), ("asset_id", ".jpg"))  # files named by a column
 GZ2_MAPPING_CSV = "gz2_filename_mapping.csv"  # GZ2 Hart16 catalogue: dr7objid -> asset_id.jpg
+# Above this many chunks per image a random read pays more in per-chunk overhead than in pixels
+# (256 px images, warm: 16 chunks of (1, 64, 64, 3) read at 0.9x one chunk per image, 768 chunks of
+# (1, 16, 16, 1) at 0.16x gzip and 0.01x raw; docs/performance.md).
+MAX_CHUNKS_PER_IMAGE = 64
+
+log = logging.getLogger(__name__)
+_warned_layouts: set[str] = set()  # files already warned about in this process: one line per file
 
 
 @dataclass
@@ -186,6 +195,7 @@ class H5Dataset(GalaxyDataset):
         n = images.shape[0]
         if n == 0:
             raise GalaxAlignError(f"{self.path}: key 'images': empty dataset (0 images)")
+        self._check_layout(images)
         ans = self._dataset(f, "ans")
         if ans.shape != (n,) or ans.dtype.kind not in "iu":
             raise GalaxAlignError(
@@ -209,6 +219,23 @@ class H5Dataset(GalaxyDataset):
             self._params = {k: self._column(f, f"params/{k}", n, numeric=True).astype(np.float32) for k in group}
         if f.attrs.get("generator") == SYNTH_GENERATOR:  # files from before the attribute are version 1
             self.render_version = int(f.attrs.get("render_version", 1))
+
+    def _check_layout(self, images: h5py.Dataset) -> None:
+        """One warning line (once per file and process) when the pixels are laid out so that a
+        random read, which is how a loader reads, costs many times the image itself."""
+        problem = slow_layout(images)
+        if problem is None or str(self.path.resolve()) in _warned_layouts:
+            return
+        _warned_layouts.add(str(self.path.resolve()))
+        fixed = self.path.with_name(f"{self.path.stem}_per_image{self.path.suffix}")
+        log.warning(
+            "%s: key 'images' is slow to read at random (%s); rewrite it once with one image per chunk: "
+            "galaxalign convert --src %s --out %s",
+            self.path,
+            problem,
+            self.path,
+            fixed,
+        )
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
@@ -256,6 +283,30 @@ class H5Dataset(GalaxyDataset):
 
     def attributes(self) -> dict[str, np.ndarray] | None:
         return self._params
+
+
+def slow_layout(images: h5py.Dataset) -> str | None:
+    """Why reading one image of an (N, H, W, 3) dataset costs far more than the image, or None.
+
+    A filtered (compressed) chunk is inflated whole, so chunks spanning several images inflate
+    all of them for each read; many small chunks per image cost per-chunk overhead whatever the
+    storage. Contiguous storage, and chunks holding exactly one image (`galaxalign convert`'s
+    layout, or tiles of one), are fine.
+    """
+    chunks = images.chunks
+    if chunks is None:
+        return None
+    per_image = math.prod(math.ceil(side / chunk) for side, chunk in zip(images.shape[1:], chunks[1:]))
+    filters = images.id.get_create_plist().get_nfilters()
+    if filters and chunks[0] > 1:
+        storage = images.compression or "filtered"
+        return (
+            f"{storage} chunks of {chunks}: each image read inflates {per_image} chunk(s) holding "
+            f"{chunks[0]} images each"
+        )
+    if per_image > MAX_CHUNKS_PER_IMAGE:
+        return f"chunks of {chunks}: each image read gathers {per_image} chunks"
+    return None
 
 
 # ---------------------------------------------------------------- tables
