@@ -16,7 +16,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 $(STAMP): pyproject.toml constraints.txt requirements-packaged.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch
-	$(PIP) -e ".[test,dev]"
+	$(PIP) -e ".[synth,web,studies,test,dev]"
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps -r requirements-packaged.txt
 	touch $(STAMP)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from galaxalign import __version__
 from galaxalign.config import add_config_arguments, config_from_args
-from galaxalign.errors import GalaxAlignError
+from galaxalign.errors import GalaxAlignError, MissingExtraError, require_extra
 
 
 def _symbols(config, args) -> None:
@@ -218,6 +218,7 @@ def _search(config, args) -> None:
 
 
 def _serve(config, args) -> None:
+    require_extra("web", "galaxalign serve", "uvicorn")
     import uvicorn
 
     from galaxalign.web import create_app
@@ -365,7 +366,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=command.help, description=command.help)
         if only not in (None, name):
             continue
-        add_config_arguments(p, _config_class(command), optional=command.optional)
+        try:
+            config_class = _config_class(command)
+        except MissingExtraError:
+            if only == name:
+                raise
+            continue  # listed in `galaxalign --help`; its flags need its extra
+        add_config_arguments(p, config_class, optional=command.optional)
         if command.extra:
             command.extra(p)
         if command.progress:
@@ -394,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--"]:  # `torchrun -m galaxalign -- embed ...`, where a Python keeps the "--"
         argv = argv[1:]
-    args = _parse(argv)
-    command = COMMANDS[args.command]
     try:
+        args = _parse(argv)  # a command whose extra is missing fails here, naming the extra
+        command = COMMANDS[args.command]
         command.run(_config(command, args), args)
     except GalaxAlignError as exc:
         print(f"galaxalign: error: {exc}", file=sys.stderr)

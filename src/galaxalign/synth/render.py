@@ -12,11 +12,14 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 
-import galsim
 import numpy as np
 from PIL import Image
 
+from galaxalign.errors import require_extra
 from galaxalign.synth.params import RENDER_VERSION, GalaxyParams
+
+require_extra("synth", "Rendering Galaxy10-Sim (galaxalign synth, demo)", "galsim")
+import galsim  # noqa: E402  (after the check, which names the extra)
 
 NATIVE_SCALE = 0.262  # DECaLS arcsec per pixel
 # Sky noise per native pixel in nanomaggies (g, r, z), about DECaLS DR8 depth.
