@@ -3,7 +3,11 @@ where it does nothing, and applies per method in a benchmark."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+
+import numpy as np
 import pytest
+import torch
 
 from galaxalign.cli import main
 from galaxalign.errors import GalaxAlignError
@@ -40,3 +44,125 @@ def test_benchmark_applies_the_symbol_source_to_the_methods_that_use_symbols(tmp
         match="benchmark: --symbols galaxy does nothing for the methods supervised, clip, zero-label: none",
     ):
         BenchmarkConfig(data="d", out=str(tmp_path), methods="supervised,clip,zero-label", train=base)
+
+
+# ---------------------------------------------------------------- per-galaxy symbols (issue 24, section 2)
+
+
+@pytest.fixture(scope="module")
+def sim_h5(tmp_path_factory):
+    """A small Galaxy10-Sim file (render version 1, the claim study's look) with its parameters."""
+    from galaxalign.synth import SynthConfig, write_synth
+
+    path = tmp_path_factory.mktemp("sim") / "g10sim.h5"
+    write_synth(path, SynthConfig(per_class=4, size=64, seed=5, workers=1, render_version=1), progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def galaxy_trainer(sim_h5, tmp_path_factory):
+    from conftest import tiny
+    from galaxalign.training.trainer import Trainer
+
+    config = tiny(
+        sim_h5,
+        tmp_path_factory.mktemp("run") / "g",
+        method="galaxalign",
+        symbols="galaxy",
+        batch_size=8,
+        image_size=64,
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
+    return Trainer(config, resume=False, progress=False)
+
+
+def _batch(trainer, n=8):
+    from galaxalign.training.batches import epoch_order
+
+    order = epoch_order(trainer.train_labels, n, 0, 0, True)
+    plan = trainer.builder.plan(0, order, range(n))
+    return plan, trainer.builder.assemble(plan, trainer.builder.read(plan))
+
+
+def test_image_text_loss_keeps_class_phrases_under_galaxy_symbols(galaxy_trainer):
+    plan, batch = _batch(galaxy_trainer)
+    owners = galaxy_trainer.text_owners.cpu()
+    assert batch.text_rows.max() < len(owners)  # a class phrase, not a caption
+    assert torch.equal(owners[batch.text_rows], batch.labels)  # of the sample's own class
+    assert batch.caption_rows is not None and (batch.caption_rows >= len(owners)).all()  # captions go to symbols
+
+
+def test_identical_captions_are_positives_of_each_other(galaxy_trainer):
+    """Two galaxies with one caption share its one column in the symbol-text loss (no ln 2 floor
+    from a duplicate column counted as a negative), and are positives in image-symbol."""
+    from galaxalign.models.losses import contrastive_loss
+    from galaxalign.training.objectives import contrastive
+
+    _, batch = _batch(galaxy_trainer)
+    batch.caption_rows = batch.caption_rows.clone()
+    batch.caption_rows[1] = batch.caption_rows[0]  # two galaxies with one caption
+    objective = galaxy_trainer.objective
+    model = objective.model
+    with torch.no_grad():
+        symbols = objective.encode_symbols(batch)
+        captions = objective.encode_texts(batch.caption_rows)
+        scale = model.logit_scale
+        one_hot = contrastive_loss(symbols, captions, scale).item()
+        rows = batch.caption_rows.tolist()
+        distinct = sorted(set(rows))
+        columns = captions[[rows.index(r) for r in distinct]]  # one column per distinct caption
+        logits = scale.exp() * symbols @ columns.t()
+        target = torch.tensor([distinct.index(r) for r in rows])
+        members = torch.nn.functional.one_hot(target).t().float()
+        by_text = -(members / members.sum(1, keepdim=True) * logits.t().log_softmax(1)).sum(1).mean()
+        expected = ((torch.nn.functional.cross_entropy(logits, target) + by_text) / 2).item()
+        _, parts = contrastive(objective, batch)
+        assert parts["symbol_text"] == pytest.approx(expected, rel=1e-5) and expected != pytest.approx(one_hot)
+        model.split_symbol_encoder()  # stage 2: image-symbol, with the same-caption pair as positives
+        _, parts = contrastive(objective, batch)
+        images, symbols = model.encode_image(batch.pixels), objective.encode_symbols(batch)
+        paired = contrastive_loss(images, symbols, scale, batch.caption_rows).item()
+        assert parts["image_symbol"] == pytest.approx(paired, rel=1e-5)
+        assert paired != pytest.approx(contrastive_loss(images, symbols, scale).item())
+
+
+def test_symbol_pose_does_not_follow_the_images_position_angle(galaxy_trainer):
+    from galaxalign.morphology.answers import GalaxyAnswers
+    from galaxalign.symbols import fitted_galaxy_symbols
+
+    bar = GalaxyAnswers("featured", 0.9, None, 0.0, False, 0.9, None, 0.0, "strong", 0.9, axis_ratio=0.5)
+    turned = [replace(bar, position_angle=angle) for angle in (10.0, 75.0)]
+    first, second = (fitted_galaxy_symbols([a], [0.3], 64, variants=2) for a in turned)
+    assert np.array_equal(first, second)  # drawn upright whatever the galaxy's angle
+    plan, _ = _batch(galaxy_trainer)
+    image_angles = torch.cat([p["angle"] for p in plan.params])
+    symbol_angles = torch.cat([p["angle"] for p in plan.symbol_params])
+    assert not torch.allclose(image_angles, symbol_angles)  # an augmentation of its own
+
+
+def test_drawing_extent_matches_the_galaxys_apparent_size(sim_h5):
+    """The fitted drawing's half-light radius is the galaxy's, measured on a noise-free render of
+    the same parameters; drawn at the class symbols' size it was about twice as large."""
+    from galaxalign.data import open_dataset
+    from galaxalign.morphology.answers import dataset_answers
+    from galaxalign.symbols import apparent_radius, fitted_galaxy_symbols, render_galaxy_symbol
+    from galaxalign.synth.params import GalaxyParams
+    from galaxalign.synth.render import render_galaxy
+
+    dataset = open_dataset(sim_h5)
+    answers = dataset_answers(dataset)
+    fitted, unfitted = [], []
+    for i in range(0, len(dataset), 4):  # one galaxy of each class
+        attributes = dataset.attributes()
+        row = {f.name: attributes[f.name][i] for f in fields(GalaxyParams) if f.name != "class_id"}
+        typed = {k: int(v) if k.startswith("n_") else float(v) for k, v in row.items()}
+        clean = GalaxyParams(
+            class_id=int(dataset.labels[i]), **(typed | {"sky_noise": 0.0, "n_stars": 0, "n_background": 0})
+        )
+        truth = apparent_radius(render_galaxy(clean, 64, np.random.default_rng(0), 1), clip_sigma=0.0)
+        drawn = fitted_galaxy_symbols([answers[i]], [apparent_radius(dataset[i].image)], 64)[0, 0]
+        fitted.append(apparent_radius(drawn, clip_sigma=0.0) / truth)
+        unfitted.append(apparent_radius(np.asarray(render_galaxy_symbol(answers[i], 64)), clip_sigma=0.0) / truth)
+    assert 0.75 <= np.median(fitted) <= 1.33 and all(0.6 <= r <= 1.6 for r in fitted), fitted
+    assert np.median(unfitted) > 1.4  # what the fitting fixes

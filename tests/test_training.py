@@ -351,7 +351,7 @@ def sim_h5(tmp_path_factory):
 
 
 def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
-    """With --symbols galaxy each labelled galaxy brings its own symbol (posed like its image) and caption."""
+    """With --symbols galaxy each labelled galaxy brings its own drawings and caption, for the symbol losses."""
     from galaxalign.data import open_dataset
     from galaxalign.morphology.answers import caption, dataset_answers
     from galaxalign.training.trainer import Trainer
@@ -368,7 +368,8 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
     )
     trainer = Trainer(config, resume=False, progress=False)
     n_labelled = len(trainer.data.train_indices)
-    assert trainer.galaxy_symbols.shape == (n_labelled, 1, 32, 32) and trainer.galaxy_symbols.dtype == torch.uint8
+    drawings = trainer.galaxy_symbols
+    assert drawings.shape == (n_labelled, 3, 32, 32) and drawings.dtype == torch.uint8  # symbol_variants each
     answers = dataset_answers(open_dataset(sim_h5))
     captions = [caption(answers[int(i)]) for i in trainer.data.train_indices]
     by_class: dict[int, set[str]] = {}
@@ -380,9 +381,9 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
     batch = trainer.builder.assemble(plan, trainer.builder.read(plan))
     assert batch.symbol_pixels.shape == batch.pixels.shape
     tokens_of = trainer.text_tokens["input_ids"]
-    for local, row in zip(plan.locals, batch.text_rows.tolist()):
+    for local, row in zip(plan.locals, batch.caption_rows.tolist()):
         expected = trainer.model.backbone.tokenize([captions[local]])["input_ids"][0]
-        assert torch.equal(tokens_of[row][: len(expected)], expected)  # its own caption, not a class phrase
+        assert torch.equal(tokens_of[row][: len(expected)], expected)  # its own caption, for the symbol losses
     run_dir = trainer.fit()
     assert json.loads((run_dir / "config.json").read_text())["symbols"] == "galaxy"
     summary = json.loads((run_dir / "summary.json").read_text())

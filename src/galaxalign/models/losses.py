@@ -44,3 +44,23 @@ def contrastive_loss(
     loss_ab = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     loss_ba = -(targets.t() * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
     return (loss_ab + loss_ba) / 2
+
+
+def distinct_text_loss(
+    a: torch.Tensor, text: torch.Tensor, rows: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric InfoNCE of `a` (N, D) against the distinct texts of a batch: `text` (N, D) holds
+    each sample's text embedding and `rows` (N,) which text it is. Samples that share a text share
+    its one column, so they are positives of each other, not negatives; each text's targets are
+    spread over the samples that have it. With distinct rows this is `contrastive_loss`."""
+    unique, inverse = torch.unique(rows, return_inverse=True)
+    n = rows.shape[0]
+    first = torch.zeros(len(unique), dtype=torch.long, device=rows.device).scatter_(
+        0, inverse, torch.arange(n, device=rows.device)
+    )
+    logits = logit_scale.exp() * a @ text[first].t()  # (N, U)
+    loss_a = F.cross_entropy(logits, inverse)
+    members = (inverse[None, :] == torch.arange(len(unique), device=rows.device)[:, None]).float()
+    targets = members / members.sum(dim=1, keepdim=True)
+    loss_text = -(targets * F.log_softmax(logits.t(), dim=1)).sum(dim=1).mean()
+    return (loss_a + loss_text) / 2

@@ -146,8 +146,18 @@ def _face_on_parts(
     return layers
 
 
-def _galaxy_layers(a: GalaxyAnswers, seed: int | None) -> list[tuple[float, list[Primitive]]]:
-    """(opacity, primitives) groups, back to front, already turned to the galaxy's angle."""
+def _zoom(p: Primitive, zoom: float) -> Primitive:
+    """Scale a primitive about the image centre, line width and fill gradient included."""
+    fill = p.fill
+    if isinstance(fill, Gradient):
+        (cx, cy), (rx, ry) = fill.centre, fill.radii
+        fill = replace(fill, centre=(cx * zoom, cy * zoom), radii=(rx * zoom, ry * zoom))
+    return replace(p, points=p.points * zoom, fill=fill, width=p.width * zoom)
+
+
+def _galaxy_layers(a: GalaxyAnswers, seed: int | None, zoom: float = 1.0) -> list[tuple[float, list[Primitive]]]:
+    """(opacity, primitives) groups, back to front, already turned to the galaxy's angle and
+    scaled by `zoom` about the centre."""
     spec = galaxy_symbol_spec(a)
     st = _galaxy_style(spec, a, seed)
     layers: list[tuple[float, list[Primitive]]] = []
@@ -172,7 +182,7 @@ def _galaxy_layers(a: GalaxyAnswers, seed: int | None) -> list[tuple[float, list
         disk = _face_on_disk(st)
         layers.append((a.smooth_or_featured_conf, [disk]))
         layers += _face_on_parts(a, spec, st, (0.0, 0.0))
-    return [(alpha, [_turn(p, st.rotation_deg) for p in prims]) for alpha, prims in layers if prims]
+    return [(alpha, [_zoom(_turn(p, st.rotation_deg), zoom) for p in prims]) for alpha, prims in layers if prims]
 
 
 SHARP_TURN_DEG = 20.0  # a stroke gets a round joint only where it turns more than this
@@ -225,13 +235,74 @@ def _rasterise_layers(layers: list[tuple[float, list[Primitive]]], size: int) ->
     return img.reduce(factor) if factor > 1 else img
 
 
-def render_galaxy_symbol(answers: GalaxyAnswers, size: int = 224, seed: int | None = None) -> Image.Image:
+def render_galaxy_symbol(
+    answers: GalaxyAnswers, size: int = 224, seed: int | None = None, zoom: float = 1.0
+) -> Image.Image:
     """One galaxy's own symbol as an RGB image, `size` pixels square, drawn like the class symbols
     (light on a black sky); a part whose answer has confidence 0 is not drawn. `seed=None` is
     canonical; a seed varies line width, outline wobble, bulge size and pitch within ~15%, and,
-    only where the position angle is unknown, the rotation."""
+    only where the position angle is unknown, the rotation. `zoom` scales the drawing about the
+    centre (1: the class symbols' size, the body's major radius RADIUS of the half side)."""
     _check_size(size)
-    return _rasterise_layers(_galaxy_layers(answers, seed), size).convert("RGB")
+    return _rasterise_layers(_galaxy_layers(answers, seed, zoom), size).convert("RGB")
+
+
+def apparent_radius(image: np.ndarray, fraction: float = 0.5, clip_sigma: float = 1.0) -> float:
+    """The radius about the frame's centre that holds `fraction` of an image's light, in units of
+    half the frame's side: a galaxy's apparent size as a cutout shows it (cutouts are centred).
+
+    The sky level (median) is subtracted, and pixels less than `clip_sigma` sky deviations (from
+    the median absolute deviation) above it count as sky, so noise does not widen the radius.
+    NaN where nothing is above the sky."""
+    grey = np.asarray(image, dtype=np.float64)
+    if grey.ndim == 3:
+        grey = grey.mean(axis=2)
+    level = float(np.median(grey))
+    spread = 1.4826 * float(np.median(np.abs(grey - level)))
+    light = np.clip(grey - level - clip_sigma * spread, 0.0, None)
+    h, w = light.shape
+    y, x = np.mgrid[0:h, 0:w]
+    r = np.hypot(x - (w - 1) / 2, y - (h - 1) / 2).ravel()
+    order = np.argsort(r, kind="stable")
+    cumulative = np.cumsum(light.ravel()[order])
+    if cumulative[-1] <= 0:
+        return float("nan")
+    return float(r[order][np.searchsorted(cumulative, fraction * cumulative[-1])] / (min(h, w) / 2))
+
+
+MEASURE_SIZE = 64  # a galaxy symbol's own radius is measured on a drawing this many pixels square
+MIN_ZOOM, MAX_ZOOM = 0.2, 1.5  # a fitted symbol stays visible and inside its frame
+
+
+def fitted_galaxy_symbols(
+    answers_list: Sequence[GalaxyAnswers],
+    radii: Sequence[float],
+    size: int,
+    variants: int = 1,
+    seed: int = 0,
+) -> np.ndarray:
+    """Each galaxy's own symbol at the galaxy's apparent size and in a canonical pose, as uint8
+    (N, variants, size, size) grey: `variants` seeded drawings each (style jitter only).
+
+    The pose is canonical (position angle 0) so that a training symbol's orientation comes from
+    its own augmentation, never from its galaxy's; the size is matched on the half-light radius
+    (`apparent_radius` of the galaxy's image, `radii`; NaN keeps the class symbols' size).
+    """
+    _check_size(size)
+    if len(radii) != len(answers_list):
+        raise GalaxAlignError(f"radii: {len(radii)} radii for {len(answers_list)} galaxies")
+    out = np.empty((len(answers_list), variants, size, size), np.uint8)
+    for i, (a, radius) in enumerate(zip(answers_list, radii)):
+        upright = replace(a, position_angle=0.0)
+        own = apparent_radius(
+            np.asarray(_rasterise_layers(_galaxy_layers(upright, None), MEASURE_SIZE)), clip_sigma=0.0
+        )
+        zoom = 1.0 if not (np.isfinite(radius) and np.isfinite(own) and own > 0) else radius / own
+        zoom = min(max(zoom, MIN_ZOOM), MAX_ZOOM)
+        for v in range(variants):
+            style = int(np.random.SeedSequence([seed % 2**64, i, v]).generate_state(1)[0])
+            out[i, v] = np.asarray(_rasterise_layers(_galaxy_layers(upright, style, zoom), size))
+    return out
 
 
 def galaxy_symbol_batch(

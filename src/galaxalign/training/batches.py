@@ -7,7 +7,7 @@ split across DDP ranks, and a resumed run rebuilds exactly the batches it would 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -40,9 +40,10 @@ def epoch_order(labels: np.ndarray, batch_size: int, seed: int, epoch: int, bala
 class Batch:
     pixels: torch.Tensor | None  # (b, 3, S, S), normalised, on the training device; None: no galaxy images
     labels: torch.Tensor  # (b,)
-    text_rows: torch.Tensor  # (b,) index into the text bank
+    text_rows: torch.Tensor  # (b,) index into the text bank: a class phrase (the image-text loss)
     symbol_rows: torch.Tensor  # (b,) index into the flattened symbol bank (class * V + variant)
-    symbol_pixels: torch.Tensor | None = None  # (b, 3, S, S): each galaxy's own symbol, posed like its image
+    symbol_pixels: torch.Tensor | None = None  # (b, 3, S, S): each galaxy's own symbol, in its own pose
+    caption_rows: torch.Tensor | None = None  # (b,) each galaxy's own caption in the text bank (symbol losses)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class BatchPlan:
     labels: list[int]
     text_rows: list[int]
     symbol_rows: list[int]
+    caption_rows: list[int] = field(default_factory=list)  # with per-galaxy symbols: each one's caption,
+    drawings: list[int] = field(default_factory=list)  # which of its drawings (galaxy * V + drawing)
+    symbol_params: list[dict[str, torch.Tensor]] = field(default_factory=list)  # their own augmentation
 
 
 class BatchBuilder:
@@ -62,9 +66,11 @@ class BatchBuilder:
 
     Planning and reading are separate so that images can be read by DataLoader workers while
     every random choice stays in the seeded plan: a batch is the same for any worker count.
-    With per-galaxy symbols (`galaxy_symbols`, uint8 (N, 1, S, S), one per labelled galaxy) and
-    captions (`galaxy_text_rows`), a galaxy's symbol gets its image's pose and its text is its
-    own caption: image, symbol and text are a true triple.
+    With per-galaxy symbols (`galaxy_symbols`, uint8 (N, V, S, S): V drawings per labelled
+    galaxy at its apparent size, in a canonical pose) and captions (`galaxy_text_rows`), each
+    sample's symbol is one of its galaxy's drawings with an augmentation of its own (never its
+    image's pose, which would let image-symbol matching run on orientation alone) and its caption
+    goes to the symbol losses; the image-text loss keeps the class phrase that scoring uses.
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class BatchBuilder:
         self.symbol_variants = symbol_variants
         self.seed = seed
         self.galaxy_symbols, self.galaxy_text_rows = galaxy_symbols, galaxy_text_rows
+        # Symbols lie on a black sky: corners uncovered by a turn are black, not reflected copies.
+        self.symbol_augment = GalaxyAugment(image_size, padding="zeros", resize=resize)
 
     def plan(self, epoch: int, order: np.ndarray, positions: range) -> BatchPlan:
         plan = BatchPlan([], [], [], [], [], [])
@@ -102,9 +110,14 @@ class BatchBuilder:
             plan.labels.append(label)
             candidates = self.texts_by_class[label]
             class_text = int(candidates[rng.integers(len(candidates))])
-            own = self.galaxy_text_rows
-            plan.text_rows.append(int(own[local]) if own is not None else class_text)
+            plan.text_rows.append(class_text)
             plan.symbol_rows.append(label * self.symbol_variants + int(rng.integers(self.symbol_variants)))
+            if self.galaxy_symbols is not None and self.galaxy_text_rows is not None:
+                drawings = self.galaxy_symbols.shape[1]
+                plan.caption_rows.append(int(self.galaxy_text_rows[local]))
+                plan.drawings.append(local * drawings + int(rng.integers(drawings)))
+                own = torch.Generator().manual_seed(int(rng.integers(2**62)))
+                plan.symbol_params.append(self.symbol_augment.sample_params(1, own))
         return plan
 
     def read(self, plan: BatchPlan) -> list[torch.Tensor]:
@@ -118,14 +131,15 @@ class BatchBuilder:
         device = device or torch.device("cpu")
         symbols = None
         if self.galaxy_symbols is not None:
-            drawn = self.galaxy_symbols[plan.locals].expand(-1, 3, -1, -1)
-            symbols = self.normalize(self._augmented(drawn, plan.params, device))
+            drawn = self.galaxy_symbols.flatten(0, 1)[plan.drawings][:, None].expand(-1, 3, -1, -1)
+            symbols = self.normalize(self._augmented(drawn, plan.symbol_params, device, self.symbol_augment))
         return Batch(
             pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
             labels=torch.tensor(plan.labels, device=device),
             text_rows=torch.tensor(plan.text_rows, device=device),
             symbol_rows=torch.tensor(plan.symbol_rows, device=device),
             symbol_pixels=symbols,
+            caption_rows=torch.tensor(plan.caption_rows, device=device) if plan.caption_rows else None,
         )
 
     def build(self, epoch: int, order: np.ndarray, positions: range, device: torch.device | None = None) -> Batch:
@@ -133,16 +147,21 @@ class BatchBuilder:
         return self.assemble(plan, self.read(plan), device)
 
     def _augmented(
-        self, images: list[torch.Tensor] | torch.Tensor, params: list[dict[str, torch.Tensor]], device: torch.device
+        self,
+        images: list[torch.Tensor] | torch.Tensor,
+        params: list[dict[str, torch.Tensor]],
+        device: torch.device,
+        augment: GalaxyAugment | None = None,
     ) -> torch.Tensor:
         """Each image resampled with its own parameters, in one `apply` per image shape.
 
         Bitwise the same pixels as augmenting image by image, without ~10 small tensor ops per
         image (docs/performance.md has the timing).
         """
+        augment = augment or self.augment
         if isinstance(images, torch.Tensor):  # one shape (an h5): one apply
             group = {key: torch.cat([p[key] for p in params]).to(device) for key in params[0]}
-            return self.augment.apply(images.to(device, non_blocking=True), group)
+            return augment.apply(images.to(device, non_blocking=True), group)
         out: dict[int, torch.Tensor] = {}
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
@@ -150,6 +169,6 @@ class BatchBuilder:
         for rows in by_shape.values():
             group = {key: torch.cat([params[i][key] for i in rows]).to(device) for key in params[0]}
             stacked = torch.stack([images[i] for i in rows]).to(device, non_blocking=True)
-            for i, pixels in zip(rows, self.augment.apply(stacked, group)):
+            for i, pixels in zip(rows, augment.apply(stacked, group)):
                 out[i] = pixels
         return torch.stack([out[i] for i in range(len(images))])

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galaxalign.models.losses import contrastive_loss, gather_features
+from galaxalign.models.losses import contrastive_loss, distinct_text_loss, gather_features
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.run_config import TrainConfig
 from galaxalign.training.batches import Batch
@@ -82,9 +82,14 @@ def cross_entropy(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Par
 def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts]:
     """InfoNCE between each aligned modality and text; in stage 2 also image-symbol.
 
-    Targets: `onehot` (each sample's own partner), `multi` (every same-class pair in the global
-    batch), or `classes` (cross-entropy of each image or symbol against all class text prototypes;
-    image-symbol stays in-batch).
+    Targets: `onehot` (each sample's own partner, and every sample whose partner is the identical
+    text: identical captions are positives of each other, not negatives), `multi` (every
+    same-class pair in the global batch), or `classes` (cross-entropy of each image or symbol
+    against all class text prototypes; image-symbol stays in-batch).
+
+    Images are aligned with class phrases (what scoring uses); with per-galaxy symbols
+    (`batch.caption_rows`) the symbol losses use each galaxy's own caption, and two galaxies with
+    the same caption are each other's positives in image-symbol too.
     """
     model, config = objective.model, objective.config
     aligns = config.spec.aligns
@@ -96,26 +101,33 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
         assert batch.pixels is not None, "a method that aligns images trains on galaxy images"
         image = gather_features(model.encode_image(batch.pixels))
     symbol = gather_features(objective.encode_symbols(batch)) if "symbol" in aligns else None
+    symbol_rows = batch.caption_rows if batch.caption_rows is not None else batch.text_rows
     if config.targets == "classes":
         prototypes = objective.class_text_prototypes()
 
-        def with_text(x: torch.Tensor) -> torch.Tensor:
+        def with_text(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             return F.cross_entropy(scale.exp() * x @ prototypes.t(), labels)
     else:
-        text = gather_features(objective.encode_texts(batch.text_rows))
-        pair_labels = labels if config.targets == "multi" else None
+        encoded: dict[int, torch.Tensor] = {}  # class phrases are encoded once for both losses
 
-        def with_text(x: torch.Tensor) -> torch.Tensor:
-            return contrastive_loss(x, text, scale, pair_labels)
+        def with_text(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            if id(rows) not in encoded:
+                encoded[id(rows)] = gather_features(objective.encode_texts(rows))
+            if config.targets == "multi":
+                return contrastive_loss(x, encoded[id(rows)], scale, labels)
+            return distinct_text_loss(x, encoded[id(rows)], gather_features(rows), scale)
 
     parts: dict[str, tuple[float, torch.Tensor]] = {}
     if image is not None:
-        parts["image_text"] = (config.w_image_text, with_text(image))
+        parts["image_text"] = (config.w_image_text, with_text(image, batch.text_rows))
     if symbol is not None:
-        parts["symbol_text"] = (config.w_symbol_text, with_text(symbol))
+        parts["symbol_text"] = (config.w_symbol_text, with_text(symbol, symbol_rows))
         if image is not None and model.has_separate_symbol_encoder:
-            multi = labels if config.targets == "multi" else None
-            parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, multi))
+            if config.targets == "multi":
+                pairs = labels
+            else:  # the same drawing (class symbols) or the same caption (per-galaxy symbols)
+                pairs = gather_features(batch.caption_rows if batch.caption_rows is not None else batch.symbol_rows)
+            parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, pairs))
     loss = torch.stack([weight * value for weight, value in parts.values()]).sum()
     return loss, {name: value.item() for name, (_, value) in parts.items()}
 

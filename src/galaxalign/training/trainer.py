@@ -45,12 +45,14 @@ from galaxalign.runs import (
     write_config,
     write_summary,
 )
-from galaxalign.symbols import galaxy_symbol_batch
+from galaxalign.symbols import apparent_radius, fitted_galaxy_symbols
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training.batches import Batch, BatchBuilder, epoch_order
 from galaxalign.training.objectives import Objective
 from galaxalign.training.optim import Schedule, make_optimizer, set_learning_rates
 from galaxalign.training.state import MetricsLog, TrainState, read_checkpoint
+
+GALAXY_DRAWINGS = 2048  # per-galaxy symbols drawn per run at most (a cache, re-augmented every step)
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
@@ -164,16 +166,22 @@ class Trainer:
         )
 
     def _draw_galaxies(self) -> list[str]:
-        """Each labelled training galaxy's symbol (kept grey, uint8) and caption, from its own answers."""
-        answers = dataset_answers(self.data.dataset)
+        """Each labelled training galaxy's drawings (grey uint8, at its apparent size, upright)
+        and caption, from its own answers; up to `symbol_variants` drawings each, at most
+        GALAXY_DRAWINGS in all."""
+        dataset = self.data.dataset
+        answers = dataset_answers(dataset)
         if answers is None:
             raise GalaxAlignError(
-                f"{self.data.dataset.source}: --symbols galaxy needs each galaxy's attributes "
+                f"{dataset.source}: --symbols galaxy needs each galaxy's attributes "
                 f"(a Galaxy10-Sim params group, or Galaxy Zoo vote fractions)"
             )
-        mine = [answers[int(i)] for i in self.data.train_indices]
-        drawn = galaxy_symbol_batch(mine, self.size, seed=self.config.seed) if mine else torch.zeros(0, 3, 1, 1)
-        self.galaxy_symbols = drawn[:, :1].mul(255).round().to(torch.uint8)
+        indices = [int(i) for i in self.data.train_indices]
+        mine = [answers[i] for i in indices]
+        radii = [apparent_radius(dataset[i].image) for i in indices]
+        variants = max(1, min(self.config.symbol_variants, GALAXY_DRAWINGS // max(1, len(mine))))
+        drawn = fitted_galaxy_symbols(mine, radii, self.size, variants, seed=self.config.seed)
+        self.galaxy_symbols = torch.from_numpy(drawn)
         return [caption(a) for a in mine]
 
     def _wrap(self) -> nn.Module:
