@@ -28,7 +28,7 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.evaluate import HELDOUT, evaluate_run, labelled_only, read_predictions, write_predictions
 from galaxalign.evaluation.metrics import classification_metrics, paired_gap, retrieval_metrics
 from galaxalign.io import append_line, write_json_atomic, write_text_atomic
-from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, VARIANTS, BenchmarkConfig
+from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING, VARIANTS, BenchmarkConfig, refuse_several_processes
 from galaxalign.runs import (
     CONFIG_FILE,
     FEATURES_FILE,
@@ -73,6 +73,7 @@ class TestSet:
 
 
 def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
+    refuse_several_processes("benchmark")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "benchmark_config.json", asdict(config))

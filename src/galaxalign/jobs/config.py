@@ -6,6 +6,7 @@ job's own defaults, and each run the job trains is that base with the per-run fi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 
 from galaxalign.config import nested, option, required
@@ -26,6 +27,19 @@ ALL_METHODS = (*METHODS, *VARIANTS, *NO_TRAINING)
 # Set by the benchmark for each run; the other TrainConfig fields are shared by every run.
 BENCHMARK_PER_RUN = ("data", "out", "method", "label_fraction", "seed", "split_file", "val_every")
 DEMO_PER_RUN = ("data", "out", "method", "seed", "split_file")
+
+
+def refuse_several_processes(job: str) -> None:
+    """A job is one process: started N times (torchrun, or srun with several tasks) its copies
+    would race on the same folders, so it stops, before writing anything, with the way that works."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    tasks = int(os.environ.get("SLURM_NTASKS", "1")) if "SLURM_PROCID" in os.environ else 1
+    if world > 1 or tasks > 1:
+        launcher = f"torchrun with {world} processes" if world > 1 else f"srun with {tasks} tasks"
+        raise GalaxAlignError(
+            f"{job}: started by {launcher}; it runs as one process (run `galaxalign {job}` without "
+            f"torchrun or srun; train one run on several GPUs with `torchrun ... -m galaxalign train`)"
+        )
 
 
 def _job_base() -> TrainConfig:

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from galaxalign.io import write_json_atomic
-from galaxalign.jobs.config import DemoConfig
+from galaxalign.jobs.config import DemoConfig, refuse_several_processes
 
 METHODS = ("supervised", "galaxalign")  # the baseline and the method, same backbone, split and budget
 
@@ -50,6 +50,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
     from galaxalign.synth import SynthConfig, write_synth
     from galaxalign.training import train
 
+    refuse_several_processes("demo")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "demo_config.json", asdict(config))
