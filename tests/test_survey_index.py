@@ -19,6 +19,7 @@ from galaxalign.search.survey import (
     build_survey_index,
     plan_index,
 )
+from test_faults import small_disk  # noqa: F401 (a fixture: a real 64 KiB file system)
 
 FP = "c" * 64
 DIM, SHARDS, PER_SHARD = 32, 4, 900
@@ -323,3 +324,96 @@ def test_search_command_by_sky_position_with_a_cone(built, capsys):
     assert all(h["id"] != "g0-0" for h in result["hits"])
     assert main([*argv, "--cone", "150,2"]) == 2
     assert "--cone must be RA,DEC,RADIUS" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- bad input and faults (issue 23, section 5)
+
+
+def _one_line(capsys, argv: list[str]) -> str:
+    from galaxalign.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("galaxalign: error: ") and "\n" not in err, err
+    return err
+
+
+def test_a_shard_of_another_width_is_refused_at_build(tmp_path):
+    write_embedding_folder(tmp_path / "emb", shards_n=2, per=300)
+    other = tmp_path / "other"
+    v = (np.ones((4, 16)) / 4).astype(np.float16)
+    shards.write_shard(
+        other, 0, ids=list("abcd"), ra=[0] * 4, dec=[0] * 4, source="x", rows=range(4), vectors=v, fingerprint=FP
+    )
+    for suffix in (".parquet", ".json"):
+        (other / f"shard-00000{suffix}").replace(tmp_path / "emb" / f"shard-00001{suffix}")
+    with pytest.raises(GalaxAlignError, match=r"shard-00001.parquet: vectors are 16 wide, the catalogue's are 32"):
+        build_survey_index(tmp_path / "emb", tmp_path / "big", OPTIONS)
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_missing_or_half_written_shard_is_named_at_build(tmp_path, capsys):
+    write_embedding_folder(tmp_path / "emb", shards_n=3, per=200)
+    argv = ["index", "--data", str(tmp_path / "emb"), "--out", str(tmp_path / "big"), "--threads", "1", "--quiet"]
+    shards.manifest_path(tmp_path / "emb", 2).unlink()  # killed between the Parquet's rename and its manifest
+    err = _one_line(capsys, argv)
+    assert f"{shards.shard_path(tmp_path / 'emb', 2)}: has no manifest (half-written" in err
+    shards.shard_path(tmp_path / "emb", 2).unlink()
+    assert f"{shards.shard_path(tmp_path / 'emb', 2)}: missing" in _one_line(capsys, argv)
+    assert not (tmp_path / "big").exists()
+
+
+def test_a_full_disk_mid_build_is_one_line_and_a_rerun_finishes(tmp_path, small_disk):  # noqa: F811
+    """In child processes: FAISS's merge keeps the block files mapped until its process ends."""
+    import contextlib
+    import os
+
+    emb = tmp_path / "emb"
+    write_embedding_folder(emb, shards_n=2, per=80)
+    env = {"PYTHONPATH": str(Path(__file__).parents[1] / "src"), "OMP_NUM_THREADS": "1"}
+
+    def index(out: Path) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "galaxalign", "index", "--data", str(emb), "--out", str(out), "--quiet"]
+        return subprocess.run([*argv, "--threads", "1", "--no-opq"], env=env, capture_output=True, text=True)
+
+    assert index(tmp_path / "ref").returncode == 0
+    reference = json.loads((tmp_path / "ref" / "survey.json").read_text())["files"]
+    out, filler = small_disk / "big", small_disk / "filler"
+    with open(filler, "wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(b"\0" * 4096)
+    os.truncate(filler, filler.stat().st_size - 4096 * 4)  # 16 KiB: less than the index needs
+    failed = index(out)
+    err = failed.stderr.strip()
+    assert failed.returncode == 2 and err.startswith("galaxalign: error: ") and "\n" not in err, err
+    assert f"{out}/" in err and "not written, no space left on device" in err
+    assert not (out / "survey.json").exists() and not list(out.rglob(".*.tmp"))
+    filler.unlink()
+    assert index(out).returncode == 0
+    assert json.loads((out / "survey.json").read_text())["files"] == reference  # the same bytes as an undisturbed build
+
+
+@pytest.mark.parametrize("how", ["truncated lists", "changed vector byte", "catalogue removed", "extra bytes"])
+def test_serve_refuses_an_index_whose_files_differ_from_the_manifest(built, tmp_path, capsys, how):
+    big = _copy(built, tmp_path)
+    name = {"truncated lists": "lists.ivfdata", "changed vector byte": "vectors.f16"}.get(how, "catalogue.arrow")
+    path = big / name
+    data = bytearray(path.read_bytes())
+    if how == "truncated lists":
+        path.write_bytes(bytes(data[:-10]))
+    elif how == "changed vector byte":
+        data[len(data) // 2] ^= 0x40
+        path.write_bytes(bytes(data))
+    elif how == "catalogue removed":
+        path.unlink()
+    else:
+        path.write_bytes(bytes(data) + b"\0")
+    err = _one_line(capsys, ["serve", "--index", str(big), "--port", "0"])
+    assert f"{path}: " in err
+    expected = {
+        "truncated lists": "bytes, the index manifest says",
+        "changed vector byte": "sha256 differs from the index manifest",
+        "catalogue removed": "missing (incomplete survey index)",
+        "extra bytes": "bytes, the index manifest says",
+    }[how]
+    assert expected in err

@@ -68,6 +68,18 @@ def _disk_full(exc: BaseException | None) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def full_disk_is_an_error(target: str | os.PathLike) -> Iterator[None]:
+    """For files written in place rather than through `atomic_path` (a large file filled piece by
+    piece, a library's own writer): a full disk becomes the one-line error naming `target`."""
+    try:
+        yield
+    except Exception as exc:
+        if _disk_full(exc):
+            raise _full_disk_error(Path(target)) from None
+        raise
+
+
 def _full_disk_error(target: Path) -> GalaxAlignError:
     return GalaxAlignError(f"{target}: not written, no space left on device (free some and rerun)")
 

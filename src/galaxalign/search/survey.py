@@ -42,7 +42,7 @@ import pyarrow.ipc as ipc
 from astropy.coordinates import angular_separation
 
 from galaxalign.errors import GalaxAlignError
-from galaxalign.io import atomic_path, read_json, write_json_atomic
+from galaxalign.io import atomic_path, full_disk_is_an_error, read_json, write_json_atomic
 from galaxalign.search import shards
 from galaxalign.search.index import Hit, exact_knn, normalise
 
@@ -241,8 +241,13 @@ def _quiet_stdout() -> Iterator[None]:
 
 
 def _write_index(index: faiss.Index, target: Path) -> None:
-    with atomic_path(target) as tmp:
-        faiss.write_index(index, str(tmp))
+    """Serialised by FAISS, written by Python: FAISS's own file writer meets a full disk with a line
+    on stderr and a short file, which the rename would then vouch for."""
+    data = faiss.serialize_index(index)
+    with atomic_path(target) as tmp, open(tmp, "wb") as f:
+        f.write(data.tobytes())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _read_index(path: Path, flags: int = 0) -> faiss.Index:
@@ -399,14 +404,16 @@ def _fill(inp: _Input, out: Path, trained_path: Path, step: Callable[[str], None
     vectors_path = out / VECTORS_FILE
     size = inp.n * inp.dim * 2
     if not vectors_path.exists() or vectors_path.stat().st_size != size:
-        with open(vectors_path, "wb") as f:
-            f.truncate(size)
+        with full_disk_is_an_error(vectors_path), open(vectors_path, "wb") as f:
+            f.truncate(size)  # sparse: disk is taken shard by shard below
     for k in range(len(inp.manifests)):
         block = _stage(out, f"block-{k:05d}.index")
         if block.exists():
             continue
         vectors = inp.vectors(k)
-        with open(vectors_path, "r+b") as f:
+        # a full disk here leaves shard k's rows part-written, but its block is not written, so a
+        # rerun writes them again
+        with full_disk_is_an_error(vectors_path), open(vectors_path, "r+b") as f:
             f.seek(int(inp.offsets[k]) * inp.dim * 2)
             f.write(np.ascontiguousarray(vectors).tobytes())
             f.flush()
@@ -431,13 +438,29 @@ def _merge(inp: _Input, out: Path, trained_path: Path, step: Callable[[str], Non
     index = _read_index(trained_path)
     lists_tmp = _stage(out, LISTS_FILE + ".tmp")
     lists_tmp.unlink(missing_ok=True)
-    with _quiet_stdout():
-        merge_ondisk(index, blocks, str(lists_tmp))
+    _check_room(lists_tmp, out / LISTS_FILE, inp.n * (faiss.extract_index_ivf(index).code_size + 8))  # codes + ids
+    try:
+        with full_disk_is_an_error(out / LISTS_FILE), _quiet_stdout():
+            merge_ondisk(index, blocks, str(lists_tmp))
+    except BaseException:
+        lists_tmp.unlink(missing_ok=True)  # its space back; the merge starts over on the rerun
+        raise
     invlists = faiss.downcast_InvertedLists(faiss.extract_index_ivf(index).invlists)  # type: ignore[arg-type]
     invlists.filename = LISTS_FILE  # type: ignore[attr-defined]  # an OnDiskInvertedLists  # resolved beside the index (IO_FLAG_ONDISK_SAME_DIR) wherever it moves
     os.replace(lists_tmp, out / LISTS_FILE)
     _write_index(index, populated)
     step("merge")
+
+
+def _check_room(probe: Path, target: Path, need: int) -> None:
+    """Refuse to start the merge without room for its lists: FAISS writes them through a memory map,
+    and a full disk under a map is a SIGBUS (the process killed), not an error it can report."""
+    with full_disk_is_an_error(target), open(probe, "wb") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, need)
+        finally:
+            f.close()
+            probe.unlink(missing_ok=True)
 
 
 def _write_catalogue(inp: _Input, out: Path, step: Callable[[str], None]) -> None:
