@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -165,7 +166,9 @@ def test_separate_test_file_validation_only_and_step_budgets(easy_h5, tmp_path):
         ("supervised", 6),
     ]
     assert all("accuracy" not in r and 0 <= r["val_accuracy"] <= 1 and r["steps"] >= r["steps_budget"] for r in rows)
-    assert not (out / "test_readings.jsonl").exists() and not list(out.glob("runs/*/eval-*"))
+    assert not (out / "test_readings.jsonl").exists() and not list(out.glob("runs/*/eval-[!v]*"))
+    # 1/0 per validation galaxy, from the kept weights and scoring: what paired comparisons on validation read
+    assert all(np.mean(r["val_correct"]) == pytest.approx(r["val_accuracy"]) for r in rows)
     assert "Validation only: the test set was not read" in (out / "results.md").read_text()
 
     out = tmp_path / "held"
@@ -350,12 +353,15 @@ def test_variants_are_rows_with_their_own_settings(easy_h5, tmp_path):
     from galaxalign.runs import build_model, read_config
 
     out = tmp_path / "variants"
-    assert main(["benchmark", "--out", str(out), *tiny_benchmark_args(easy_h5, ",".join(VARIANTS), steps=4)]) == 0
+    variants = [v for v in VARIANTS if v != "galaxalign-galaxy"]  # the easy set has no per-galaxy answers
+    assert main(["benchmark", "--out", str(out), *tiny_benchmark_args(easy_h5, ",".join(variants), steps=4)]) == 0
     rows = {r["method"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
-    assert set(rows) == set(VARIANTS)
+    assert set(rows) == set(variants)
+    assert rows["galaxalign-texture"]["symbol_source"] == "texture"
     assert rows["galaxalign-classes"]["targets"] == "classes" and rows["galaxalign-lit"]["targets"] == "onehot"
     assert rows["galaxalign-lit"]["trainable_blocks"] == [0, -1]
-    for name, (method, settings) in VARIANTS.items():
+    for name in variants:
+        method, settings = VARIANTS[name]
         run_config = read_config(out / "runs" / f"{name}_f1_s0_n4")
         assert run_config.method == method and all(getattr(run_config, k) == v for k, v in settings.items())
     # LiT: the image tower is the pre-trained one, untouched; the text tower trained.
@@ -440,3 +446,23 @@ def test_claim_by_class_splits_each_runs_answers_by_true_class():
     assert lines[2] == f"| a | 2 | 0.500 | 0.750 | {gap_a:+.3f} ± {half_a:.3f} |"
     gap_b, half_b = paired_gap(np.array([[0.0, 1], [0, 1]]), np.array([[0.0, 0], [1, 0]]))
     assert lines[3].startswith("| b | 2 | 0.250 | 0.500 | ") and f"{gap_b:+.3f} ± {half_b:.3f}" in lines[3]
+
+
+def test_every_method_chooses_among_as_many_candidates():
+    """Equal selection (issue 24, section 3): at the claim study's budget, every trained method and
+    variant validates as many checkpoints of its kept stage and picks among as many scorings."""
+    from galaxalign.jobs.benchmark import selection_size, trained_run_config
+    from galaxalign.jobs.config import ALL_METHODS, NO_TRAINING
+
+    config = BenchmarkConfig(data="d.h5", out="out", steps="300")
+    counts = {}
+    for n_labelled, fraction in ((100, 0.1), (10, 0.01)):
+        epochs = epochs_for(config, n_labelled, 300)
+        for method in (m for m in ALL_METHODS if m not in NO_TRAINING):
+            run = trained_run_config(config, method, fraction, 0, epochs, Path("runs") / method)
+            validated = run.validated_epochs()
+            start = run.stage2_epoch or 0
+            assert all(start <= e < epochs for e in validated) and validated[-1] == epochs - 1
+            counts[(method, fraction)] = (len(validated), selection_size(run))
+    assert set(counts.values()) == {(4, 1)}, counts
+    assert {m for m, _ in counts} >= {"galaxalign", "clip", "supervised", "clip-restart", "lp-ft"}

@@ -3,6 +3,7 @@ where it does nothing, and applies per method in a benchmark."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import fields, replace
 
 import numpy as np
@@ -21,27 +22,28 @@ NO_SYMBOLS = [m.name for m in METHODS.values() if not m.uses_symbols]
 def test_a_symbol_source_for_a_method_without_symbols_is_one_line_exit_2(easy_h5, tmp_path, capsys, method):
     out = tmp_path / "r"
     argv = ["train", "--data", str(easy_h5), "--out", str(out), "--backbone", "tiny", "--method", method]
-    assert main([*argv, "--symbols", "galaxy", "--quiet"]) == 2
+    assert main([*argv, "--symbol-source", "galaxy", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "--symbols galaxy" in err and f"method {method}" in err
+    assert "\n" not in err and "--symbol-source galaxy" in err and f"method {method}" in err
     assert not out.exists()  # nothing half-written
 
 
 def test_per_galaxy_symbols_for_a_method_without_galaxies_are_refused():
     with pytest.raises(GalaxAlignError, match="method zero-label, which trains on no galaxies"):
-        TrainConfig(data="d", out="o", method="zero-label", symbols="galaxy")
+        TrainConfig(data="d", out="o", method="zero-label", symbol_source="galaxy")
 
 
 def test_benchmark_applies_the_symbol_source_to_the_methods_that_use_symbols(tmp_path):
-    base = TrainConfig(data="", out="", symbols="galaxy")
+    base = TrainConfig(data="", out="", symbol_source="galaxy")
     config = BenchmarkConfig(data="d", out=str(tmp_path), methods="supervised,clip,galaxalign", train=base)
-    assert config.train.for_method("galaxalign").symbols == "galaxy"
+    assert config.train.for_method("galaxalign").symbol_source == "galaxy"
     assert (
-        config.train.for_method("clip").symbols == "class" and config.train.for_method("zero-label").symbols == "class"
+        config.train.for_method("clip").symbol_source == "drawn"
+        and config.train.for_method("zero-label").symbol_source == "drawn"
     )
     with pytest.raises(
         GalaxAlignError,
-        match="benchmark: --symbols galaxy does nothing for the methods supervised, clip, zero-label: none",
+        match="benchmark: --symbol-source galaxy does nothing for the methods supervised, clip, zero-label: none",
     ):
         BenchmarkConfig(data="d", out=str(tmp_path), methods="supervised,clip,zero-label", train=base)
 
@@ -68,7 +70,7 @@ def galaxy_trainer(sim_h5, tmp_path_factory):
         sim_h5,
         tmp_path_factory.mktemp("run") / "g",
         method="galaxalign",
-        symbols="galaxy",
+        symbol_source="galaxy",
         batch_size=8,
         image_size=64,
         val_fraction=0.25,
@@ -166,3 +168,104 @@ def test_drawing_extent_matches_the_galaxys_apparent_size(sim_h5):
         unfitted.append(apparent_radius(np.asarray(render_galaxy_symbol(answers[i], 64)), clip_sigma=0.0) / truth)
     assert 0.75 <= np.median(fitted) <= 1.33 and all(0.6 <= r <= 1.6 for r in fitted), fitted
     assert np.median(unfitted) > 1.4  # what the fitting fixes
+
+
+# ---------------------------------------------------------------- the controls (issue 24, section 3)
+
+
+def test_textures_keep_the_class_structure_and_destroy_the_content():
+    from galaxalign.models.prototypes import class_symbol_bank
+    from galaxalign.symbols.textures import class_textures
+    from galaxalign.taxonomy import load_scheme
+
+    scheme = load_scheme("galaxy10")
+    drawn = class_symbol_bank(scheme, 4, 48, seed=1)
+    textures = class_symbol_bank(scheme, 4, 48, seed=1, source="texture")
+    assert textures.shape == drawn.shape and textures.dtype == drawn.dtype  # same count, same pipeline
+    assert torch.equal(textures, class_symbol_bank(scheme, 4, 48, seed=1, source="texture"))  # seeded
+    for c in range(len(scheme)):
+        grey, ink = textures[c].mean(1), drawn[c].mean(1)
+        assert abs(float(grey.mean() - ink.mean())) < 0.05  # each class's grey level kept
+    # Nothing of the drawing's content is left: turned drawings (same grey levels) give the same textures.
+    turned = torch.rot90(drawn, 1, (3, 4))
+    assert np.array_equal(class_textures(turned.numpy(), seed=1), textures.numpy())
+    flat = textures.mean(2).flatten(2)  # (C, V, pixels)
+    spectra = torch.fft.rfft2(textures.mean(2)).abs().mean(1)  # each class's mean power: its own process
+    between = min(float((spectra[a] - spectra[b]).norm()) for a in range(10) for b in range(10) if a != b)
+    assert between > 0 and not torch.equal(flat[0, 0], flat[0, 1])  # variants differ within a class
+
+
+def test_domain_symbols_look_like_survey_images_at_the_galaxys_size():
+    from galaxalign.models.prototypes import class_symbol_bank
+    from galaxalign.symbols import apparent_radius
+    from galaxalign.taxonomy import load_scheme
+    from galaxalign.training.domain import DomainSymbols
+
+    scheme = load_scheme("galaxy10")
+    grey = class_symbol_bank(scheme, 2, 64, seed=0).flatten(0, 1).mean(1).numpy()
+    domain = DomainSymbols(grey, scheme, difficulty=0.35, render_version=1)
+    rows, labels = [2 * 6, 2 * 6, 2 * 8], [6, 6, 8]
+    first = domain.render(rows, labels, [0.25, 0.25, 0.25], [1, 2, 3])
+    assert first.shape == (3, 64, 64, 3) and first.dtype == np.uint8
+    assert not np.array_equal(first[0], first[1])  # anew for every sample: seeing, sky, flux
+    assert np.array_equal(domain.render(rows[:1], labels[:1], [0.25], [1])[0], first[0])  # seeded
+    assert np.abs(first[0].astype(int)[..., 0] - first[0][..., 2]).max() > 0  # colour, not grey
+    radius = apparent_radius(first[0])
+    assert 0.15 < radius < 0.4, radius  # about the galaxy's half-light radius, not the drawing's 0.45
+
+
+def test_domain_and_texture_runs_train_on_their_own_symbols(easy_h5, tmp_path):
+    from conftest import tiny
+    from galaxalign.runs import load_run
+    from galaxalign.training import train
+    from galaxalign.training.trainer import Trainer
+
+    trainer = Trainer(tiny(easy_h5, tmp_path / "d", symbol_source="domain"), resume=False, progress=False)
+    plan, batch = _batch(trainer)
+    assert batch.symbol_pixels is not None and batch.symbol_pixels.shape == batch.pixels.shape
+    again = trainer.builder.assemble(plan, trainer.builder.read(plan))
+    assert torch.equal(again.symbol_pixels, batch.symbol_pixels)  # planned: the same for any worker count
+    later = trainer.builder.plan(1, np.arange(len(trainer.train_labels)), range(len(plan.locals)))
+    assert later.render_seeds != plan.render_seeds  # rendered anew at every step
+    run_dir = train(tiny(easy_h5, tmp_path / "t", symbol_source="texture", epochs=1), progress=False)
+    assert torch.equal(load_run(run_dir).symbols01, trainer.symbols01) is False  # textures, not drawings
+
+
+def test_clip_restart_is_clip_with_the_two_stage_schedule(easy_h5, tmp_path):
+    from conftest import tiny
+    from galaxalign.training import train
+
+    run_dir = train(tiny(easy_h5, tmp_path / "c", method="clip-restart", epochs=4), progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "loss" in r]
+    assert {r["stage"] for r in steps} == {1, 2} and all(
+        set(r) & {"symbol_text", "image_symbol"} == set() for r in steps
+    )
+    last1 = max((r for r in steps if r["stage"] == 1), key=lambda r: r["step"])
+    first2 = min((r for r in steps if r["stage"] == 2), key=lambda r: r["step"])
+    assert first2["lr"] > last1["lr"]  # the schedule starts again at the switch
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["best_stage"] == 2 and summary["scoring"] == "text"
+
+
+def test_validations_spread_over_the_kept_stage_with_a_fixed_scoring(easy_h5, tmp_path):
+    from conftest import tiny
+    from galaxalign.training import train
+
+    config = tiny(easy_h5, tmp_path / "v", method="galaxalign", epochs=6, validations=2, scoring="fixed")
+    assert config.validated_epochs() == [4, 5]  # stage 2 is epochs 3-5
+    run_dir = train(config, progress=False)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    validated = [r for r in records if "val_accuracy" in r]
+    assert [r["epoch"] for r in validated] == [4, 5] and all(set(r["val_by_scoring"]) == {"text"} for r in validated)
+    with pytest.raises(GalaxAlignError, match="--validations or --val-every"):
+        tiny(easy_h5, tmp_path / "w", validations=2, val_every=2)
+
+
+def test_a_run_saved_with_the_old_symbols_field_still_loads(tmp_path):
+    from galaxalign.config import config_from_dict, config_to_dict
+
+    old = config_to_dict(TrainConfig(data="d", out="o"))
+    del old["symbol_source"]
+    old["symbols"] = "class"
+    assert config_from_dict(TrainConfig, old).symbol_source == "drawn"

@@ -351,7 +351,7 @@ def sim_h5(tmp_path_factory):
 
 
 def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
-    """With --symbols galaxy each labelled galaxy brings its own drawings and caption, for the symbol losses."""
+    """With --symbol-source galaxy each labelled galaxy brings its own drawings and caption, for the symbol losses."""
     from galaxalign.data import open_dataset
     from galaxalign.morphology.answers import caption, dataset_answers
     from galaxalign.training.trainer import Trainer
@@ -360,7 +360,7 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
         sim_h5,
         tmp_path / "g",
         method="galaxalign",
-        symbols="galaxy",
+        symbol_source="galaxy",
         epochs=2,
         batch_size=8,
         val_fraction=0.25,
@@ -385,7 +385,7 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
         expected = trainer.model.backbone.tokenize([captions[local]])["input_ids"][0]
         assert torch.equal(tokens_of[row][: len(expected)], expected)  # its own caption, for the symbol losses
     run_dir = trainer.fit()
-    assert json.loads((run_dir / "config.json").read_text())["symbols"] == "galaxy"
+    assert json.loads((run_dir / "config.json").read_text())["symbol_source"] == "galaxy"
     summary = json.loads((run_dir / "summary.json").read_text())
     # studies/claim/own_prototypes.py re-scores the kept weights as the trainer's validation did.
     own_prototypes = benchmark_script("own_prototypes")
@@ -411,7 +411,7 @@ def test_galaxy_symbols_need_attributes(easy_h5, tmp_path, capsys):
                 "tiny",
                 "--image-size",
                 "32",
-                "--symbols",
+                "--symbol-source",
                 "galaxy",
                 "--quiet",
             ]

@@ -175,6 +175,10 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "<config>
         raise GalaxAlignError(f"{source}: expected a JSON object")
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    for old, (new, renamed) in getattr(cls, "RENAMED", {}).items():  # a field renamed since the file was written
+        if old in data and new not in data:
+            data = {**data, new: renamed.get(data[old], data[old])}
+            del data[old]
     unknown = sorted(set(data) - names)
     if unknown:
         raise GalaxAlignError(f"{source}: unknown field(s) {', '.join(unknown)}")

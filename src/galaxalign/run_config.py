@@ -10,6 +10,7 @@ Adding a method is one row here plus its loss in `training/objectives.py`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 from galaxalign.config import option
 from galaxalign.devices import DEVICE_HELP, check_device_name
@@ -17,7 +18,9 @@ from galaxalign.errors import GalaxAlignError
 
 # What the split into stage 2 does: the symbol encoder becomes a copy of the image encoder of its
 # own (galaxalign), or the classifier head starts from the class prototypes (lp-ft).
-STAGE2_STARTS = ("symbol-encoder", "prototype-head")
+# "restart" changes nothing but the schedule: a fresh optimiser and a second warm-up and cosine,
+# the restart the two-stage methods get, as a control for it (clip-restart).
+STAGE2_STARTS = ("symbol-encoder", "prototype-head", "restart")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class Method:
         """The scoring modes validation chooses from in `stage` (a run without stage 2 stays at 1)."""
         return self.stage1_scoring or self.scoring if stage == 1 else self.scoring
 
+    def fixed_scoring_at(self, stage: int) -> str:
+        """The one scoring fixed before any run (`--scoring fixed`): the head where the method
+        scores by one, else text prototypes."""
+        modes = self.scoring_at(stage)
+        return "head" if "head" in modes else "text" if "text" in modes else modes[0]
+
 
 ALIGNED_SCORING = ("fusion", "text", "symbol")  # methods that train symbols may classify by either or both
 
@@ -71,6 +80,9 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("supervised", loss="cross_entropy", head=True, aligns=(), scoring=("head",)),
         Method("clip", loss="contrastive", head=False, aligns=("image",), scoring=("text",)),
+        # clip with the two-stage methods' schedule: at the stage switch a fresh optimiser and a
+        # second warm-up and cosine, nothing else, so that a restart's gain is not credited to symbols.
+        Method("clip-restart", loss="contrastive", head=False, aligns=("image",), scoring=("text",), stage2="restart"),
         Method(
             "galaxalign-stage1", loss="contrastive", head=False, aligns=("image", "symbol"), scoring=ALIGNED_SCORING
         ),
@@ -101,7 +113,11 @@ METHODS: dict[str, Method] = {
     )
 }
 TARGETS = ("multi", "onehot", "classes")
-SYMBOL_SOURCES = ("class", "galaxy")
+# Where the symbols come from (issue 24): drawn class symbols; class-specific random textures (the
+# class structure kept, the content destroyed); the class drawings rendered like survey images,
+# anew at every step; each labelled galaxy's own symbols and caption.
+SYMBOL_SOURCES = ("drawn", "texture", "domain", "galaxy")
+SCORING_RULES = ("choose", "fixed")
 
 
 @dataclass
@@ -139,11 +155,18 @@ class TrainConfig:
         "text prototype, FLYP/UniCL style)",
         choices=TARGETS,
     )
-    symbols: str = option(
-        "class",
-        "symbol and caption of each training galaxy: class (its class's symbol family and "
-        "phrases) or galaxy (drawn and written from its own Galaxy Zoo answers)",
+    symbol_source: str = option(
+        "drawn",
+        "the symbols trained on: drawn (each class's drawn family), texture (class-specific random "
+        "textures instead), domain (the class drawings rendered like the survey images at every "
+        "step) or galaxy (each labelled galaxy's own symbols and caption, from its Galaxy Zoo answers)",
         choices=SYMBOL_SOURCES,
+    )
+    scoring: str = option(
+        "choose",
+        "how a run classifies: choose (the best of the method's scorings on validation) or fixed "
+        "(the head, else text prototypes, chosen before any run: equal selection across methods)",
+        choices=SCORING_RULES,
     )
     image_trainable_blocks: int | None = option(
         None, "image (and symbol) tower blocks trained; default: --trainable-blocks"
@@ -160,6 +183,11 @@ class TrainConfig:
     seed: int = option(0, "seed of split, label subset, data order and initialisation")
     bf16: bool = option(False, "bf16 autocast on CPU too (on CUDA it is always on)")
     val_every: int = option(1, "epochs between validations (the last epoch is always validated)")
+    validations: int = option(
+        0,
+        "validated checkpoints, spread evenly over the stage whose weights are kept (the last epoch "
+        "included), the same number for every method; 0: every --val-every epochs",
+    )
     checkpoint_every: int = option(0, "steps between checkpoints (0: at ends of epochs only)")
     checkpoint_minutes: float = option(
         5.0,
@@ -190,6 +218,8 @@ class TrainConfig:
             (self.image_size == 0 or 16 <= self.image_size <= 1024, "image_size must be 0 or 16..1024"),
             (self.symbol_variants >= 1, "symbol_variants must be at least 1"),
             (self.val_every >= 1, "val_every must be at least 1"),
+            (self.validations >= 0, "validations must be 0 or more"),
+            (self.validations == 0 or self.val_every == 1, "give --validations or --val-every, not both"),
             (self.workers >= 0, "workers must be 0 or more"),
             (
                 self.checkpoint_every >= 0 and self.checkpoint_minutes >= 0,
@@ -210,25 +240,27 @@ class TrainConfig:
     def _check_symbol_flags(self) -> None:
         """A symbol source the method cannot use is refused: a flag that does nothing is bad input."""
         default = SYMBOL_SOURCES[0]
-        if self.symbols != default and not self.spec.uses_symbols:
+        if self.symbol_source != default and not self.spec.uses_symbols:
             users = ", ".join(m.name for m in METHODS.values() if m.uses_symbols)
             raise GalaxAlignError(
-                f"config: --symbols {self.symbols} does nothing for method {self.method}, which trains no "
-                f"symbols (methods that do: {users})"
+                f"config: --symbol-source {self.symbol_source} does nothing for method {self.method}, which "
+                f"trains no symbols (methods that do: {users})"
             )
-        if self.symbols == "galaxy" and not self.spec.images:
+        if self.symbol_source in ("galaxy", "domain") and not self.spec.images:
             raise GalaxAlignError(
-                f"config: --symbols galaxy does nothing for method {self.method}, which trains on no galaxies "
-                "(per-galaxy symbols are drawn for its labelled galaxies)"
+                f"config: --symbol-source {self.symbol_source} does nothing for method {self.method}, which "
+                "trains on no galaxies (these symbols are made for its labelled galaxies, at their size)"
             )
 
     def for_method(self, method: str, **changes) -> TrainConfig:
         """This config for another method (a job's per-run copy): symbol settings the method cannot
         use fall back to their defaults, so one benchmark flag applies to the methods that use it."""
         spec = METHODS[method] if method in METHODS else None
-        uses = spec is not None and spec.uses_symbols and (spec.images or self.symbols != "galaxy")
-        symbols = self.symbols if uses else SYMBOL_SOURCES[0]
-        return replace(self, **{"symbols": symbols, **changes, "method": method})
+        uses = (
+            spec is not None and spec.uses_symbols and (spec.images or self.symbol_source not in ("galaxy", "domain"))
+        )
+        source = self.symbol_source if uses else SYMBOL_SOURCES[0]
+        return replace(self, **{"symbol_source": source, **changes, "method": method})
 
     @property
     def spec(self) -> Method:
@@ -250,3 +282,29 @@ class TrainConfig:
     @property
     def uses_symbols(self) -> bool:
         return self.spec.uses_symbols
+
+    def scoring_modes(self, stage: int) -> tuple[str, ...]:
+        """The scorings validation chooses among in `stage`: the method's, or the one fixed mode."""
+        if self.scoring == "fixed":
+            return (self.spec.fixed_scoring_at(stage),)
+        return self.spec.scoring_at(stage)
+
+    @property
+    def stage2_epoch(self) -> int | None:
+        """The first epoch of stage 2, None for a run with one stage."""
+        split_at = round(self.epochs * self.stage1_fraction)
+        return split_at if self.spec.two_stages and split_at < self.epochs else None
+
+    def validated_epochs(self) -> list[int]:
+        """The epochs after which the run validates (0-based). With `validations`, that many spread
+        evenly over the stage whose weights are kept (stage 2 of a two-stage run), the last epoch
+        included; otherwise every `val_every` epochs and the last."""
+        if not self.validations:
+            return [e for e in range(self.epochs) if (e + 1) % self.val_every == 0 or e + 1 == self.epochs]
+        start = self.stage2_epoch if self.stage2_epoch is not None else 0
+        length = self.epochs - start
+        n = min(self.validations, length)
+        return sorted({start + round((k + 1) * length / n) - 1 for k in range(n)})
+
+    # Fields renamed since runs were first saved: an old config.json still loads.
+    RENAMED: ClassVar[dict[str, tuple[str, dict]]] = {"symbols": ("symbol_source", {"class": "drawn"})}

@@ -34,7 +34,7 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path, read_json, write_json_atomic
 from galaxalign.models.backbones import build_backbone, rebuild_backbone
 from galaxalign.models.model import GalaxAlignModel
-from galaxalign.models.prototypes import FUSION_WEIGHTS, SCORING_MODES, ClassScorer, fuse, symbol_pixels
+from galaxalign.models.prototypes import FUSION_WEIGHTS, SCORING_MODES, ClassScorer, class_symbol_bank, fuse
 from galaxalign.run_config import TrainConfig
 from galaxalign.taxonomy import Scheme, load_scheme
 
@@ -250,7 +250,10 @@ class Run:
 
     @cached_property
     def symbols01(self) -> torch.Tensor:
-        return symbol_pixels(self.scheme, self.config.symbol_variants, self.image_size, seed=self.config.seed)
+        config = self.config
+        return class_symbol_bank(
+            self.scheme, config.symbol_variants, self.image_size, config.seed, config.symbol_source
+        )
 
     def scorer(self, mode: str | None = None) -> ClassScorer:
         mode = mode or self.scoring
@@ -412,27 +415,40 @@ class Run:
         return self.model.encode_symbol(self.pixels(images)).float().cpu().numpy()
 
 
+def scoring_candidates(choices: Sequence[str]) -> list[Scoring]:
+    """Every scoring validation picks among for `choices`: fusion at each of FUSION_WEIGHTS (0.5
+    first), each other mode once. Their number is a run's selection budget per checkpoint."""
+    out: list[Scoring] = []
+    for mode in choices:
+        weights = sorted(FUSION_WEIGHTS, key=lambda w: abs(w - 0.5)) if mode == "fusion" else [0.5]
+        out += [Scoring(mode, weight) for weight in weights]
+    return out
+
+
 def choose_scoring(
     run: Run, dataset: GalaxyDataset, indices: np.ndarray, choices: Sequence[str], workers: int = 0
 ) -> tuple[Scoring, dict[str, float]]:
-    """Accuracy on dataset[indices] of every scoring in `choices` (fusion at each of FUSION_WEIGHTS),
-    from one pass over the images; the best, ties going to the earlier choice (and to fusion@0.5)."""
+    """Accuracy on dataset[indices] of every scoring in `scoring_candidates(choices)`, from one pass
+    over the images; the best, ties going to the earlier choice (and to fusion@0.5)."""
     plain = tuple(m for m in choices if m != "fusion")
     scanned = run.embed_dataset(dataset, indices, modes=plain, workers=workers)
     labels = dataset.labels[np.asarray(indices, dtype=np.int64)]
     candidates: dict[str, tuple[Scoring, np.ndarray]] = {}
-    for mode in choices:
-        if mode != "fusion":
-            candidates[mode] = (Scoring(mode), scanned.predicted[mode])
+    fused: tuple[torch.Tensor, torch.Tensor] | None = None
+    for chosen in scoring_candidates(choices):
+        if chosen.mode != "fusion":
+            candidates[chosen.name] = (chosen, scanned.predicted[chosen.mode])
             continue
         with torch.no_grad():
-            vectors = torch.from_numpy(scanned.embeddings).to(run.device)
-            # fuse() standardises each row, so scaled logits mix exactly as cosines do
-            text = run.scorer("text").logits_from_embeddings(vectors)
-            symbol = run.scorer("symbol").logits_from_embeddings(vectors)
-            for weight in sorted(FUSION_WEIGHTS, key=lambda w: abs(w - 0.5)):
-                chosen = Scoring("fusion", weight)
-                candidates[chosen.name] = (chosen, fuse(text, symbol, weight).argmax(1).cpu().numpy())
+            if fused is None:
+                vectors = torch.from_numpy(scanned.embeddings).to(run.device)
+                # fuse() standardises each row, so scaled logits mix exactly as cosines do
+                fused = (
+                    run.scorer("text").logits_from_embeddings(vectors),
+                    run.scorer("symbol").logits_from_embeddings(vectors),
+                )
+            predicted = fuse(*fused, chosen.fusion_weight).argmax(1).cpu().numpy()
+        candidates[chosen.name] = (chosen, predicted)
     accuracy = {
         name: float((predicted == labels).mean()) if len(labels) else float("nan")
         for name, (_, predicted) in candidates.items()

@@ -45,11 +45,13 @@ from galaxalign.runs import (
     read_config,
     read_eval_metrics,
     read_summary,
+    scoring_candidates,
 )
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training import TrainConfig, train
 
-# Few-label runs make many short epochs; validating each would cost more than training.
+# Few-label runs make many short epochs; validating each would cost more than training. Every run
+# validates this many checkpoints in the stage whose weights it keeps (equal selection).
 MAX_VALIDATIONS = 4
 PROBE_C = (0.01, 0.1, 1.0, 10.0)  # logistic-regression regularisation tried on validation
 READINGS_FILE = "test_readings.jsonl"
@@ -157,10 +159,17 @@ def trained_run_config(
         out=str(run_dir),
         label_fraction=fraction,
         epochs=epochs,
-        val_every=math.ceil(epochs / MAX_VALIDATIONS),
+        val_every=1,
+        validations=MAX_VALIDATIONS,
         seed=seed,
         split_file=str(Path(config.out) / SPLIT_FILE),
     )
+
+
+def selection_size(run_config: TrainConfig) -> int:
+    """Scorings a run chooses among at each validated checkpoint of its kept stage."""
+    stage = 2 if run_config.stage2_epoch is not None else 1
+    return len(scoring_candidates(run_config.scoring_modes(stage)))
 
 
 def _resumable(run_dir: Path, run_config: TrainConfig) -> bool:
@@ -193,16 +202,20 @@ def _trained_row(
         "train_labelled": summary["train_labelled"],
         "epochs": run_config.epochs,
         "steps": run_config.epochs * max(1, summary["train_labelled"] // run_config.batch_size),
-        "symbols": run_config.symbols,
+        "symbol_source": run_config.symbol_source,
         "targets": run_config.targets,
         "trainable_blocks": [run_config.image_blocks, run_config.text_blocks],  # image, text towers
+        "scoring_rule": run_config.scoring,
+        # How many (checkpoint, scoring) candidates the run chose among on validation.
+        "selection": [len(run_config.validated_epochs()), selection_size(run_config)],
         "val_accuracy": summary["best_val_accuracy"],
         "best_stage": summary.get("best_stage"),
         "best_step": summary.get("best_step"),
         "seconds": summary["train_seconds"],
     }
-    if config.validation_only:
-        return row
+    if config.validation_only:  # 1/0 per validation galaxy, for paired comparisons on validation
+        val = TestSet(dataset, labelled_only(split.val, dataset.labels), heldout=False)
+        return row | {"val_correct": _correctness(run_dir, val, config.train.device, "val")}
     run = None
     if not is_evaluated(run_dir, test.eval_name):
         run = load_run(run_dir, device=config.train.device)
@@ -222,7 +235,7 @@ def _trained_row(
         "map@10": metrics["map@10"],
         "ndcg@10": metrics["ndcg@10"],
         "scoring": Scoring(metrics["scoring"], metrics.get("fusion_weight") or 0.5).name,
-        "correct": _test_correctness(run_dir, test, config.train.device),
+        "correct": _correctness(run_dir, test, config.train.device, test.eval_name),
     }
     if config.probe:
         row |= _probe_row(run or load_run(run_dir, device=config.train.device), dataset, split, test, run_dir)
@@ -240,12 +253,13 @@ def _log_reading(out: Path, run_dir: Path, test: TestSet) -> None:
     append_line(out / READINGS_FILE, json.dumps(record))
 
 
-def _test_correctness(run_dir: Path, test: TestSet, device: str) -> list[int]:
-    """1/0 per labelled test galaxy, in test-set order, from the run's predictions.csv.
+def _correctness(run_dir: Path, test: TestSet, device: str, name: str) -> list[int]:
+    """1/0 per galaxy of `test` (the test set, or the validation split), in its order, from the
+    run's predictions.csv in eval-`name`.
 
-    Runs evaluated before predictions were saved get them now (test images only).
+    Runs evaluated before predictions were saved get them now (those images only).
     """
-    path = eval_dir(run_dir, test.eval_name) / PREDICTIONS_FILE
+    path = eval_dir(run_dir, name) / PREDICTIONS_FILE
     if not path.exists():
         run = load_run(run_dir, device=device)
         predicted = run.embed_dataset(test.dataset, test.indices, modes=(run.scoring,)).predicted[run.scoring]
@@ -476,7 +490,7 @@ def results_markdown(
         f"{len(split.test)} train/val/test, seed {config.split_seed}). Backbone: `{t.backbone}`. "
         f"Seeds: {config.seeds}. Budget per run: {budget}, batch {t.batch_size}, top {t.trainable_blocks} blocks "
         f"trained, lr {t.lr:g}, {t.targets} contrastive targets, {t.symbol_variants} symbols per class, "
-        f"symbol source: {t.symbols}.",
+        f"symbol source: {t.symbol_source}, scoring: {t.scoring}.",
     ]
     variants = [m for m in config.method_list if m in VARIANTS]
     if variants:

@@ -20,12 +20,16 @@ NO_TRAINING = ("zero-shot", "linear-probe")
 VARIANTS: dict[str, tuple[str, dict]] = {
     "galaxalign-lit": ("galaxalign", {"image_trainable_blocks": 0}),
     "galaxalign-classes": ("galaxalign", {"targets": "classes"}),
+    # The controls of issue 24, section 3: galaxalign with each symbol source in place of the drawings.
+    "galaxalign-texture": ("galaxalign", {"symbol_source": "texture"}),
+    "galaxalign-domain": ("galaxalign", {"symbol_source": "domain"}),
+    "galaxalign-galaxy": ("galaxalign", {"symbol_source": "galaxy"}),
 }
 DEFAULT_METHODS = (*METHODS, *NO_TRAINING)
 ALL_METHODS = (*METHODS, *VARIANTS, *NO_TRAINING)
 
 # Set by the benchmark for each run; the other TrainConfig fields are shared by every run.
-BENCHMARK_PER_RUN = ("data", "out", "method", "label_fraction", "seed", "split_file", "val_every")
+BENCHMARK_PER_RUN = ("data", "out", "method", "label_fraction", "seed", "split_file", "val_every", "validations")
 DEMO_PER_RUN = ("data", "out", "method", "seed", "split_file")
 
 
@@ -45,6 +49,12 @@ def refuse_several_processes(job: str) -> None:
 def _job_base() -> TrainConfig:
     """The jobs' shared budget: the trainer's defaults at 3 epochs (the per-run fields are filled in later)."""
     return TrainConfig(data="", out="", epochs=3)
+
+
+def _benchmark_base() -> TrainConfig:
+    """The benchmark's: equal selection, so that every method chooses among as many candidates
+    (the scoring fixed before any run; as many validated checkpoints, set per run)."""
+    return replace(_job_base(), scoring="fixed")
 
 
 @dataclass
@@ -71,7 +81,7 @@ class BenchmarkConfig:
     probe: bool = option(True, "also fit a linear probe on each trained run's image features (C chosen on validation)")
     split_seed: int = option(0, "seed of the one train/val/test split all runs share")
     quick: bool = option(False, "a first look: fractions 1.0,0.1, seed 0, 1 epoch, 10 steps minimum")
-    train: TrainConfig = nested(_job_base, "settings shared by every trained run", skip=BENCHMARK_PER_RUN)
+    train: TrainConfig = nested(_benchmark_base, "settings shared by every trained run", skip=BENCHMARK_PER_RUN)
 
     def __post_init__(self):
         if self.quick:
@@ -83,11 +93,10 @@ class BenchmarkConfig:
                 f"benchmark: unknown method(s) {', '.join(unknown)} (known: {', '.join(ALL_METHODS)})"
             )
         trained = [VARIANTS.get(m, (m, {}))[0] for m in self.method_list if m not in NO_TRAINING]
-        if self.train.symbols != SYMBOL_SOURCES[0] and not any(
-            self.train.for_method(m).symbols == self.train.symbols for m in trained
-        ):
+        source = self.train.symbol_source
+        if source != SYMBOL_SOURCES[0] and not any(self.train.for_method(m).symbol_source == source for m in trained):
             raise GalaxAlignError(
-                f"benchmark: --symbols {self.train.symbols} does nothing for the methods "
+                f"benchmark: --symbol-source {source} does nothing for the methods "
                 f"{', '.join(self.method_list)}: none of them can use it"
             )
         try:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.symbols import symbol_family
+from galaxalign.symbols.textures import class_textures
 from galaxalign.taxonomy import Scheme
 
 SCORING_MODES = ("head", "text", "symbol", "fusion")
@@ -25,6 +26,15 @@ def symbol_pixels(scheme: Scheme, variants: int, size: int, seed: int = 0) -> to
         images = symbol_family(spec, variants, size=size, seed=seed)
         per_class.append(np.stack([np.asarray(im.convert("RGB")) for im in images]))
     return torch.from_numpy(np.stack(per_class)).permute(0, 1, 4, 2, 3).float().div(255.0)
+
+
+def class_symbol_bank(scheme: Scheme, variants: int, size: int, seed: int = 0, source: str = "drawn") -> torch.Tensor:
+    """The class symbols a run trains on and scores by, (C, V, 3, size, size) in [0, 1]: the drawn
+    families, or under `source="texture"` class-specific random textures in their place."""
+    drawn = symbol_pixels(scheme, variants, size, seed=seed)
+    if source != "texture":
+        return drawn
+    return torch.from_numpy(class_textures(drawn.numpy(), seed=seed))
 
 
 def class_texts(scheme: Scheme) -> tuple[list[str], torch.Tensor]:

@@ -8,12 +8,16 @@ split across DDP ranks, and a resumed run rebuilds exactly the batches it would 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from galaxalign.data import GalaxyAugment, GalaxyDataset
 from galaxalign.data.augment import Resize
+
+if TYPE_CHECKING:
+    from galaxalign.training.domain import DomainSymbols
 
 
 def epoch_order(labels: np.ndarray, batch_size: int, seed: int, epoch: int, balanced: bool) -> np.ndarray:
@@ -58,6 +62,7 @@ class BatchPlan:
     symbol_rows: list[int]
     caption_rows: list[int] = field(default_factory=list)  # with per-galaxy symbols: each one's caption,
     drawings: list[int] = field(default_factory=list)  # which of its drawings (galaxy * V + drawing)
+    render_seeds: list[int] = field(default_factory=list)  # domain symbols: each one's rendering
     symbol_params: list[dict[str, torch.Tensor]] = field(default_factory=list)  # their own augmentation
 
 
@@ -86,6 +91,8 @@ class BatchBuilder:
         galaxy_symbols: torch.Tensor | None = None,
         galaxy_text_rows: np.ndarray | None = None,
         resize: Resize = Resize(),
+        domain: DomainSymbols | None = None,
+        radii: np.ndarray | None = None,
     ):
         self.dataset, self.indices, self.labels = dataset, indices, labels
         self.augment = GalaxyAugment(image_size, resize=resize)  # the backbone's interpolation and crop
@@ -94,6 +101,7 @@ class BatchBuilder:
         self.symbol_variants = symbol_variants
         self.seed = seed
         self.galaxy_symbols, self.galaxy_text_rows = galaxy_symbols, galaxy_text_rows
+        self.domain, self.radii = domain, radii  # class drawings rendered like survey images, per sample
         # Symbols lie on a black sky: corners uncovered by a turn are black, not reflected copies.
         self.symbol_augment = GalaxyAugment(image_size, padding="zeros", resize=resize)
 
@@ -118,6 +126,10 @@ class BatchBuilder:
                 plan.drawings.append(local * drawings + int(rng.integers(drawings)))
                 own = torch.Generator().manual_seed(int(rng.integers(2**62)))
                 plan.symbol_params.append(self.symbol_augment.sample_params(1, own))
+            if self.domain is not None:
+                plan.render_seeds.append(int(rng.integers(2**62)))
+                own = torch.Generator().manual_seed(int(rng.integers(2**62)))
+                plan.symbol_params.append(self.augment.sample_params(1, own))
         return plan
 
     def read(self, plan: BatchPlan) -> list[torch.Tensor]:
@@ -133,6 +145,12 @@ class BatchBuilder:
         if self.galaxy_symbols is not None:
             drawn = self.galaxy_symbols.flatten(0, 1)[plan.drawings][:, None].expand(-1, 3, -1, -1)
             symbols = self.normalize(self._augmented(drawn, plan.symbol_params, device, self.symbol_augment))
+        if self.domain is not None and self.radii is not None:
+            rendered = self.domain.render(
+                plan.symbol_rows, plan.labels, list(self.radii[plan.locals]), plan.render_seeds
+            )
+            pixels = torch.from_numpy(rendered).permute(0, 3, 1, 2)
+            symbols = self.normalize(self._augmented(pixels, plan.symbol_params, device))
         return Batch(
             pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
             labels=torch.tensor(plan.labels, device=device),

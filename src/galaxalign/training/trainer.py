@@ -26,7 +26,7 @@ from galaxalign.config import load_config
 from galaxalign.data.loader import image_batches
 from galaxalign.devices import autocast, process_group_backend, resolve_device
 from galaxalign.errors import GalaxAlignError
-from galaxalign.models.prototypes import class_texts, symbol_pixels
+from galaxalign.models.prototypes import class_symbol_bank, class_texts
 from galaxalign.morphology.answers import caption, dataset_answers
 from galaxalign.run_config import TrainConfig
 from galaxalign.runs import (
@@ -130,24 +130,25 @@ class Trainer:
             self.galaxy_symbols,
             self.galaxy_text_rows,
             resize=self.model.backbone.resize,
+            **self._domain_symbols(),
         )
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.accumulate)
-        split_at = round(config.epochs * config.stage1_fraction)
-        two_stages = config.spec.two_stages and split_at < config.epochs
-        self.stage2_epoch = split_at if two_stages else None
-        stage_epochs = (split_at, config.epochs - split_at) if two_stages else (config.epochs,)
+        self.stage2_epoch = config.stage2_epoch
+        split_at = self.stage2_epoch
+        stage_epochs = (split_at, config.epochs - split_at) if split_at is not None else (config.epochs,)
+        self.validated = set(config.validated_epochs())
         self.schedule = Schedule(tuple(e * steps_per_epoch for e in stage_epochs if e), config.warmup_fraction)
 
     def _build_banks(self) -> None:
         """Every class phrase, tokenised, and every class symbol, on the training device; with
-        `symbols=galaxy` also each labelled galaxy's own symbol and caption."""
+        `symbol_source=galaxy` also each labelled galaxy's own symbol and caption."""
         texts, owners = class_texts(self.scheme)
         self.text_owners = owners.to(self.device)
         self.galaxy_symbols: torch.Tensor | None = None
         self.galaxy_text_rows: np.ndarray | None = None
-        if self.config.symbols == "galaxy" and self.config.uses_symbols and self.config.spec.images:
+        if self.config.symbol_source == "galaxy" and self.config.uses_symbols and self.config.spec.images:
             captions = self._draw_galaxies()
             unique = sorted(set(captions))
             row_of = {text: len(texts) + i for i, text in enumerate(unique)}
@@ -155,7 +156,9 @@ class Trainer:
             self.galaxy_text_rows = np.array([row_of[text] for text in captions], dtype=np.int64)
         self.text_tokens = {k: v.to(self.device) for k, v in self.model.backbone.tokenize(texts).items()}
         self.symbols01 = (
-            symbol_pixels(self.scheme, self.config.symbol_variants, self.size, seed=self.config.seed)
+            class_symbol_bank(
+                self.scheme, self.config.symbol_variants, self.size, self.config.seed, self.config.symbol_source
+            )
             if self.config.uses_symbols
             else None
         )
@@ -165,6 +168,23 @@ class Trainer:
             else None
         )
 
+    def _domain_symbols(self) -> dict:
+        """With `symbol_source=domain`: the renderer of class drawings as survey images, and each
+        labelled galaxy's apparent size, which its sample's symbol takes."""
+        if self.config.symbol_source != "domain" or not self.config.uses_symbols or self.symbols01 is None:
+            return {}
+        try:
+            from galaxalign.synth import RENDER_VERSIONS
+            from galaxalign.training.domain import DomainSymbols
+        except ImportError as exc:
+            raise GalaxAlignError(f"config: --symbol-source domain renders with GalSim ({exc})") from None
+        dataset = self.data.dataset
+        version = dataset.render_version or 1
+        grey = self.symbols01.flatten(0, 1).mean(dim=1).numpy()
+        domain = DomainSymbols(grey, self.scheme, RENDER_VERSIONS[version].difficulty, version)
+        radii = np.array([apparent_radius(dataset[int(i)].image) for i in self.data.train_indices])
+        return {"domain": domain, "radii": radii}
+
     def _draw_galaxies(self) -> list[str]:
         """Each labelled training galaxy's drawings (grey uint8, at its apparent size, upright)
         and caption, from its own answers; up to `symbol_variants` drawings each, at most
@@ -173,7 +193,7 @@ class Trainer:
         answers = dataset_answers(dataset)
         if answers is None:
             raise GalaxAlignError(
-                f"{dataset.source}: --symbols galaxy needs each galaxy's attributes "
+                f"{dataset.source}: --symbol-source galaxy needs each galaxy's attributes "
                 f"(a Galaxy10-Sim params group, or Galaxy Zoo vote fractions)"
             )
         indices = [int(i) for i in self.data.train_indices]
@@ -211,8 +231,8 @@ class Trainer:
         if self.config.spec.splits_symbol_encoder:
             self.model.split_symbol_encoder()
             self.model.to(self.device)
-        else:
-            self._init_head_from_prototypes()
+        elif self.config.spec.stage2 == "prototype-head":
+            self._init_head_from_prototypes()  # (a "restart" only rebuilds the optimiser, below)
         self.state = TrainState(self.model, make_optimizer(self.model, self.config), self.state.position)
         self.state.position.stage = 2
         self.objective = self._wrap()
@@ -222,9 +242,9 @@ class Trainer:
         scaled by the mean projected-feature norm of (up to `norm_sample`) labelled training images.
         Every rank computes the same from the same weights, so DDP replicas stay equal."""
         self.model.eval()
-        data, spec, workers = self.data, self.config.spec, self.config.workers
+        data, workers = self.data, self.config.workers
         live = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01)
-        scoring, _ = choose_scoring(live, data.dataset, data.split.val, spec.scoring_at(1), workers=workers)
+        scoring, _ = choose_scoring(live, data.dataset, data.split.val, self.config.scoring_modes(1), workers=workers)
         chosen = Run(self.run_dir, self.config, self.model, self.scheme, symbols01=self.symbols01, scoring=scoring)
         sample = data.train_indices[:norm_sample]
         features = chosen.embed_dataset(data.dataset, sample, features=True, workers=workers).features
@@ -284,7 +304,7 @@ class Trainer:
                     return self.run_dir
                 if stepped and config.checkpoint_every and position.step % config.checkpoint_every == 0:
                     self._checkpoint(epoch, index + 1)
-            if (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs:
+            if epoch in self.validated:
                 self._validate(epoch, bar)
             if epoch + 1 == config.epochs or self._checkpoint_due():
                 self._checkpoint(epoch + 1, 0)
@@ -354,7 +374,7 @@ class Trainer:
             live,
             self.data.dataset,
             self.data.split.val,
-            self.config.spec.scoring_at(position.stage),
+            self.config.scoring_modes(position.stage),
             workers=self.config.workers,
         )
         val_acc = by_scoring[scoring.name]
