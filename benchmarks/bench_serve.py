@@ -77,10 +77,10 @@ def serve(index_dir: str | os.PathLike, timeout: float = 120.0) -> Iterator[str]
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.communicate(timeout=20)  # waits, then closes the stderr pipe
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            proc.communicate()
 
 
 def drive(

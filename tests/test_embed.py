@@ -207,7 +207,7 @@ def test_a_run_killed_mid_catalogue_resumes_to_the_same_vectors(run_dir, tmp_pat
         assert time.monotonic() < deadline
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate()  # waits and closes the stderr pipe
     partial = done_shards(resumed)
     assert 0 < len(partial) < len(inputs), "the kill came too late to interrupt anything"
     subprocess.run([*command, "--out", str(resumed)], env=ENV, check=True, capture_output=True)

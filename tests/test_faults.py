@@ -155,7 +155,8 @@ def test_train_killed_then_resumed_matches_an_uninterrupted_run(easy_h5, tmp_pat
     assert done - saved <= 1  # lost: at most the steps since the last checkpoint (checkpoint_every=1)
 
     resume = galaxalign("train", "--out", str(killed), "--resume", "--quiet")  # a fresh process, as after a crash
-    assert resume.wait(timeout=300) == 0, resume.stderr.read()[-2000:]
+    _, err = resume.communicate(timeout=300)  # reads both pipes to the end and closes them
+    assert resume.returncode == 0, err[-2000:]
     straight = train(tiny(easy_h5, tmp_path / "straight", **config), progress=False)
     a, b = checkpoint_weights(straight), checkpoint_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

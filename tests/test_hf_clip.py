@@ -191,6 +191,7 @@ def test_hub_id_is_fetched_when_not_offline(clip32, tmp_path):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     finally:
         hub.server.shutdown()
+        hub.server.server_close()
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["48", "32", "bicubic"]
     assert any(path.endswith("/resolve/main/model.safetensors") for path in hub.requests)

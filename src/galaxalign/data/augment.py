@@ -160,7 +160,8 @@ def to_tensor_batch(
     chw = [
         image
         if isinstance(image, torch.Tensor)
-        else torch.from_numpy(np.asarray(image, dtype=np.uint8)).permute(2, 0, 1)
+        # torch shares the array's memory: a read-only one (a decoded PIL image) is copied first
+        else torch.from_numpy(np.require(image, np.uint8, "W")).permute(2, 0, 1)
         for image in images
     ]
     if all(image.shape == chw[0].shape for image in chw):

@@ -282,3 +282,12 @@ class WebDatasetShard(GalaxyDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_handle": None, "_pid": -1}
+
+    def close(self) -> None:
+        """Close this process's handle on the tar (a loader worker's closes with the worker)."""
+        if getattr(self, "_handle", None) is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __del__(self) -> None:  # the handle lives as long as the shard: no caller holds it
+        self.close()

@@ -374,7 +374,8 @@ META_KEYS = ("ids", "labels", "label_names", "sources", "source_of", "ra", "dec"
 
 def _load_meta(path: Path, n: int) -> dict[str, np.ndarray]:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Our own handle: np.load leaves the file open when a truncated zip fails to parse.
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             meta = {k: npz[k] for k in META_KEYS}
     except FileNotFoundError:
         raise GalaxAlignError(f"{path}: missing (incomplete index folder)") from None
