@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup browser demo lint format test bench clean
+.PHONY: setup browser demo lint format test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ format: setup
 
 test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The tests not marked slow, a few minutes on two cores; `make test` runs them all.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/run.py

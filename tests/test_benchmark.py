@@ -16,6 +16,7 @@ from galaxalign.jobs.config import DEFAULT_METHODS, VARIANTS, BenchmarkConfig
 from galaxalign.training import METHODS, TrainConfig
 
 
+@pytest.mark.slow
 def test_benchmark_table_covers_every_method_and_resumes(easy_h5, tmp_path, capsys):
     out = tmp_path / "bench"
     args = [
@@ -124,6 +125,7 @@ def test_alignment_settings_reach_every_run(easy_h5, tmp_path):
     assert "multi contrastive targets, 2 symbols per class" in (out / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_separate_test_file_validation_only_and_step_budgets(easy_h5, tmp_path):
     """A test file of its own is scored whole, each first reading is logged, probes choose C on
     validation; a validation-only benchmark never reads the test set; step budgets make rows."""
@@ -295,6 +297,7 @@ def tiny_benchmark_args(data, methods: str, **flags) -> list[str]:
     return args
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
     """A run stopped mid-way (a session's end, a killed job) continues where it stopped and ends
     with the weights of an uninterrupted run; a run begun with other settings starts again."""
@@ -345,6 +348,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
     assert rows[straight]["accuracy"] == rows[stopped]["accuracy"]
 
 
+@pytest.mark.slow
 def test_variants_are_rows_with_their_own_settings(easy_h5, tmp_path):
     """LiT-style and class-target galaxalign are benchmark rows: each run is galaxalign with the
     variant's settings, and the row says which."""

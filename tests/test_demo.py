@@ -4,10 +4,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from galaxalign.cli import main
 from galaxalign.jobs.demo import DemoResult
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_a_self_contained_report(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--backbone", "tiny", "--per-class", "6", "--out", str(out), "--quiet"]) == 0

@@ -134,6 +134,7 @@ def index_dir(run_dir, easy_h5, tmp_path_factory):
 # ---------------------------------------------------------------- killed processes
 
 
+@pytest.mark.slow
 def test_train_killed_then_resumed_matches_an_uninterrupted_run(easy_h5, tmp_path):
     config = dict(method="galaxalign", epochs=2, stage1_fraction=0.5, checkpoint_every=1)  # 12 steps, 2 stages
     killed = tmp_path / "killed"

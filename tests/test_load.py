@@ -23,6 +23,7 @@ def index_dir(run, dataset, tmp_path_factory):  # noqa: F811
     return out
 
 
+@pytest.mark.slow
 def test_concurrent_clients_get_only_200s(index_dir, capsys):
     with bench_serve.serve(index_dir) as url:
         assert url.startswith("http://127.0.0.1:")

@@ -240,6 +240,7 @@ def test_an_untrained_tiny_run_scores_the_real_set(easy_h5, tmp_path):
     assert rows[0]["n"] == 5 and 0 <= rows[0]["correct"] <= 5
 
 
+@pytest.mark.slow
 def test_the_command_end_to_end_on_tiny_data(easy_h5, tmp_path, capsys):
     from galaxalign.runs import init_run
 

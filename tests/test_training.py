@@ -194,6 +194,7 @@ def test_cli_train_errors_are_one_line(easy_h5, tmp_path, capsys):
     assert main(["train", "--data", str(easy_h5), "--out", str(tmp_path / "b"), "--backbone", "nope"]) == 2
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_match_one(easy_h5, tmp_path):
     common = [
         "--data",
