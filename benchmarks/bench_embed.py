@@ -107,6 +107,49 @@ def run(cases=CASES) -> list[dict]:
     return rows
 
 
+def embed_ratio(run_dir: str, shard: str, batch_size: int = 64, repeats: int = 2) -> dict:
+    """`galaxalign embed`'s throughput on one input shard against the model-only forward pass.
+
+    embed: `jobs.embed.embed_shard` (open the shard, decode, preprocess, forward, write the Parquet
+    shard and its manifest), i.e. the command's per-shard work without process start and model
+    load, which are paid once per job. forward: `model.encode_image` on preprocessed-size random
+    pixels in the same batches, under the same threads. Best of `repeats` on both sides. Target >= 0.9.
+    """
+    import tempfile
+
+    from galaxalign.jobs.embed import EmbedConfig, embed_shard
+    from galaxalign.runs import load_run
+
+    run = load_run(run_dir, device="cpu")
+    config = EmbedConfig(run=run_dir, inputs=[shard], out="", batch_size=batch_size, device="cpu")
+    embed_s = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            n = embed_shard(run, Path(out), 0, shard, config)
+            embed_s.append(time.perf_counter() - start)
+    px = run.image_size
+    batches = [min(batch_size, n - i) for i in range(0, n, batch_size)]
+    pixels = {b: torch.randn(b, 3, px, px) for b in set(batches)}
+
+    def forward() -> None:
+        with torch.inference_mode():
+            for b in batches:
+                run.model.encode_image(pixels[b])
+
+    forward_s = timed(forward, least=repeats, most=repeats, budget_s=0)
+    return {
+        "images": n,
+        "px": px,
+        "threads": torch.get_num_threads(),
+        "embed img/s": n / min(embed_s),
+        "forward img/s": n / forward_s,
+        "forward img/s per core": n / forward_s / torch.get_num_threads(),
+        "ratio embed / forward": forward_s / min(embed_s),
+        "target": 0.9,
+    }
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     from run import markdown_table

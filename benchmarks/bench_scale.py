@@ -47,7 +47,7 @@ import numpy as np
 
 TITLE = "Survey-sized catalogue: build, kill-and-resume, serve memory, top-10 latency, recall@10 vs exact"
 DIM, K, LATENT = 256, 10, 32
-PHASES = ("data", "build", "truth", "serve", "extrapolate", "kill")
+PHASES = ("data", "build", "truth", "serve", "extrapolate", "kill", "real")
 TARGETS = {
     "build peak RSS GB": 6.0,
     "serve RSS GB": 2.0,
@@ -73,6 +73,8 @@ class ScaleConfig:
     val_queries: int = 200  # validation queries per type, for re-tuning only
     latency_queries: int = 200
     cold_queries: int = 50
+    real_n: int = 100_000  # augmented galaxies embedded by the trained run (phase real)
+    real_px: int = 56  # the run's image size: the packaged backbone's cost grows with its square
     build_memory_gb: float = 4.0
     seed: int = 0
     phases: list[str] = field(default_factory=lambda: list(PHASES))
@@ -435,6 +437,127 @@ def phase_serve(config: ScaleConfig, res: Results) -> dict:
     return json.loads(out.read_text())
 
 
+# ---------------------------------------------------------------- a trained run's real queries
+
+
+def cli(res: Results, log: str, *args: str) -> dict:
+    result = run_child([PYTHON, "-m", "galaxalign", *args], res.dir / log)
+    if result["rc"] != 0:
+        raise SystemExit(f"galaxalign {args[0]} failed (exit {result['rc']}); see {res.dir / log}")
+    return result
+
+
+def write_augmented(source: Path, folder: Path, n: int, per_shard: int, seed: int) -> list[Path]:
+    """n galaxies as Galaxy10-layout h5 input shards: the rendered ones under the 8 flips and
+    rotations, shifted by up to 4 px and with pixel noise (so no two are the same image)."""
+    import h5py
+
+    with h5py.File(source, "r") as f:
+        base, labels = np.asarray(f["images"][:]), np.asarray(f["ans"][:])
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, lo in enumerate(range(0, n, per_shard)):
+        path = folder / f"part-{k:04d}.h5"
+        paths.append(path)
+        if path.exists():
+            continue
+        rng = np.random.default_rng([seed, 5, k])
+        rows = np.arange(lo, min(n, lo + per_shard))
+        src = rows % len(base)
+        images = np.empty((len(rows), *base.shape[1:]), np.uint8)
+        for i, (row, b) in enumerate(zip(rows, src)):
+            image = np.rot90(base[b], int(row // len(base)) % 4)
+            if (row // len(base)) % 8 >= 4:
+                image = image[:, ::-1]
+            image = np.roll(image, tuple(rng.integers(-4, 5, 2)), axis=(0, 1)).astype(np.int16)
+            images[i] = np.clip(image + rng.normal(0, 3, image.shape), 0, 255).astype(np.uint8)
+        ra, dec = sky(rows, rng)
+        tmp = path.with_suffix(".tmp")
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("images", data=images, chunks=(1, *images.shape[1:]))
+            f.create_dataset("ans", data=labels[src])
+            f.create_dataset("ra", data=ra)
+            f.create_dataset("dec", data=dec)
+        os.replace(tmp, path)
+    return paths
+
+
+def real_queries_of(run) -> dict[str, np.ndarray]:
+    """The run's text, symbol and sketch queries, made as `search` makes them: every class phrase;
+    each class's symbol query (`symbol_vector`); and each class's symbol drawn as a user would
+    sketch it (dark on white, the canvas twice as large) through `sketch_to_symbol`."""
+    from PIL import Image
+
+    from galaxalign.models.prototypes import class_texts
+    from galaxalign.search.index import normalise
+    from galaxalign.search.query import sketch_to_symbol, symbol_vector
+    from galaxalign.symbols import render_symbol
+
+    texts, _ = class_texts(run.scheme)
+    sketches = []
+    for spec in run.scheme:
+        drawn = 255 - np.asarray(render_symbol(spec.symbol, 112).convert("RGB"))
+        canvas = np.full((224, 224, 3), 255, np.uint8)
+        canvas[40:152, 70:182] = drawn
+        sketches.append(sketch_to_symbol(np.asarray(Image.fromarray(canvas))))
+    return {
+        "text": normalise(run.embed_texts(texts)),
+        "symbol": normalise(np.stack([symbol_vector(run, spec) for spec in run.scheme])),
+        "sketch": normalise(run.embed_symbols(sketches)),
+    }
+
+
+def phase_real(config: ScaleConfig, res: Results) -> dict:
+    """A packaged-backbone run trained for a few steps on rendered galaxies; real_n augmented
+    galaxies embedded by `galaxalign embed`, indexed without the run (so its queries are unseen by
+    the tuning), then its own text, symbol and sketch queries: recall@10 vs exact."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    import bench_embed  # noqa: PLC0415 (beside this file)
+    from galaxalign.runs import load_run
+    from galaxalign.search.index import exact_knn
+    from galaxalign.search.survey import SurveyIndex
+
+    real = res.dir / "real"
+    real.mkdir(exist_ok=True)
+    synth, run_dir = real / "synth.h5", real / "run"
+    if not synth.exists():
+        cli(res, "real.log", "synth", "--per-class", "30", "--size", "64", "--workers", "1", "--out", str(synth))
+    if not (run_dir / "model.safetensors").exists():
+        cli(
+            res,
+            "real.log",
+            "train",
+            *("--data", str(synth), "--out", str(run_dir), "--backbone", "packaged"),
+            *("--image-size", str(config.real_px), "--epochs", "2", "--batch-size", "16", "--quiet"),
+        )
+    inputs = write_augmented(synth, real / "inputs", config.real_n, 10_000, config.seed)
+    ratio = bench_embed.embed_ratio(str(run_dir), str(inputs[0]))
+    embed = cli(
+        res, "real.log", "embed", "--run", str(run_dir), "--inputs", *map(str, inputs), "--out", str(real / "emb")
+    )
+    build = cli(res, "real.log", "index", "--data", str(real / "emb"), "--out", str(real / "index"), "--quiet")
+    run = load_run(run_dir, device="cpu")
+    index = SurveyIndex.open(real / "index")
+    rows = []
+    for name, queries in real_queries_of(run).items():
+        _, truth = exact_knn(index.vectors, queries, K)
+        found = [r for _, r in index.search(queries, K, name)]
+        recall = float(np.mean([len(np.intersect1d(f, t)) / K for f, t in zip(found, truth)]))
+        d = index.depth(name)
+        rows.append(
+            {"queries": name, "count": len(queries), "nprobe": d.nprobe, "rerank": d.rerank, "recall@10": recall}
+        )
+    return {
+        "rows": rows,
+        "n": config.real_n,
+        "px": config.real_px,
+        "plan": index.manifest["plan"]["factory"],
+        "embed ratio": ratio,
+        "embed job": embed | {"img/s": config.real_n / embed["wall_s"]},
+        "index build": build,
+    }
+
+
 # ---------------------------------------------------------------- extrapolation
 
 
@@ -537,7 +660,7 @@ def run(config: ScaleConfig | None = None) -> list[dict]:
     """Every phase at N = 1e5 in a temporary folder (for benchmarks/run.py); the summary table."""
     if config is None:
         with tempfile.TemporaryDirectory() as tmp:
-            return run(ScaleConfig(work_dir=tmp))
+            return run(ScaleConfig(work_dir=tmp, phases=[p for p in PHASES if p != "real"]))
     res = Results(config)
     steps = {
         "data": phase_data,
@@ -546,6 +669,7 @@ def run(config: ScaleConfig | None = None) -> list[dict]:
         "serve": phase_serve,
         "kill": phase_kill,
         "extrapolate": phase_extrapolate,
+        "real": phase_real,
     }
     for phase in PHASES:
         if phase not in config.phases or res.done(phase):
@@ -566,6 +690,8 @@ def parse(argv: list[str]) -> tuple[ScaleConfig, str | None]:
         "latency_queries",
         "cold_queries",
         "seed",
+        "real_n",
+        "real_px",
     ):
         parser.add_argument("--" + f.replace("_", "-"), type=int, default=getattr(defaults, f))
     parser.add_argument("--build-memory-gb", type=float, default=defaults.build_memory_gb)
@@ -592,6 +718,10 @@ def main(argv: list[str]) -> int:
     res = json.loads((Path(config.work_dir) / RESULTS).read_text())
     print(f"{TITLE}; N = {config.n:,}; {json.dumps(res['machine'])}\n")
     print(markdown_table(rows))
+    if "real" in res["phases"]:
+        real = res["phases"]["real"]
+        print(f"\nreal queries, N = {real['n']:,} ({real['plan']}):\n\n" + markdown_table(real["rows"]))
+        print("\n" + markdown_table([real["embed ratio"]]))
     if "extrapolate" in res["phases"]:
         print("\n" + markdown_table(res["phases"]["extrapolate"]["rows"]))
         print("\n" + res["phases"]["extrapolate"]["formula"])

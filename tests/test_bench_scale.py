@@ -55,3 +55,13 @@ def test_scale_benchmark_measures_every_phase_and_resumes(scale, tmp_path):
         scale.run(config(scale, tmp_path))
     with pytest.raises(SystemExit, match="another --work-dir"):
         scale.run(config(scale, tmp_path, n=4000, resume=True))
+
+
+@pytest.mark.slow
+def test_real_queries_phase_trains_embeds_indexes_and_measures(scale, tmp_path):
+    scale.run(config(scale, tmp_path, phases=["real"], real_n=300, real_px=28))
+    real = json.loads((tmp_path / "results.json").read_text())["phases"]["real"]
+    assert {r["queries"] for r in real["rows"]} == {"text", "symbol", "sketch"}
+    assert all(0.0 <= r["recall@10"] <= 1.0 and r["count"] > 0 for r in real["rows"])
+    assert real["embed job"]["rc"] == 0 and real["embed ratio"]["images"] == 300
+    assert 0 < real["embed ratio"]["ratio embed / forward"]
