@@ -154,7 +154,7 @@ def to_tensor_batch(
     """
     target = torch.device(device or "cpu")
     if isinstance(images, torch.Tensor):
-        return resize_batch(_to_device(images, target), size, resize)
+        return resize_batch(to_device(images, target), size, resize)
     if len(images) == 0:
         return torch.zeros((0, 3, size, size), device=target)
     chw = [
@@ -165,11 +165,13 @@ def to_tensor_batch(
         for image in images
     ]
     if all(image.shape == chw[0].shape for image in chw):
-        return resize_batch(_to_device(torch.stack(chw), target), size, resize)
-    return torch.cat([resize_batch(_to_device(image[None], target), size, resize) for image in chw])
+        return resize_batch(to_device(torch.stack(chw), target), size, resize)
+    return torch.cat([resize_batch(to_device(image[None], target), size, resize) for image in chw])
 
 
-def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """`batch` on `device` without making the host wait: pinned and asynchronous for CUDA (a
+    pageable or blocking host-to-device copy stalls the host until the GPU has caught up)."""
     if device.type == "cuda" and batch.device.type == "cpu":
         batch = batch if batch.is_pinned() else batch.pin_memory()
     return batch.to(device, non_blocking=True)

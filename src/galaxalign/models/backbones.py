@@ -19,6 +19,7 @@ An `hf:` backbone can write the files that rebuild it without the original check
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import json
 import logging
@@ -64,9 +65,20 @@ Tokenize = Callable[[list[str]], dict[str, torch.Tensor]]
 
 def normalize_pixels(pixels01: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(x - mean) / std per channel for pixels in [0, 1], shaped (..., 3, H, W)."""
-    mean_t = torch.tensor(mean, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=pixels01.dtype, device=pixels01.device).view(3, 1, 1)
+    mean_t, std_t = _channel_constants(tuple(mean), tuple(std), pixels01.dtype, pixels01.device)
     return (pixels01 - mean_t) / std_t
+
+
+@functools.lru_cache(maxsize=32)
+def _channel_constants(
+    mean: tuple[float, ...], std: tuple[float, ...], dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as (3, 1, 1) tensors, made once per device: a fresh `torch.tensor(...,
+    device=cuda)` at every call is a blocking host-to-device copy in every training step."""
+    return (
+        torch.tensor(mean, dtype=dtype, device=device).view(3, 1, 1),
+        torch.tensor(std, dtype=dtype, device=device).view(3, 1, 1),
+    )
 
 
 class Backbone(nn.Module):

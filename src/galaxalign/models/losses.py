@@ -47,13 +47,18 @@ def contrastive_loss(
 
 
 def distinct_text_loss(
-    a: torch.Tensor, text: torch.Tensor, rows: torch.Tensor, logit_scale: torch.Tensor
+    a: torch.Tensor,
+    text: torch.Tensor,
+    rows: torch.Tensor,
+    logit_scale: torch.Tensor,
+    once: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Symmetric InfoNCE of `a` (N, D) against the distinct texts of a batch: `text` (N, D) holds
     each sample's text embedding and `rows` (N,) which text it is. Samples that share a text share
     its one column, so they are positives of each other, not negatives; each text's targets are
-    spread over the samples that have it. With distinct rows this is `contrastive_loss`."""
-    unique, inverse = torch.unique(rows, return_inverse=True)
+    spread over the samples that have it. With distinct rows this is `contrastive_loss`.
+    `once`, (distinct rows, inverse) found on the host, spares the device's torch.unique (a sync)."""
+    unique, inverse = once if once is not None else torch.unique(rows, return_inverse=True)
     n = rows.shape[0]
     first = torch.zeros(len(unique), dtype=torch.long, device=rows.device).scatter_(
         0, inverse, torch.arange(n, device=rows.device)

@@ -3,6 +3,11 @@
 Every random choice for a sample is drawn from a generator seeded by (run seed, epoch, position
 in the epoch). The same global batch therefore comes out whether it is built by one process or
 split across DDP ranks, and a resumed run rebuilds exactly the batches it would have seen.
+
+A batch reaches the device without making the host wait for it: its integer rows (labels, text,
+symbol and caption rows, and which of them are distinct, found here on the host rather than by
+a `torch.unique` on the device) travel as one pinned tensor, its augmentation parameters and
+images asynchronously.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import numpy as np
 import torch
 
 from galaxalign.data import GalaxyAugment, GalaxyDataset
-from galaxalign.data.augment import Resize
+from galaxalign.data.augment import Resize, to_device
 
 if TYPE_CHECKING:
     from galaxalign.training.domain import DomainSymbols
@@ -48,6 +53,17 @@ class Batch:
     symbol_rows: torch.Tensor  # (b,) index into the flattened symbol bank (class * V + variant)
     symbol_pixels: torch.Tensor | None = None  # (b, 3, S, S): each galaxy's own symbol, in its own pose
     caption_rows: torch.Tensor | None = None  # (b,) each galaxy's own caption in the text bank (symbol losses)
+    # For each of the row fields above: its distinct values (sorted) and each sample's place
+    # among them, as torch.unique(rows, return_inverse=True) gives, found on the host.
+    distinct: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    def distinct_of(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(distinct rows, inverse) of one of this batch's row fields, given as the field itself;
+        None for any other tensor (a gathered one under DDP), which then needs torch.unique."""
+        for name, found in self.distinct.items():
+            if getattr(self, name) is rows:
+                return found
+        return None
 
 
 @dataclass
@@ -97,7 +113,8 @@ class BatchBuilder:
         self.dataset, self.indices, self.labels = dataset, indices, labels
         self.augment = GalaxyAugment(image_size, resize=resize)  # the backbone's interpolation and crop
         self.normalize = normalize
-        self.texts_by_class = [torch.nonzero(text_owners == c).flatten() for c in range(int(text_owners.max()) + 1)]
+        owners = text_owners.cpu().numpy()  # planning is host work: numpy, no device tensor
+        self.texts_by_class = [np.flatnonzero(owners == c) for c in range(int(owners.max()) + 1)]
         self.symbol_variants = symbol_variants
         self.seed = seed
         self.galaxy_symbols, self.galaxy_text_rows = galaxy_symbols, galaxy_text_rows
@@ -143,7 +160,8 @@ class BatchBuilder:
         device = device or torch.device("cpu")
         symbols = None
         if self.galaxy_symbols is not None:
-            drawn = self.galaxy_symbols.flatten(0, 1)[plan.drawings][:, None].expand(-1, 3, -1, -1)
+            drawn = to_device(self.galaxy_symbols.flatten(0, 1)[plan.drawings][:, None], device)
+            drawn = drawn.expand(-1, 3, -1, -1)
             symbols = self.normalize(self._augmented(drawn, plan.symbol_params, device, self.symbol_augment))
         if self.domain is not None and self.radii is not None:
             rendered = self.domain.render(
@@ -151,14 +169,37 @@ class BatchBuilder:
             )
             pixels = torch.from_numpy(rendered).permute(0, 3, 1, 2)
             symbols = self.normalize(self._augmented(pixels, plan.symbol_params, device))
+        fields, distinct = self._rows(plan, device)
         return Batch(
             pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
-            labels=torch.tensor(plan.labels, device=device),
-            text_rows=torch.tensor(plan.text_rows, device=device),
-            symbol_rows=torch.tensor(plan.symbol_rows, device=device),
+            labels=fields["labels"],
+            text_rows=fields["text_rows"],
+            symbol_rows=fields["symbol_rows"],
             symbol_pixels=symbols,
-            caption_rows=torch.tensor(plan.caption_rows, device=device) if plan.caption_rows else None,
+            caption_rows=fields.get("caption_rows"),
+            distinct=distinct,
         )
+
+    @staticmethod
+    def _rows(
+        plan: BatchPlan, device: torch.device
+    ) -> tuple[dict[str, torch.Tensor], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+        """The plan's integer rows and, for each row field, its distinct values and inverse, all
+        on `device` by one asynchronous copy (several small blocking ones stalled every step)."""
+        rows = {"labels": plan.labels, "text_rows": plan.text_rows, "symbol_rows": plan.symbol_rows}
+        if plan.caption_rows:
+            rows["caption_rows"] = plan.caption_rows
+        parts: list[np.ndarray] = [np.asarray(v, dtype=np.int64) for v in rows.values()]
+        sizes = [len(v) for v in parts]
+        for name in list(rows)[1:]:
+            unique, inverse = np.unique(parts[list(rows).index(name)], return_inverse=True)
+            parts += [unique, inverse.reshape(-1)]
+            sizes += [len(unique), len(inverse)]
+        flat = to_device(torch.from_numpy(np.concatenate(parts)), device)
+        pieces = iter(flat.split(sizes))
+        fields = {name: next(pieces) for name in rows}
+        distinct = {name: (next(pieces), next(pieces)) for name in list(rows)[1:]}
+        return fields, distinct
 
     def build(self, epoch: int, order: np.ndarray, positions: range, device: torch.device | None = None) -> Batch:
         plan = self.plan(epoch, order, positions)
@@ -178,15 +219,15 @@ class BatchBuilder:
         """
         augment = augment or self.augment
         if isinstance(images, torch.Tensor):  # one shape (an h5): one apply
-            group = {key: torch.cat([p[key] for p in params]).to(device) for key in params[0]}
-            return augment.apply(images.to(device, non_blocking=True), group)
+            group = {key: to_device(torch.cat([p[key] for p in params]), device) for key in params[0]}
+            return augment.apply(to_device(images, device), group)
         out: dict[int, torch.Tensor] = {}
         by_shape: dict[tuple[int, ...], list[int]] = {}
         for i, image in enumerate(images):
             by_shape.setdefault(tuple(image.shape), []).append(i)
         for rows in by_shape.values():
-            group = {key: torch.cat([params[i][key] for i in rows]).to(device) for key in params[0]}
-            stacked = torch.stack([images[i] for i in rows]).to(device, non_blocking=True)
+            group = {key: to_device(torch.cat([params[i][key] for i in rows]), device) for key in params[0]}
+            stacked = to_device(torch.stack([images[i] for i in rows]), device)
             for i, pixels in zip(rows, augment.apply(stacked, group)):
                 out[i] = pixels
         return torch.stack([out[i] for i in range(len(images))])

@@ -2,7 +2,10 @@
 
 `Objective` wraps the model so that DDP sees one forward that returns the loss; it holds the
 text bank (tokenised class phrases) and the symbol bank on the training device, and encodes
-each distinct text or symbol of a batch once.
+each distinct text or symbol of a batch once. Nothing here makes the host wait for the device
+on one process: the distinct rows come with the batch (found on the host), and the loss parts
+stay tensors until the trainer logs them. Under DDP the global batch's distinct texts are found
+by torch.unique of the gathered rows (one sync per text loss).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from galaxalign.models.model import GalaxAlignModel
 from galaxalign.run_config import TrainConfig
 from galaxalign.training.batches import Batch
 
-Parts = dict[str, float]
+Parts = dict[str, torch.Tensor]  # detached scalars, on the device
 
 
 class Objective(nn.Module):
@@ -35,15 +38,17 @@ class Objective(nn.Module):
         self.model, self.config = model, config
         self.text_tokens = text_tokens  # every class phrase (then, with per-galaxy captions, every caption)
         self.text_owners = text_owners  # class of each class phrase, on the device
+        self.n_classes = int(text_owners.max()) + 1  # read once here, not at every step
         self.symbols = symbols  # (C*V, 3, S, S), normalised
         self.loss_of = OBJECTIVES[config.spec.loss_at(stage)]
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, Parts]:
         return self.loss_of(self, batch)
 
-    def encode_texts(self, rows: torch.Tensor) -> torch.Tensor:
+    def encode_texts(self, rows: torch.Tensor, once: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         return _once_per_row(
             rows,
+            once,
             lambda r: self.model.encode_text(self.text_tokens["input_ids"][r], self.text_tokens["attention_mask"][r]),
         )
 
@@ -52,11 +57,12 @@ class Objective(nn.Module):
             return self.model.encode_symbol(batch.symbol_pixels)
         bank = self.symbols
         assert bank is not None, "a method that aligns symbols has the class symbol bank"
-        return _once_per_row(batch.symbol_rows, lambda r: self.model.encode_symbol(bank[r]))
+        once = batch.distinct_of(batch.symbol_rows)
+        return _once_per_row(batch.symbol_rows, once, lambda r: self.model.encode_symbol(bank[r]))
 
     def class_text_prototypes(self) -> torch.Tensor:
         """(C, D) mean embedding of each class's phrases, with gradients (class-level targets)."""
-        n_classes = int(self.text_owners.max()) + 1
+        n_classes = self.n_classes
         rows = torch.arange(len(self.text_owners), device=self.text_owners.device)
         embeddings = self.model.encode_text(
             self.text_tokens["input_ids"][rows], self.text_tokens["attention_mask"][rows]
@@ -65,9 +71,14 @@ class Objective(nn.Module):
         return F.normalize(sums.index_add(0, self.text_owners, embeddings), dim=-1)
 
 
-def _once_per_row(rows: torch.Tensor, encode: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Encode each distinct row once, then expand back to one row per sample."""
-    unique, inverse = torch.unique(rows, return_inverse=True)
+def _once_per_row(
+    rows: torch.Tensor,
+    once: tuple[torch.Tensor, torch.Tensor] | None,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """Encode each distinct row once, then expand back to one row per sample. `once` is
+    (distinct rows, inverse) when the batch brings them; else torch.unique finds them (a sync)."""
+    unique, inverse = once if once is not None else torch.unique(rows, return_inverse=True)
     return encode(unique)[inverse]
 
 
@@ -76,7 +87,7 @@ def cross_entropy(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Par
     model = objective.model
     assert batch.pixels is not None, "a method with a head trains on galaxy images"
     loss = F.cross_entropy(model.classify_features(model.image_features(batch.pixels)), batch.labels)
-    return loss, {"ce": loss.item()}
+    return loss, {"ce": loss.detach()}
 
 
 def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts]:
@@ -112,10 +123,11 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
 
         def with_text(x: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
             if id(rows) not in encoded:
-                encoded[id(rows)] = gather_features(objective.encode_texts(rows))
+                encoded[id(rows)] = gather_features(objective.encode_texts(rows, batch.distinct_of(rows)))
             if config.targets == "multi":
                 return contrastive_loss(x, encoded[id(rows)], scale, labels)
-            return distinct_text_loss(x, encoded[id(rows)], gather_features(rows), scale)
+            everyone = gather_features(rows)  # `rows` itself on one process: its distinct rows are known
+            return distinct_text_loss(x, encoded[id(rows)], everyone, scale, batch.distinct_of(everyone))
 
     parts: dict[str, tuple[float, torch.Tensor]] = {}
     if image is not None:
@@ -129,7 +141,7 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
                 pairs = gather_features(batch.caption_rows if batch.caption_rows is not None else batch.symbol_rows)
             parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, pairs))
     loss = torch.stack([weight * value for weight, value in parts.values()]).sum()
-    return loss, {name: value.item() for name, (_, value) in parts.items()}
+    return loss, {name: value.detach() for name, (_, value) in parts.items()}
 
 
 OBJECTIVES: dict[str, Callable[[Objective, Batch], tuple[torch.Tensor, Parts]]] = {

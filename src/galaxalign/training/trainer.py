@@ -48,11 +48,15 @@ from galaxalign.runs import (
 from galaxalign.symbols import apparent_radius, fitted_galaxy_symbols
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training.batches import Batch, BatchBuilder, epoch_order
-from galaxalign.training.objectives import Objective
+from galaxalign.training.objectives import Objective, Parts
 from galaxalign.training.optim import Schedule, make_optimizer, set_learning_rates
 from galaxalign.training.state import MetricsLog, TrainState, read_checkpoint
 
 GALAXY_DRAWINGS = 2048  # per-galaxy symbols drawn per run at most (a cache, re-augmented every step)
+# Batches whose loss records wait, as device tensors, before one read of them all writes their
+# lines to metrics.jsonl (also at every epoch end, checkpoint and validation): reading a loss
+# makes the host wait for the device, and the host should run ahead of it.
+FLUSH_EVERY = 20
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
@@ -267,6 +271,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         started, seen_before = time.perf_counter(), position.seen
+        self._bar, self._pending = bar, []
         self._sitting = (started, position.seconds)  # a resumed run's time adds to its earlier sittings'
         self._last_checkpoint = started
         start_epoch, start_batch = position.epoch, position.batch
@@ -286,24 +291,18 @@ class Trainer:
                     self._step()
                 rate = (position.seen - seen_before) / (time.perf_counter() - started)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{rate:.1f}")
-                self.log.write(
-                    {
-                        "epoch": epoch,
-                        "step": position.step,
-                        "stage": position.stage,
-                        "loss": loss.item(),
-                        **parts,
-                        "lr": self.state.optimizer.param_groups[0]["lr"],
-                        "images_per_s": rate,
-                    }
-                )
+                head = {"epoch": epoch, "step": position.step, "stage": position.stage}
+                tail = {"lr": self.state.optimizer.param_groups[0]["lr"], "images_per_s": rate}
+                self._pending.append((head, loss.detach(), parts, tail))
+                if len(self._pending) >= FLUSH_EVERY:
+                    self._flush()
                 if stepped and pause_after_steps and position.step >= pause_after_steps:
                     self._checkpoint(epoch, index + 1)
                     bar.close()
                     return self.run_dir
                 if stepped and config.checkpoint_every and position.step % config.checkpoint_every == 0:
                     self._checkpoint(epoch, index + 1)
+            self._flush()
             if epoch in self.validated:
                 self._validate(epoch, bar)
             if epoch + 1 == config.epochs or self._checkpoint_due():
@@ -334,6 +333,21 @@ class Trainer:
         for index, plan, decoded in zip(indices, plans, images):
             yield index, self.builder.assemble(plan, decoded, self.device)
 
+    def _flush(self) -> None:
+        """Write the waiting loss records, reading their values from the device in one go."""
+        pending: list[tuple[dict, torch.Tensor, Parts, dict]] = self._pending
+        if not pending:
+            return
+        values = iter(
+            torch.stack([v.float() for _, loss, parts, _ in pending for v in (loss, *parts.values())]).tolist()
+        )
+        record: dict = {}
+        for head, _, parts, tail in pending:
+            record = {**head, "loss": next(values), **{name: next(values) for name in parts}, **tail}
+            self.log.write(record)
+        self._bar.set_postfix(loss=f"{record['loss']:.3f}", img_s=f"{record['images_per_s']:.1f}")
+        pending.clear()
+
     def _step(self) -> None:
         position, optimizer = self.state.position, self.state.optimizer
         set_learning_rates(optimizer, self.schedule.factor(position.step))
@@ -353,6 +367,7 @@ class Trainer:
         return time.perf_counter() - self._last_checkpoint >= 60 * self.config.checkpoint_minutes
 
     def _checkpoint(self, epoch: int, next_batch: int) -> None:
+        self._flush()  # the checkpoint counts the metrics lines it covers
         self._last_checkpoint = time.perf_counter()
         if self.rank == 0:
             self._clock()

@@ -1,0 +1,157 @@
+"""Keeping an accelerator fed, checked on CPU: a training step makes the host wait for the device
+only where it must (syncs counted at the dispatcher, so a real step on CPU counts what a GPU step
+would do), and every host-to-device copy of a batch is asynchronous."""
+
+from __future__ import annotations
+
+import traceback
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from conftest import tiny
+from galaxalign.devices import autocast
+from galaxalign.training import trainer as trainer_module
+from galaxalign.training.batches import BatchBuilder, epoch_order
+from galaxalign.training.trainer import Trainer
+
+aten = torch.ops.aten
+# Ops whose result the host needs before it can go on: on a GPU each waits for every kernel queued
+# before it. `_local_scalar_dense` is `.item()`, `float()`, `int()` and `bool()` of a tensor.
+SYNCING = {
+    aten._local_scalar_dense.default,
+    aten.nonzero.default,
+    aten._unique2.default,
+    aten.unique_dim.default,
+    aten.unique_consecutive.default,
+    aten.masked_select.default,
+    aten.equal.default,
+    aten.is_nonzero.default,
+}
+
+
+class SyncCounter(TorchDispatchMode):
+    """Counts syncing ops (and boolean-mask indexing) by the file that asked for them."""
+
+    def __init__(self):
+        super().__init__()
+        self.by_caller: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        masked = func is aten.index.Tensor and any(i is not None and i.dtype == torch.bool for i in args[1])
+        if func in SYNCING or masked:
+            self.by_caller[_caller()] += 1
+        return func(*args, **kwargs)
+
+    def galaxalign(self) -> Counter[str]:
+        return Counter({k: v for k, v in self.by_caller.items() if k.startswith("galaxalign/")})
+
+
+def _caller() -> str:
+    """The innermost frame that asked, as 'package/.../file.py': torch's own wrappers (torch.unique,
+    Tensor methods, dispatch) are skipped, its optimisers and DataLoader are not."""
+    for frame in reversed(traceback.extract_stack()[:-2]):
+        parts = Path(frame.filename).parts
+        root = next((i for i, part in enumerate(parts) if part in ("galaxalign", "torch", "transformers")), None)
+        if root is None or "tests" in parts:
+            continue
+        where = "/".join(parts[root:])
+        if not where.startswith("torch/") or where.startswith(("torch/optim/", "torch/utils/data/")):
+            return where
+    return "?"
+
+
+def one_step(trainer: Trainer, batches) -> SyncCounter:
+    """The loop body of `Trainer.fit` for one batch: assemble it, forward, backward, optimiser
+    step, and queue its loss record, as fit does between logging intervals."""
+    counter = SyncCounter()
+    with counter:
+        index, batch = next(batches)
+        with autocast(trainer.device, enabled=trainer.config.bf16):
+            loss, parts = trainer.objective(batch)
+        loss.backward()
+        trainer._step()
+        trainer._pending.append(({"step": index}, loss.detach(), parts, {}))
+    return counter
+
+
+@pytest.mark.parametrize(
+    "method, overrides",
+    [
+        ("supervised", {}),
+        ("clip", {}),
+        ("clip", {"targets": "classes"}),
+        ("clip", {"targets": "multi"}),
+        ("galaxalign", {"epochs": 2, "stage1_fraction": 0.5}),  # stage 2: a separate symbol encoder
+        ("zero-label", {}),
+    ],
+)
+def test_a_training_step_does_not_wait_for_the_device(easy_h5, tmp_path, method, overrides):
+    config = tiny(easy_h5, tmp_path / "run", method=method, **{"epochs": 1, **overrides})
+    trainer = Trainer(config, resume=False, progress=False)
+    epoch = 1 if method == "galaxalign" else 0
+    if epoch:
+        trainer._enter_stage2()
+    trainer._pending = []
+    order = epoch_order(trainer.train_labels, config.batch_size, config.seed, epoch, config.balanced)
+    batches = trainer._epoch_batches(epoch, order, range(trainer.batches_per_epoch))
+    counts = [one_step(trainer, batches) for _ in range(2)]  # the second: nothing left to warm up
+    for counter in counts:
+        assert counter.galaxalign() == Counter(), counter.by_caller
+        # Host reads that wait for nothing: AdamW (not fused, not capturable) keeps its step
+        # counts on the host, and a DataLoader draws its base seed on the host when an epoch's
+        # loader starts (the first batch). transformers checks once per text-tower forward
+        # whether the padding mask can be dropped (`padding_mask.all()`, a real sync).
+        others = {k: v for k, v in counter.by_caller.items() if not k.startswith("galaxalign/")}
+        host = ("torch/optim/", "torch/utils/data/")
+        assert {k for k in others if not k.startswith(host)} <= {"transformers/masking_utils.py"}, others
+        assert others.get("transformers/masking_utils.py", 0) <= 1
+    assert len(trainer._pending) == 2  # the losses wait, on the device, for the logging interval
+
+
+def test_losses_are_read_once_per_logging_interval(easy_h5, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer_module, "FLUSH_EVERY", 3)
+    config = tiny(easy_h5, tmp_path / "run", method="clip", epochs=1, batch_size=8)
+    trainer = Trainer(config, resume=False, progress=False)
+    reads: list[int] = []
+    flush = trainer._flush
+    monkeypatch.setattr(trainer, "_flush", lambda: (reads.append(len(trainer._pending)), flush()))
+    trainer.fit()
+    records = [r for r in trainer.log.path.read_text().splitlines() if '"loss"' in r]
+    assert len(records) == trainer.batches_per_epoch == sum(reads)
+    assert max(reads) == 3  # batches wait until three are queued, then one read writes them all
+
+
+def test_every_host_to_device_copy_of_a_batch_is_asynchronous(easy_h5, tmp_path):
+    """On the meta device (no GPU needed) every copy from the host is visible to the dispatcher
+    with its `non_blocking` flag; a blocking one would stall the host at every step."""
+    config = tiny(easy_h5, tmp_path / "run", method="galaxalign", epochs=1)
+    trainer = Trainer(config, resume=False, progress=False)
+    builder: BatchBuilder = trainer.builder
+    order = epoch_order(trainer.train_labels, config.batch_size, config.seed, 0, config.balanced)
+    plan = builder.plan(0, order, range(config.batch_size))
+    images = torch.stack(builder.read(plan))
+    meta = torch.device("meta")
+    builder.assemble(plan, images, meta)  # per-device constants (normalisation) are made once
+
+    class Copies(TorchDispatchMode):
+        blocking: list[str] = []
+        asynchronous = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func in (aten._to_copy.default, aten.copy_.default) and kwargs.get("device") == meta:
+                if kwargs.get("non_blocking"):
+                    Copies.asynchronous += 1
+                else:
+                    Copies.blocking.append(_caller())
+            return func(*args, **kwargs)
+
+    with Copies():
+        batch = builder.assemble(plan, images, meta)
+    assert Copies.blocking == [] and Copies.asynchronous >= 2  # the batch's integers, its pixels, ...
+    assert batch.labels.device == batch.pixels.device == batch.distinct["text_rows"][0].device == meta
