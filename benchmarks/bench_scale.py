@@ -122,7 +122,8 @@ class Results:
 
 def machine() -> dict:
     load = os.getloadavg()
-    mem = next((int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal")), 0)
+    with open("/proc/meminfo") as meminfo:
+        mem = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), 0)
     return {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
