@@ -26,6 +26,7 @@ def config(scale, work, **overrides):
     return scale.ScaleConfig(**(values | overrides))
 
 
+@pytest.mark.slow
 def test_scale_benchmark_measures_every_phase_and_resumes(scale, tmp_path):
     rows = scale.run(config(scale, tmp_path))
     results = json.loads((tmp_path / "results.json").read_text())["phases"]
