@@ -6,6 +6,7 @@ on the CPU, with those imports made to fail as they will there; the full-size mo
 on the meta device to check their shapes without the minutes a CPU would take.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 
 gpu_e2e = benchmark_script("gpu_e2e")
+gpu_paths = benchmark_script("gpu_paths")
 
 
 def _env() -> dict:
@@ -150,3 +152,47 @@ def test_step_times_and_extrapolation(tmp_path):
     val_s = 10 * split["val"] / 100 + split["test"] / 100
     assert minutes == pytest.approx((train_s + val_s) / 60) and "10 epochs" in how
     assert gpu_e2e.extrapolate({"trainer_img_s": "no steps"}, batch=256) is None
+
+
+@pytest.mark.slow
+def test_gpu_paths_smoke_runs_every_check_in_one_table():
+    """Every check of gpu_paths.py, tiny, on the CPU (about 2 minutes on 2 cores, half of it the
+    compile), without the packages the GPU machine lacks; the sync count alone needs CUDA."""
+    script = [str(BENCHMARKS / "gpu_paths.py"), "--device", "cpu", "--smoke", "--budget", "500"]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_MISSING, *script],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = [line for line in done.stdout.splitlines() if line.startswith("| ")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table[1:]]
+    rows = {row[0]: row[1:] for row in cells}
+    assert sorted(rows) == sorted(gpu_paths.CHECKS) and len(cells) == len(gpu_paths.CHECKS), done.stdout
+    results = {check: row[0] for check, row in rows.items()}
+    assert results.pop("syncs/step") == "n/a"
+    assert results.pop("h5 read").startswith("x")  # converted reads, against h5py's default chunks
+    assert results.pop("index") == "embed only"  # faiss is missing there, as on the GPU machine
+    assert set(results.values()) == {"ok"}, done.stdout
+    assert "losses within" in rows["ddp-1"][1] and "stage 2" in rows["two-stage"][1]
+
+
+def test_stage_rates_and_syncs_per_step(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    lines = [{"stage": 1, "images_per_s": 10.0}, {"stage": 1, "images_per_s": 10.0}, {"val_accuracy": 0.1}]
+    lines += [{"stage": 2, "images_per_s": 6.0}]  # 3 steps of 10 images in 5 s: the third took 3 s
+    metrics.write_text("\n".join(map(json.dumps, lines)))
+    rates = gpu_paths.stage_rates(metrics, batch=10)
+    assert rates[1] == pytest.approx(10.0) and rates[2] == pytest.approx(10 / 3)
+    assert gpu_paths.per_step([4, 7, 9, 12]) == [3, 2, 3]
+
+
+def test_included_tables_become_rows_of_one_table(tmp_path):
+    captured = tmp_path / "gpu_bench.md"
+    captured.write_text("# t\n\n| model | task | batch | img/s |\n|---|---|---|---|\n| clip | train | 256 | 1,700 |\n")
+    (row,) = gpu_paths.included_rows(captured)
+    assert row == {"check": "gpu_bench: clip train 256", "result": "measured", "figure": "img/s 1,700"}
+    assert gpu_paths.included_rows(tmp_path / "gpu_bench.md")[0]["check"].startswith("gpu_bench")

@@ -217,7 +217,7 @@ class Trainer:
         objective: nn.Module = Objective(
             self.model, self.config, self.text_tokens, self.symbols, self.text_owners, self.state.position.stage
         )
-        if self.world > 1:
+        if dist.is_initialized():  # torchrun's ranks, or a process group its caller made (even of one)
             ids = [self.device.index] if self.device.type == "cuda" else None
             objective = nn.parallel.DistributedDataParallel(objective, device_ids=ids, find_unused_parameters=True)
         if self.config.compile:
