@@ -1,6 +1,7 @@
 """Keeping an accelerator fed, checked on CPU: a training step makes the host wait for the device
 only where it must (syncs counted at the dispatcher, so a real step on CPU counts what a GPU step
-would do), and every host-to-device copy of a batch is asynchronous."""
+would do), every host-to-device copy of a batch is asynchronous, and an epoch's batches are
+planned as the loader asks for them, identical to planning them all first."""
 
 from __future__ import annotations
 
@@ -155,3 +156,34 @@ def test_every_host_to_device_copy_of_a_batch_is_asynchronous(easy_h5, tmp_path)
         batch = builder.assemble(plan, images, meta)
     assert Copies.blocking == [] and Copies.asynchronous >= 2  # the batch's integers, its pixels, ...
     assert batch.labels.device == batch.pixels.device == batch.distinct["text_rows"][0].device == meta
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_are_planned_as_the_loader_asks_and_match_planning_first(easy_h5, tmp_path, monkeypatch, workers):
+    config = tiny(easy_h5, tmp_path / "run", method="galaxalign", epochs=1, batch_size=4, workers=workers)
+    trainer = Trainer(config, resume=False, progress=False)
+    builder: BatchBuilder = trainer.builder
+    order = epoch_order(trainer.train_labels, config.batch_size, config.seed, 0, config.balanced)
+    steps = trainer.batches_per_epoch
+    assert steps >= 8
+    eager = []
+    for i in range(steps):
+        plan = builder.plan(0, order, range(i * 4, i * 4 + 4))
+        eager.append(builder.assemble(plan, torch.stack(builder.read(plan))))
+
+    planned = []
+    plan_one = builder.plan
+    monkeypatch.setattr(builder, "plan", lambda *args: (planned.append(args[2].start), plan_one(*args))[1])
+    batches = trainer._epoch_batches(0, order, range(steps))
+    _, first = next(batches)
+    # workers 0: this batch alone; 2 workers: the loader's read-ahead (2 batches per worker)
+    assert len(planned) <= (1 if workers == 0 else 1 + 2 * 2) < steps, planned
+    lazy = [first, *(batch for _, batch in batches)]
+    assert planned == [i * 4 for i in range(steps)] and len(lazy) == steps
+    for a, b in zip(eager, lazy):
+        assert torch.equal(a.pixels, b.pixels) and torch.equal(a.labels, b.labels)
+        assert torch.equal(a.text_rows, b.text_rows) and torch.equal(a.symbol_rows, b.symbol_rows)
+        for name in ("text_rows", "symbol_rows"):
+            rows, (unique, inverse) = getattr(b, name), b.distinct[name]
+            expected = torch.unique(rows, return_inverse=True)  # what the device used to find
+            assert torch.equal(unique, expected[0]) and torch.equal(inverse, expected[1])

@@ -424,11 +424,11 @@ def test_galaxy_symbols_need_attributes(easy_h5, tmp_path, capsys):
 
 def test_zero_label_reads_no_galaxy_images_or_labels(easy_h5, tmp_path, monkeypatch):
     """The zero-label method learns from class symbols and phrases alone: no training image is read."""
-    from galaxalign.training import trainer as trainer_module
+    from galaxalign.training import batches as batches_module
 
     read = []
-    real = trainer_module.image_batches
-    monkeypatch.setattr(trainer_module, "image_batches", lambda *a, **k: read.append(1) or real(*a, **k))
+    real = batches_module.image_batches
+    monkeypatch.setattr(batches_module, "image_batches", lambda *a, **k: read.append(1) or real(*a, **k))
     run_dir = train(tiny(easy_h5, tmp_path / "z", method="zero-label", epochs=2), progress=False)
     assert not read
     steps = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]

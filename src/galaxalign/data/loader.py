@@ -70,8 +70,10 @@ def image_batches(
 
     `workers` 0 reads in this process; otherwise that many processes read ahead, each at most
     `prefetch` batches. A damaged or unreadable image raises its own one-line GalaxAlignError
-    here, when its batch is reached, whichever process read it. The index lists are checked
-    before anything is read; stopping early (break) shuts the workers down.
+    here, when its batch is reached, whichever process read it. Index lists given as a list or
+    other sequence are checked before anything is read; given as an iterator (a generator that
+    plans each batch when asked), each is taken and checked only when the loader needs it, a few
+    batches ahead. Stopping early (break) shuts the workers down.
     """
     if workers < 0:
         raise GalaxAlignError(f"loader workers must be 0 or more, got {workers}")
@@ -101,19 +103,22 @@ def worker_context() -> multiprocessing.context.BaseContext | None:
 # ---------------------------------------------------------------- internals
 
 
-def _checked(dataset: GalaxyDataset, index_batches: Iterable[Sequence[int]]) -> list[list[int]]:
-    """Plain int lists; an out-of-range index or an empty list fails now, not in a worker."""
+def _checked(dataset: GalaxyDataset, index_batches: Iterable[Sequence[int]]) -> list[list[int]] | Iterator[list[int]]:
+    """Plain int lists; an out-of-range index or an empty list fails in this process, not in a
+    worker: all of them now for a sequence, each as it is taken for an iterator."""
+    checked = (_check(dataset, number, batch) for number, batch in enumerate(index_batches))
+    return list(checked) if isinstance(index_batches, Sequence) else checked
+
+
+def _check(dataset: GalaxyDataset, number: int, batch: Sequence[int]) -> list[int]:
     n = len(dataset)
-    out = []
-    for number, batch in enumerate(index_batches):
-        rows = np.asarray(batch, dtype=np.int64).reshape(-1)
-        if rows.size == 0:
-            raise GalaxAlignError(f"{dataset.source}: index batch {number} is empty")
-        bad = rows[(rows < -n) | (rows >= n)]
-        if bad.size:
-            raise IndexError(f"{dataset.source}: index {int(bad[0])} out of range for {n} galaxies")
-        out.append(rows.tolist())
-    return out
+    rows = np.asarray(batch, dtype=np.int64).reshape(-1)
+    if rows.size == 0:
+        raise GalaxAlignError(f"{dataset.source}: index batch {number} is empty")
+    bad = rows[(rows < -n) | (rows >= n)]
+    if bad.size:
+        raise IndexError(f"{dataset.source}: index {int(bad[0])} out of range for {n} galaxies")
+    return rows.tolist()
 
 
 class _Failed:

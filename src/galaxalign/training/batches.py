@@ -7,11 +7,14 @@ split across DDP ranks, and a resumed run rebuilds exactly the batches it would 
 A batch reaches the device without making the host wait for it: its integer rows (labels, text,
 symbol and caption rows, and which of them are distinct, found here on the host rather than by
 a `torch.unique` on the device) travel as one pinned tensor, its augmentation parameters and
-images asynchronously.
+images asynchronously. Batches are planned one at a time as the loader asks for them
+(`stream`), so the first one is read after planning it alone, not the whole epoch.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,7 @@ import torch
 
 from galaxalign.data import GalaxyAugment, GalaxyDataset
 from galaxalign.data.augment import Resize, to_device
+from galaxalign.data.loader import image_batches
 
 if TYPE_CHECKING:
     from galaxalign.training.domain import DomainSymbols
@@ -204,6 +208,38 @@ class BatchBuilder:
     def build(self, epoch: int, order: np.ndarray, positions: range, device: torch.device | None = None) -> Batch:
         plan = self.plan(epoch, order, positions)
         return self.assemble(plan, self.read(plan), device)
+
+    def stream(
+        self,
+        epoch: int,
+        order: np.ndarray,
+        starts: list[int],
+        size: int,
+        device: torch.device,
+        workers: int = 0,
+        images: bool = True,
+    ) -> Generator[Batch, None, None]:
+        """The batches of `size` samples from each epoch position in `starts`, in order.
+
+        Each is planned only when the loader asks for its indices (with workers, a few batches
+        ahead of training, so planning overlaps the steps); the batches are those that planning
+        them all first would give. `images` False: no galaxy images are read.
+        """
+        plans = (self.plan(epoch, order, range(start, start + size)) for start in starts)
+        if not images:  # trained on class symbols and phrases alone
+            for plan in plans:
+                yield self.assemble(plan, None, device)
+            return
+        planned: deque[BatchPlan] = deque()
+
+        def indices() -> Iterator[list[int]]:
+            for plan in plans:
+                planned.append(plan)
+                yield plan.indices
+
+        decoded = image_batches(self.dataset, indices(), workers=workers, pin_memory=device.type == "cuda")
+        for pixels in decoded:
+            yield self.assemble(planned.popleft(), pixels, device)
 
     def _augmented(
         self,

@@ -23,7 +23,6 @@ from torch import nn
 from tqdm import tqdm
 
 from galaxalign.config import load_config
-from galaxalign.data.loader import image_batches
 from galaxalign.devices import autocast, process_group_backend, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.models.prototypes import class_symbol_bank, class_texts
@@ -315,23 +314,15 @@ class Trainer:
         return self.run_dir
 
     def _epoch_batches(self, epoch: int, order: np.ndarray, indices: range) -> Iterator[tuple[int, Batch]]:
-        """This rank's batches: planned here (every random choice), read by `workers` processes,
-        augmented on the training device. The same batches for any worker count."""
+        """This rank's batches: planned here (every random choice) one by one as the loader asks,
+        read by `workers` processes, augmented on the training device. The same batches for any
+        worker count, and the same as planning the whole epoch first."""
         local = self.config.batch_size // self.world
         starts = [i * self.config.batch_size + self.rank * local for i in indices]
-        plans = [self.builder.plan(epoch, order, range(start, start + local)) for start in starts]
-        if not self.config.spec.images:  # trained on class symbols and phrases alone
-            for index, plan in zip(indices, plans):
-                yield index, self.builder.assemble(plan, None, self.device)
-            return
-        images = image_batches(
-            self.data.dataset,
-            [plan.indices for plan in plans],
-            workers=self.config.workers,
-            pin_memory=self.device.type == "cuda",
+        stream = self.builder.stream(
+            epoch, order, starts, local, self.device, workers=self.config.workers, images=self.config.spec.images
         )
-        for index, plan, decoded in zip(indices, plans, images):
-            yield index, self.builder.assemble(plan, decoded, self.device)
+        return zip(indices, stream)
 
     def _flush(self) -> None:
         """Write the waiting loss records, reading their values from the device in one go."""
