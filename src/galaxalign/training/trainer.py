@@ -325,13 +325,16 @@ class Trainer:
         return zip(indices, stream)
 
     def _flush(self) -> None:
-        """Write the waiting loss records, reading their values from the device in one go."""
+        """Write the waiting loss records, reading their values from the device in one go; under
+        DDP every rank flushes at the same steps, and one all-reduce averages them over ranks."""
         pending: list[tuple[dict, torch.Tensor, Parts, dict]] = self._pending
         if not pending:
             return
-        values = iter(
-            torch.stack([v.float() for _, loss, parts, _ in pending for v in (loss, *parts.values())]).tolist()
-        )
+        stacked = torch.stack([v.float() for _, loss, parts, _ in pending for v in (loss, *parts.values())])
+        if self.world > 1:  # the global batch's values, the mean of the ranks' (a head's loss is local)
+            dist.all_reduce(stacked)
+            stacked /= self.world
+        values = iter(stacked.tolist())
         record: dict = {}
         for head, _, parts, tail in pending:
             record = {**head, "loss": next(values), **{name: next(values) for name in parts}, **tail}
