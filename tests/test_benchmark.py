@@ -470,3 +470,42 @@ def test_every_method_chooses_among_as_many_candidates():
             counts[(method, fraction)] = (len(validated), selection_size(run))
     assert set(counts.values()) == {(4, 1)}, counts
     assert {m for m, _ in counts} >= {"galaxalign", "clip", "supervised", "clip-restart", "lp-ft"}
+
+
+def test_controls_are_read_by_the_rule_written_before_the_runs(tmp_path):
+    """studies/claim/controls.py pairs the arms on validation answers, applies the rule and says
+    which runs are missing; with all 3 seeds of both arms a consistent lead is found, with one it
+    is not read."""
+    controls = benchmark_script("controls")
+    rng = np.random.default_rng(0)
+    truth_other = rng.random((3, 400)) < 0.6
+    rows = []
+    for seed in (0, 1, 2):
+        better = truth_other[seed] | (rng.random(400) < 0.3)  # right wherever texture is, and more
+        for method, answers in (("galaxalign", better), ("galaxalign-texture", truth_other[seed])):
+            rows.append(_control_row(method, 0.1, seed, answers))
+    rows.append(_control_row("clip-restart", 0.1, 0, truth_other[0]))
+    folder = tmp_path / "controls" / "f0.1_s0"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"rows": rows}))
+    out = tmp_path / "controls_out"
+    assert controls.main(["--results", str(tmp_path / "controls"), "--out", str(out)]) == 0
+    saved = json.loads(out.with_suffix(".json").read_text())
+    first = next(r for r in saved["readings"] if r["number"] == 1 and r["fraction"] == 0.1)
+    assert first["seeds"] == 3 and first["gap"] > 0 and first["verdict"] == "found positive"
+    third = next(r for r in saved["readings"] if r["number"] == 3 and r["fraction"] == 0.1)
+    assert third["seeds"] == 1 and third["verdict"].startswith("not readable")
+    assert saved["partial"] and {"arm": "clip", "label_fraction": 0.01, "seed": 2} in saved["missing"]
+    assert len(saved["readings"]) == 12
+    assert "Partial: 7 of 42 runs finished" in out.with_suffix(".md").read_text()
+
+
+def _control_row(method: str, fraction: float, seed: int, answers: np.ndarray) -> dict:
+    return {
+        "method": method,
+        "label_fraction": fraction,
+        "seed": seed,
+        "steps_budget": 300,
+        "val_accuracy": float(answers.mean()),
+        "val_correct": answers.astype(int).tolist(),
+    }

@@ -18,6 +18,9 @@
 #      accuracy in the step-5 runs before any of them reads the test file.
 #   7. the symbol source again at the chosen budget (STEPS): galaxalign with per-galaxy symbols on
 #      validation only, 10 % labels, 3 seeds, against the step-5 runs (class symbols).
+#   8. the controls of issue 24 (`controls`): galaxalign with drawn symbols, textures, domain-matched
+#      and per-galaxy symbols, clip-restart, clip and supervised, on validation only at 10 % and 1 %,
+#      3 seeds, STEPS (default 300); then studies/claim/controls.py writes results/controls.{json,md}.
 # Since issue 24 every benchmark run selects equally (the same number of validated checkpoints, one
 # scoring fixed in advance; docs/evaluation.md): the committed rows of modes 1-7 were made before.
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
@@ -27,6 +30,7 @@
 #        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh test-budget
 #        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh variants
 #        STEPS=150 studies/claim/claim_study.sh symbols
+#        OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh controls
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The symbol source as the earlier modes name it (class: the drawn class symbols).
@@ -65,9 +69,23 @@ case "${1:-}" in
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/val-galaxy-n${STEPS:?the budget the curve chose}" \
       --validation-only --label-fractions 0.1 --steps "$STEPS" --symbol-source galaxy \
       --methods galaxalign --threads "${THREADS:-0}" ;;
+  controls)
+    # Issue 24, section 3, read by the rule in studies/claim/README.md (written before any run):
+    # validation only, every arm at the study's budget (STEPS, default 300), 10 % and 1 % of labels,
+    # seeds 0-2. One pass (a folder) per seed and fraction, seed 0 at 10 % first, so that a partial
+    # table compares every arm on the same seed; each pass resumes its finished and interrupted runs.
+    arms=${ARMS:-galaxalign,galaxalign-texture,clip-restart,galaxalign-domain,galaxalign-galaxy,clip,supervised}
+    for seed in ${CONTROL_SEEDS:-0 1 2}; do
+      for fraction in ${CONTROL_FRACTIONS:-0.1 0.01}; do
+        "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/controls/f${fraction}_s${seed}" --validation-only \
+          --seeds "$seed" --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$arms" \
+          --threads "${THREADS:-1}"
+      done
+    done
+    "$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" ;;
   curve)
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
       --symbol-source "$(source_of "$SYMBOLS")" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
-  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols" >&2; exit 2 ;;
+  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols | $0 controls" >&2; exit 2 ;;
 esac
