@@ -177,6 +177,12 @@ class TrainConfig:
     w_symbol_text: float = option(1.0, "weight of the symbol-text loss")
     w_image_symbol: float = option(1.0, "weight of the image-symbol loss (stage 2)")
     symbol_variants: int = option(16, "symbols per class in the training family")
+    unlabelled_weight: float = option(
+        0.0,
+        "semi-supervised (FixMatch-style): weight of a loss on the training galaxies without labels, "
+        "pseudo-labelled by the class prototypes on one augmented view and learnt on another; 0: off",
+    )
+    pseudo_threshold: float = option(0.9, "semi-supervised: the prototype confidence a pseudo-label needs")
     val_fraction: float = option(0.1, "validation share of the stratified split")
     test_fraction: float = option(0.1, "test share of the stratified split")
     split_file: str | None = option(None, "reuse this split file instead of making one")
@@ -236,6 +242,32 @@ class TrainConfig:
             if not ok:
                 raise GalaxAlignError(f"config: {message}")
         self._check_symbol_flags()
+        self._check_unlabelled_flags()
+
+    @property
+    def learns_from_unlabelled(self) -> bool:
+        """Whether the method can use unlabelled galaxies: it aligns images with class texts and
+        classifies by their prototypes (no head), so prototypes can pseudo-label them."""
+        return "image" in self.spec.aligns and not self.spec.head
+
+    def _check_unlabelled_flags(self) -> None:
+        if not (self.unlabelled_weight >= 0 and 0 < self.pseudo_threshold <= 1):
+            raise GalaxAlignError("config: unlabelled_weight must be 0 or more and pseudo_threshold in (0, 1]")
+        if not self.unlabelled_weight:
+            if self.pseudo_threshold != 0.9:
+                raise GalaxAlignError("config: --pseudo-threshold does nothing without --unlabelled-weight")
+            return
+        if not self.learns_from_unlabelled:
+            raise GalaxAlignError(
+                f"config: --unlabelled-weight does nothing for method {self.method}, which has no "
+                "prototypes to pseudo-label with (methods that do: "
+                + ", ".join(m.name for m in METHODS.values() if "image" in m.aligns and not m.head)
+                + ")"
+            )
+        if self.label_fraction >= 1:
+            raise GalaxAlignError(
+                "config: --unlabelled-weight does nothing at --label-fraction 1 (no galaxy is unlabelled)"
+            )
 
     def _check_symbol_flags(self) -> None:
         """A symbol source the method cannot use is refused: a flag that does nothing is bad input."""
@@ -260,7 +292,9 @@ class TrainConfig:
             spec is not None and spec.uses_symbols and (spec.images or self.symbol_source not in ("galaxy", "domain"))
         )
         source = self.symbol_source if uses else SYMBOL_SOURCES[0]
-        return replace(self, **{"symbol_source": source, **changes, "method": method})
+        semi = spec is not None and "image" in spec.aligns and not spec.head
+        unlabelled = {} if semi else {"unlabelled_weight": 0.0, "pseudo_threshold": 0.9}
+        return replace(self, **{"symbol_source": source, **unlabelled, **changes, "method": method})
 
     @property
     def spec(self) -> Method:

@@ -103,6 +103,8 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
                         continue  # no training, no budget; and their scores are test scores
                     if method == "zero-shot" and fraction != config.fraction_list[0]:
                         continue  # uses no labels: one row per seed
+                    if fraction >= 1 and VARIANTS.get(method, ("", {}))[1].get("unlabelled_weight"):
+                        continue  # semi-supervised: no galaxy is unlabelled at 100 %
                     name = f"{method}_f{fraction:g}_s{seed}" + (f"_n{steps}" if steps else "")
                     _say(progress, f"[benchmark] {name}")
                     started = time.perf_counter()

@@ -24,6 +24,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "galaxalign-texture": ("galaxalign", {"symbol_source": "texture"}),
     "galaxalign-domain": ("galaxalign", {"symbol_source": "domain"}),
     "galaxalign-galaxy": ("galaxalign", {"symbol_source": "galaxy"}),
+    # Issue 24, section 4: the unlabelled training galaxies, FixMatch-style, given to both the same way.
+    "galaxalign-semi": ("galaxalign", {"unlabelled_weight": 1.0}),
+    "clip-semi": ("clip", {"unlabelled_weight": 1.0}),
 }
 DEFAULT_METHODS = (*METHODS, *NO_TRAINING)
 ALL_METHODS = (*METHODS, *VARIANTS, *NO_TRAINING)

@@ -57,6 +57,8 @@ class Batch:
     symbol_rows: torch.Tensor  # (b,) index into the flattened symbol bank (class * V + variant)
     symbol_pixels: torch.Tensor | None = None  # (b, 3, S, S): each galaxy's own symbol, in its own pose
     caption_rows: torch.Tensor | None = None  # (b,) each galaxy's own caption in the text bank (symbol losses)
+    unlabelled_weak: torch.Tensor | None = None  # (u, 3, S, S): unlabelled galaxies, the pseudo-labelling view
+    unlabelled_strong: torch.Tensor | None = None  # (u, 3, S, S): the same galaxies, the view that learns
     # For each of the row fields above: its distinct values (sorted) and each sample's place
     # among them, as torch.unique(rows, return_inverse=True) gives, found on the host.
     distinct: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
@@ -84,6 +86,16 @@ class BatchPlan:
     drawings: list[int] = field(default_factory=list)  # which of its drawings (galaxy * V + drawing)
     render_seeds: list[int] = field(default_factory=list)  # domain symbols: each one's rendering
     symbol_params: list[dict[str, torch.Tensor]] = field(default_factory=list)  # their own augmentation
+    # Semi-supervised: training galaxies without labels, each with two augmentations of its own
+    # (the view that pseudo-labels it, and the view that learns from that label).
+    unlabelled: list[int] = field(default_factory=list)
+    weak_params: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    strong_params: list[dict[str, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def reads(self) -> list[int]:
+        """Every dataset index the batch reads: its labelled galaxies, then its unlabelled ones."""
+        return self.indices + self.unlabelled
 
 
 class BatchBuilder:
@@ -113,6 +125,7 @@ class BatchBuilder:
         resize: Resize = Resize(),
         domain: DomainSymbols | None = None,
         radii: np.ndarray | None = None,
+        unlabelled: np.ndarray | None = None,
     ):
         self.dataset, self.indices, self.labels = dataset, indices, labels
         self.augment = GalaxyAugment(image_size, resize=resize)  # the backbone's interpolation and crop
@@ -123,6 +136,7 @@ class BatchBuilder:
         self.seed = seed
         self.galaxy_symbols, self.galaxy_text_rows = galaxy_symbols, galaxy_text_rows
         self.domain, self.radii = domain, radii  # class drawings rendered like survey images, per sample
+        self.unlabelled = unlabelled  # dataset indices of the training galaxies without labels
         # Symbols lie on a black sky: corners uncovered by a turn are black, not reflected copies.
         self.symbol_augment = GalaxyAugment(image_size, padding="zeros", resize=resize)
 
@@ -151,11 +165,17 @@ class BatchBuilder:
                 plan.render_seeds.append(int(rng.integers(2**62)))
                 own = torch.Generator().manual_seed(int(rng.integers(2**62)))
                 plan.symbol_params.append(self.augment.sample_params(1, own))
+            if self.unlabelled is not None and len(self.unlabelled):
+                pick = np.random.default_rng([self.seed, epoch, position, 0x0A11])
+                plan.unlabelled.append(int(self.unlabelled[pick.integers(len(self.unlabelled))]))
+                views = torch.Generator().manual_seed(int(pick.integers(2**62)))
+                plan.weak_params.append(self.augment.sample_params(1, views))
+                plan.strong_params.append(self.augment.sample_params(1, views))
         return plan
 
     def read(self, plan: BatchPlan) -> list[torch.Tensor]:
         """The plan's images as (3, H, W) uint8 tensors, read in this process."""
-        return [torch.from_numpy(self.dataset[i].image).permute(2, 0, 1) for i in plan.indices]
+        return [torch.from_numpy(self.dataset[i].image).permute(2, 0, 1) for i in plan.reads]
 
     def assemble(
         self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor | None, device: torch.device | None = None
@@ -173,6 +193,12 @@ class BatchBuilder:
             )
             pixels = torch.from_numpy(rendered).permute(0, 3, 1, 2)
             symbols = self.normalize(self._augmented(pixels, plan.symbol_params, device))
+        weak = strong = None
+        if images is not None and plan.unlabelled:  # the unlabelled galaxies follow the labelled ones
+            n = len(plan.indices)
+            images, extra = images[:n], images[n:]
+            weak = self.normalize(self._augmented(extra, plan.weak_params, device))
+            strong = self.normalize(self._augmented(extra, plan.strong_params, device))
         fields, distinct = self._rows(plan, device)
         return Batch(
             pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
@@ -182,6 +208,8 @@ class BatchBuilder:
             symbol_pixels=symbols,
             caption_rows=fields.get("caption_rows"),
             distinct=distinct,
+            unlabelled_weak=weak,
+            unlabelled_strong=strong,
         )
 
     @staticmethod
@@ -235,7 +263,7 @@ class BatchBuilder:
         def indices() -> Iterator[list[int]]:
             for plan in plans:
                 planned.append(plan)
-                yield plan.indices
+                yield plan.reads
 
         decoded = image_batches(self.dataset, indices(), workers=workers, pin_memory=device.type == "cuda")
         for pixels in decoded:

@@ -60,6 +60,25 @@ class Objective(nn.Module):
         once = batch.distinct_of(batch.symbol_rows)
         return _once_per_row(batch.symbol_rows, once, lambda r: self.model.encode_symbol(bank[r]))
 
+    def pseudo_label_loss(self, batch: Batch) -> torch.Tensor:
+        """FixMatch with class prototypes: each unlabelled galaxy's weak view is labelled by the
+        text prototypes (and, for a method that trains symbols, by the prototypes of each class's
+        canonical drawing too) without gradients; where that label is confident, its strong view
+        learns it by cross-entropy against the text prototypes. Masked galaxies count as 0 in the
+        mean, as in FixMatch."""
+        assert batch.unlabelled_weak is not None and batch.unlabelled_strong is not None
+        model, scale = self.model, self.model.logit_scale
+        with torch.no_grad():
+            prototypes = [self.class_text_prototypes()]
+            if self.config.uses_symbols and self.symbols is not None:
+                drawings = self.symbols[:: self.config.symbol_variants]  # each class's first drawing
+                prototypes.append(F.normalize(model.encode_symbol(drawings).float(), dim=-1))
+            weak = model.encode_image(batch.unlabelled_weak)
+            labels, mask = pseudo_labels(weak.float(), prototypes, scale, self.config.pseudo_threshold)
+        strong = model.encode_image(batch.unlabelled_strong)
+        logits = scale.exp() * strong @ prototypes[0].to(strong.dtype).t()
+        return (F.cross_entropy(logits, labels, reduction="none") * mask).mean()
+
     def class_text_prototypes(self) -> torch.Tensor:
         """(C, D) mean embedding of each class's phrases, with gradients (class-level targets)."""
         n_classes = self.n_classes
@@ -69,6 +88,16 @@ class Objective(nn.Module):
         )
         sums = torch.zeros(n_classes, embeddings.shape[1], device=embeddings.device, dtype=embeddings.dtype)
         return F.normalize(sums.index_add(0, self.text_owners, embeddings), dim=-1)
+
+
+def pseudo_labels(
+    weak: torch.Tensor, prototypes: list[torch.Tensor], scale: torch.Tensor, threshold: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(class, mask) per unlabelled galaxy: the class of the mean of the prototypes' softmaxes
+    (text, and symbols where the method has them), kept where that probability reaches `threshold`."""
+    probabilities = torch.stack([(scale.exp() * weak @ p.t()).softmax(dim=1) for p in prototypes]).mean(dim=0)
+    confidence, labels = probabilities.max(dim=1)
+    return labels, (confidence >= threshold).to(weak.dtype)
 
 
 def _once_per_row(
@@ -140,6 +169,8 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
             else:  # the same drawing (class symbols) or the same caption (per-galaxy symbols)
                 pairs = gather_features(batch.caption_rows if batch.caption_rows is not None else batch.symbol_rows)
             parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, pairs))
+    if batch.unlabelled_weak is not None and config.unlabelled_weight > 0:
+        parts["unlabelled"] = (config.unlabelled_weight, objective.pseudo_label_loss(batch))
     loss = torch.stack([weight * value for weight, value in parts.values()]).sum()
     return loss, {name: value.detach() for name, (_, value) in parts.items()}
 

@@ -134,6 +134,7 @@ class Trainer:
             self.galaxy_text_rows,
             resize=self.model.backbone.resize,
             **self._domain_symbols(),
+            unlabelled=self._unlabelled(),
         )
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
@@ -170,6 +171,12 @@ class Trainer:
             if self.symbols01 is not None
             else None
         )
+
+    def _unlabelled(self) -> np.ndarray | None:
+        """Semi-supervised: the training split's galaxies outside the labelled subset."""
+        if not self.config.unlabelled_weight or not self.config.spec.images:
+            return None
+        return np.setdiff1d(self.data.split.train, self.data.train_indices)
 
     def _domain_symbols(self) -> dict:
         """With `symbol_source=domain`: the renderer of class drawings as survey images, and each
