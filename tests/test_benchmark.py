@@ -490,6 +490,9 @@ def test_controls_are_read_by_the_rule_written_before_the_runs(tmp_path):
     folder = tmp_path / "controls" / "f0.1_s0"
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps({"rows": rows}))
+    started = folder / "runs" / "clip_f0.1_s1_n300"  # a run under way: named with its last step
+    started.mkdir(parents=True)
+    (started / "metrics.jsonl").write_text('{"step": 41, "loss": 1.0}\n{"step": 42, "loss": 0.9}\n')
     out = tmp_path / "controls_out"
     assert controls.main(["--results", str(tmp_path / "controls"), "--out", str(out)]) == 0
     saved = json.loads(out.with_suffix(".json").read_text())
@@ -499,7 +502,9 @@ def test_controls_are_read_by_the_rule_written_before_the_runs(tmp_path):
     assert third["seeds"] == 1 and third["verdict"].startswith("not readable")
     assert saved["partial"] and {"arm": "clip", "label_fraction": 0.01, "seed": 2} in saved["missing"]
     assert len(saved["readings"]) == 12
-    assert "Partial: 7 of 42 runs finished" in out.with_suffix(".md").read_text()
+    assert saved["in_progress"] == {"clip_f0.1_s1_n300": 42}
+    page = out.with_suffix(".md").read_text()
+    assert "Partial: 7 of 42 runs finished" in page and "clip_f0.1_s1_n300 at step 42 of 300" in page
 
 
 def _control_row(method: str, fraction: float, seed: int, answers: np.ndarray) -> dict:

@@ -24,6 +24,7 @@ import numpy as np
 from galaxalign.errors import GalaxAlignError
 from galaxalign.evaluation.metrics import paired_interval
 from galaxalign.io import write_json_atomic, write_text_atomic
+from galaxalign.runs import METRICS_FILE, is_finished
 
 ARMS = (
     "galaxalign",
@@ -149,15 +150,36 @@ def accuracy_table(rows: list[dict], steps: int) -> list[str]:
     return lines
 
 
-def markdown(readings: list[Reading], missing: list[tuple[str, float, int]], rows: list[dict], steps: int) -> str:
+def in_progress(folder: Path) -> dict[str, int]:
+    """Runs started and not finished under a controls folder: run name -> last step logged."""
+    found = {}
+    for run_dir in sorted(folder.glob("*/runs/*")) if folder.is_dir() else []:
+        log = run_dir / METRICS_FILE
+        if is_finished(run_dir) or not log.exists():
+            continue
+        steps = [json.loads(line).get("step", 0) for line in log.read_text().splitlines() if line.strip()]
+        found[run_dir.name] = int(max(steps, default=0))
+    return found
+
+
+def markdown(
+    readings: list[Reading],
+    missing: list[tuple[str, float, int]],
+    rows: list[dict],
+    steps: int,
+    running: dict[str, int] | None = None,
+) -> str:
     total = len(ARMS) * len(FRACTIONS) * len(SEEDS)
     lines = ["# The controls (issue 24, section 3): validation only", ""]
     if missing:
+        started = "; ".join(f"{name} at step {step} of {steps}" for name, step in (running or {}).items())
         lines += [
             f"**Partial: {total - len(missing)} of {total} runs finished.** Missing: "
             + ", ".join(f"{a} at {f:.0%} seed {s}" for a, f, s in missing)
-            + f". Resume with `{RESUME}`, then `python studies/claim/controls.py`. No comparison is "
-            "read before its arms have 3 seeds; the rule below is the one written before any run.",
+            + (f". Under way when this was written: {started}" if started else "")
+            + f". Resume with `{RESUME}` (each pass resumes its runs), then "
+            "`python studies/claim/controls.py`. No comparison is read before its arms have 3 seeds; "
+            "the rule below is the one written before any run.",
             "",
         ]
     lines += [
@@ -218,17 +240,19 @@ def main(argv: list[str] | None = None) -> int:
         }
         for r in rows
     ]
+    running = in_progress(args.results)
     write_json_atomic(
         args.out.with_suffix(".json"),
         {
             "partial": bool(missing),
             "missing": [{"arm": a, "label_fraction": f, "seed": s} for a, f, s in missing],
             "resume": RESUME,
+            "in_progress": running,
             "readings": [asdict(r) for r in readings],
             "rows": kept,
         },
     )
-    text = markdown(readings, missing, rows, args.steps)
+    text = markdown(readings, missing, rows, args.steps, running)
     write_text_atomic(args.out.with_suffix(".md"), text)
     print(text)
     return 0
