@@ -55,7 +55,7 @@ def test_one_process_in_a_slurm_allocation_is_not_refused(monkeypatch):
     refuse_several_processes("benchmark")  # no error: SLURM_PROCID is set by srun's tasks only
 
 
-def test_benchmark_started_by_torchrun_two_gloo_ranks_stops_both(easy_h5, tmp_path):
+def test_benchmark_started_by_torchrun_two_gloo_ranks_stops_in_one_line(easy_h5, tmp_path):
     out = tmp_path / "bench"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
@@ -68,5 +68,7 @@ def test_benchmark_started_by_torchrun_two_gloo_ranks_stops_both(easy_h5, tmp_pa
     )
     assert done.returncode != 0
     lines = [line for line in done.stderr.splitlines() if line.startswith("galaxalign: error:")]
-    assert len(lines) == 2 and all("benchmark: started by torchrun with 2 processes" in line for line in lines)
+    # torchrun's agent stops the other rank once one has failed, so it may not get to say so too.
+    assert 1 <= len(lines) <= 2 and all("benchmark: started by torchrun with 2 processes" in x for x in lines)
+    assert "galaxalign/jobs" not in done.stderr  # no traceback of ours (torchrun's agent prints its own)
     assert not out.exists()
