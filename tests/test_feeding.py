@@ -187,3 +187,22 @@ def test_batches_are_planned_as_the_loader_asks_and_match_planning_first(easy_h5
             rows, (unique, inverse) = getattr(b, name), b.distinct[name]
             expected = torch.unique(rows, return_inverse=True)  # what the device used to find
             assert torch.equal(unique, expected[0]) and torch.equal(inverse, expected[1])
+
+
+def test_index_thumbnails_made_on_the_device_match_pil():
+    """On a GPU the index's thumbnails are resized there (the model input already is, since
+    3a0c69b); they must agree with the CPU's PIL thumbnails within one level of 255."""
+    import numpy as np
+
+    from conftest import easy_image
+    from galaxalign.search.index import THUMBNAIL_SIZE, thumbnails_of
+
+    rng = np.random.default_rng(0)
+    same = [easy_image(c, rng, size=256) for c in (2, 8, 1, 2)]
+    mixed = [easy_image(2, rng, size=48), rng.integers(0, 256, (120, 90, 3), dtype=np.uint8), same[0]]
+    for images in (same, mixed):
+        pil = thumbnails_of(images, "cpu", on_device=False)
+        device = thumbnails_of(images, "cpu", on_device=True)
+        assert pil.shape == device.shape == (len(images), THUMBNAIL_SIZE, THUMBNAIL_SIZE, 3)
+        assert device.dtype == np.uint8
+        assert np.abs(pil.astype(int) - device.astype(int)).max() <= 1

@@ -397,6 +397,26 @@ def _load_meta(path: Path, n: int) -> dict[str, np.ndarray]:
     return meta
 
 
+def thumbnails_of(images: Sequence[np.ndarray], device, on_device: bool | None = None) -> np.ndarray:
+    """(N, 64, 64, 3) uint8 thumbnails of (H, W, 3) uint8 images, centre-cropped.
+
+    On a GPU (`on_device` None: when `device` is CUDA) they are resized there with the model
+    input's resize, in one call per batch: PIL in the main process at 0.5 ms an image would hold
+    a GPU index build to about 2,000 img/s. On a CPU, PIL is 10x faster than torch's resize. The
+    two agree within one level of 255.
+    """
+    import torch
+
+    from galaxalign.data.augment import to_tensor_batch
+
+    if on_device is None:
+        on_device = torch.device(device).type == "cuda"
+    if not on_device:
+        return np.stack([resize_square(image, THUMBNAIL_SIZE) for image in images])
+    small = to_tensor_batch(list(images), THUMBNAIL_SIZE, device=device)
+    return small.mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
 def _write(
     tmp: Path,
     run: Run,
@@ -446,7 +466,7 @@ def _write(
         """Thumbnails and metadata of each batch, from the images the run just decoded."""
         at = slice(n_old + int(rows[0]), n_old + int(rows[-1]) + 1)
         if thumbs is not None:
-            thumbs[at] = np.stack([resize_square(image, THUMBNAIL_SIZE) for image in images])
+            thumbs[at] = thumbnails_of(images, run.device)
         for j, i in enumerate(rows, at.start):
             meta = dataset.metadata(int(i))
             ids[j], labels[j], source_of[j] = dataset.ids[int(i)], dataset.labels[int(i)], new_source
