@@ -6,9 +6,11 @@ and a Galaxy10-layout h5 of numpy galaxies at 256 px:
 - `two-stage`: `--method galaxalign`, stage 1 then the stage switch (a second image tower, the
   symbol encoder, and a new optimiser) and stage 2, validation and the test summary; images/s
   and peak GPU memory of each stage.
-- `ddp-1`: the same run under a 1-process NCCL process group, so the DDP wrapper, the gathers
-  of the contrastive loss and the loss all-reduce run on NCCL (two ranks cannot share one GPU);
-  its logged losses against the plain run's.
+- `ddp-1`: the same run under a 1-process NCCL process group, so the DDP wrapper (its parameter
+  broadcast and gradient all-reduce, re-wrapped at the stage switch) and the barriers run on
+  NCCL; its logged losses against the plain run's. At world size 1 the feature gathers and the
+  loss all-reduce are skipped, and two ranks cannot share one GPU: those need two GPUs (they are
+  tested on CPU with 2-process gloo torchrun).
 - `fp16-ckpt`: the CLIP saved in fp16, trained under bf16 autocast: fp32 master weights, finite
   losses.
 - `compile`: `--compile` (torch.compile of the loss module): first-step time and images/s.
