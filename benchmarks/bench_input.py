@@ -58,7 +58,7 @@ def make_source(folder: Path, n: int, renders: int) -> Path:
     """A raw, one-image-per-chunk Galaxy10-layout h5 of `n` images made from `renders` renders."""
     classes = len(load_scheme("galaxy10"))
     base_path = folder / "renders.h5"
-    write_synth(base_path, SynthConfig(per_class=max(1, round(renders / classes)), size=SIZE), progress=False)
+    write_synth(base_path, SynthConfig(per_class=max(1, round(renders / classes)), size=SIZE))
     with h5py.File(base_path) as base:
         pixels = base["images"][()]
         columns = {k: base[k][()] for k in ("ans", "ra", "dec", "redshift", "pxscale")}
@@ -194,7 +194,7 @@ def run(
         rows: dict[str, dict[str, Any]] = {}
         for storage in STORAGES:
             t = time.perf_counter()
-            paths[storage] = convert_h5(source, folder / f"{storage}.h5", storage, progress=False)
+            paths[storage] = convert_h5(source, folder / f"{storage}.h5", storage)
             convert_s = time.perf_counter() - t
             mb = paths[storage].stat().st_size / 1e6
             rows[storage] = {

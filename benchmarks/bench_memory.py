@@ -48,7 +48,7 @@ def child(stage: str, data: str, out: str, method: str, steps: int) -> None:
     if stage == "model":
         build_model(TrainConfig(data=data, out=out, method=method), n_classes=10)
     elif stage == "train":
-        train(TrainConfig(data=data, out=out, method=method), progress=False, pause_after_steps=steps)
+        train(TrainConfig(data=data, out=out, method=method), pause_after_steps=steps)
     print(json.dumps({"peak_gb": peak_rss_kb() * 1024 / 1e9}))
 
 

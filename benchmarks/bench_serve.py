@@ -159,7 +159,7 @@ def build_index(folder: Path, backbone: str, per_class: int = 10) -> Path:
 
     data = folder / "sim.h5"
     if not data.exists():
-        write_synth(data, SynthConfig(per_class=per_class, size=64), progress=False)
+        write_synth(data, SynthConfig(per_class=per_class, size=64))
     extra: dict[str, Any] = {"image_size": 32, "embed_dim": 32, "symbol_variants": 3} if backbone == "tiny" else {}
     run_dir = init_run(
         TrainConfig(
@@ -168,7 +168,7 @@ def build_index(folder: Path, backbone: str, per_class: int = 10) -> Path:
     )
     run = load_run(run_dir)
     out = folder / f"index-{backbone}"
-    build(run, open_dataset(data, scheme=run.scheme), out, progress=False)
+    build(run, open_dataset(data, scheme=run.scheme), out)
     return out
 
 

@@ -27,7 +27,7 @@ def run(images_128: int = 1000, images_256: int = 300, workers: int = 0) -> list
         with tempfile.TemporaryDirectory() as tmp:
             config = SynthConfig(per_class=per_class, size=size, workers=workers)
             start = time.perf_counter()
-            write_synth(Path(tmp) / "bench.h5", config, progress=False)
+            write_synth(Path(tmp) / "bench.h5", config)
             seconds = time.perf_counter() - start
         images = per_class * n_classes
         rows.append(

@@ -64,7 +64,7 @@ def write_h5(path: Path, n: int, size: int = 256, seed: int = 0) -> None:
 
 def trainer_step_times(config: TrainConfig, steps: int) -> list[float]:
     """Seconds per optimiser step of `train`, read from its metrics (steps end at seen / rate)."""
-    run_dir = train(config, progress=False, pause_after_steps=steps)
+    run_dir = train(config, pause_after_steps=steps)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["images_per_s"] for r in records if "loss" in r]
     ends = [(i + 1) * config.batch_size / rate for i, rate in enumerate(rates)]

@@ -170,8 +170,8 @@ def render_h5(path: Path, per_class: int, size: int, workers: int, renderer: str
             from galaxalign.synth import SynthConfig, write_synth
 
             deflated = path.with_name(path.stem + "-deflate.h5")
-            write_synth(deflated, SynthConfig(per_class=per_class, size=size, workers=workers), progress=False)
-            convert_h5(deflated, path, "none", progress=False)
+            write_synth(deflated, SynthConfig(per_class=per_class, size=size, workers=workers))
+            convert_h5(deflated, path, "none")
             deflated.unlink()
             return "galsim"
     write_numpy_h5(path, per_class, size)
@@ -417,7 +417,7 @@ def run_row(
     extra: dict = {"notes": []}
     reset_peak(device)
     start = time.perf_counter()
-    trainer = Trainer(config, resume=False, progress=True)
+    trainer = Trainer(config, resume=False)
     extra["init_s"] = time.perf_counter() - start
     row["params M"] = sum(p.numel() for p in trainer.model.parameters()) / 1e6
     extra["n_val"] = len(trainer.data.split.val)

@@ -173,7 +173,7 @@ class Checks:
 
     def two_stage(self) -> tuple[str, str]:
         config = self.config("two-stage", method="galaxalign", epochs=2, stage1_fraction=0.5, val_every=1)
-        trainer = Trainer(config, resume=False, progress=False)
+        trainer = Trainer(config, resume=False)
         trainer.fit()
         metrics = Path(config.out) / "metrics.jsonl"
         rates = stage_rates(metrics, config.batch_size)
@@ -187,7 +187,7 @@ class Checks:
         dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
         try:
             config = self.config("ddp-1", method="galaxalign", epochs=2, stage1_fraction=0.5, val_every=1)
-            trainer = Trainer(config, resume=False, progress=False)
+            trainer = Trainer(config, resume=False)
             wrapped = isinstance(trainer.objective, torch.nn.parallel.DistributedDataParallel)
             trainer.fit()
             losses = logged_losses(Path(config.out) / "metrics.jsonl")
@@ -206,7 +206,7 @@ class Checks:
         weights = folder / "model.safetensors"
         save_file({k: v.half() for k, v in load_file(str(weights)).items()}, str(weights), metadata={"format": "pt"})
         config = self.config("fp16", method="clip", backbone=f"hf:{folder}", bf16=True, epochs=2)
-        trainer = Trainer(config, resume=False, progress=False)
+        trainer = Trainer(config, resume=False)
         dtypes = {p.dtype for p in trainer.model.parameters()}
         trainer.fit(pause_after_steps=self.sizes.steps)
         losses = logged_losses(Path(config.out) / "metrics.jsonl")
@@ -219,7 +219,7 @@ class Checks:
 
     def compile(self) -> tuple[str, str]:
         config = self.config("compile", method="clip", compile=True, epochs=2)
-        trainer = Trainer(config, resume=False, progress=False)
+        trainer = Trainer(config, resume=False)
         trainer.fit(pause_after_steps=self.sizes.steps)
         times = gpu_e2e.step_times(Path(config.out) / "metrics.jsonl", config.batch_size)
         first = f"first step {times[0]:.0f} s" if len(times) else "no step"
@@ -229,7 +229,7 @@ class Checks:
         if self.device.type != "cuda":
             return "n/a", "needs CUDA (torch.cuda.set_sync_debug_mode)"
         config = self.config("syncs", method="galaxalign", epochs=2)
-        trainer = Trainer(config, resume=False, progress=False)
+        trainer = Trainer(config, resume=False)
         counts: list[int] = []
         step = trainer._step
 
@@ -273,7 +273,7 @@ class Checks:
             split = load_split(run.run_dir)
             n = len(split.val) + len(split.train)  # the val queries and the train database are embedded
             start = time.perf_counter()
-            evaluate_run(run, dataset, split="val", progress=False, workers=self.workers, batch_size=256)
+            evaluate_run(run, dataset, split="val", workers=self.workers, batch_size=256)
             return "ok", f"{n / (time.perf_counter() - start):,.0f} img/s over {n} images (val + train database)"
 
         def index() -> tuple[str, str]:
@@ -285,7 +285,7 @@ class Checks:
                 rate = len(dataset) / (time.perf_counter() - start)
                 return "embed only", f"{rate:,.0f} img/s, index's embedding pass ({exc.name} missing: no index built)"
             start = time.perf_counter()
-            build_index(run, dataset, self.work / "index", progress=False, workers=self.workers, batch_size=256)
+            build_index(run, dataset, self.work / "index", workers=self.workers, batch_size=256)
             return "ok", f"{len(dataset) / (time.perf_counter() - start):,.0f} img/s over {len(dataset)} images"
 
         self.run("evaluate", 0.3, evaluate)
@@ -302,7 +302,7 @@ class Checks:
                 stop = min(first + 256, n)
                 images[first:stop] = source[np.arange(first, stop) % len(source)]
             g["ans"] = np.resize(f["ans"][()], n)
-        convert_h5(slow, fast, progress=False)
+        convert_h5(slow, fast)
         rng = np.random.default_rng(0)
         picks = rng.choice(n, self.sizes.reads, replace=False)
         rates = {}

@@ -17,6 +17,14 @@ SCRIPT_DIRS = (BENCHMARKS, *sorted(p for p in (ROOT / "studies").iterdir() if p.
 EASY_CLASSES = (2, 8, 1)  # round smooth blob, edge-on streak, merging pair (Galaxy10 ids)
 
 
+@pytest.fixture(autouse=True)
+def _quiet():
+    """No bars or progress lines in the tests (the CLI's --quiet); a test that checks a bar turns them on."""
+    from galaxalign.progress import set_quiet
+
+    set_quiet(True)
+
+
 def benchmark_script(name: str):
     """Import benchmarks/NAME.py or studies/*/NAME.py as a module, so tests call what the scripts run."""
     import importlib.util
@@ -102,7 +110,7 @@ def stage1_run(easy_h5, tmp_path_factory):
     from galaxalign.training import train
 
     config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "stage1", method="galaxalign-stage1", epochs=1)
-    return load_run(train(config, progress=False))
+    return load_run(train(config))
 
 
 # ---- the web app over a tiny run: module fixtures of the web, bad-input and load tests
@@ -130,7 +138,7 @@ def app(run, dataset, tmp_path_factory):
     from galaxalign.web import create_app
 
     index_dir = tmp_path_factory.mktemp("indexes") / "web"
-    build_index(run, dataset, index_dir, progress=False)
+    build_index(run, dataset, index_dir)
     return create_app(index_dir, max_upload_bytes=WEB_MAX_BYTES, max_pixels=WEB_MAX_PIXELS)
 
 

@@ -326,10 +326,10 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(easy_h5, tmp_path):
         )
 
     # The benchmark's own config for the run, stopped after 7 of its 12 steps.
-    train(benchmark_run_config(stopped), progress=False, pause_after_steps=7)
+    train(benchmark_run_config(stopped), pause_after_steps=7)
     assert not (stopped / "runs" / name / "summary.json").exists()
     # The same run begun with another learning rate (and only that): not this benchmark's run.
-    train(replace(benchmark_run_config(other), lr=0.5), progress=False, pause_after_steps=3)
+    train(replace(benchmark_run_config(other), lr=0.5), pause_after_steps=3)
     for out in (stopped, other):
         assert main(["benchmark", "--out", str(out), *common]) == 0
     weights = {

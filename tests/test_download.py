@@ -24,6 +24,7 @@ from galaxalign.data import download
 from galaxalign.data.datasets import GALAXY10_DECALS_SHA256
 from galaxalign.data.download import REMOTES, DownloadConfig, download_file, fetch_dataset
 from galaxalign.errors import GalaxAlignError
+from galaxalign.progress import enable_progress_bars
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -100,7 +101,7 @@ def server():
 
 
 def fetch(url, dest, sha256=SHA256, md5=None, **kw):
-    return download_file(url, dest, sha256, md5, progress=False, chunk_size=CHUNK, timeout=TIMEOUT, **kw)
+    return download_file(url, dest, sha256, md5, chunk_size=CHUNK, timeout=TIMEOUT, **kw)
 
 
 def part_of(dest):
@@ -125,7 +126,8 @@ def test_interrupted_transfer_resumes_with_range(server, tmp_path, capsys):
     assert "\n" not in str(err.value) and str(part_of(dest)) in str(err.value)
     assert part_of(dest).stat().st_size == CUT and not dest.exists()
 
-    download_file(url, dest, SHA256, progress=True, chunk_size=CHUNK, timeout=TIMEOUT)
+    enable_progress_bars()  # the tests run quiet (conftest)
+    download_file(url, dest, SHA256, chunk_size=CHUNK, timeout=TIMEOUT)
     assert state.requests[1]["Range"] == f"bytes={CUT}-"
     assert dest.read_bytes() == PAYLOAD and not part_of(dest).exists()
     # The bar counts the whole file, starting from the resumed bytes, in binary units with a rate.
@@ -153,7 +155,7 @@ def test_ctrl_c_keeps_part_for_resume(server, tmp_path, monkeypatch):
         def update(self, n=1):
             raise KeyboardInterrupt  # as if Ctrl-C came right after the first block was written
 
-    monkeypatch.setattr(download, "tqdm", InterruptedBar)
+    monkeypatch.setattr(download, "progress_bar", lambda total=None, desc=None, **kw: InterruptedBar(total=total, **kw))
     dest = tmp_path / "g.h5"
     with pytest.raises(KeyboardInterrupt):
         fetch(url, dest)
@@ -248,7 +250,7 @@ def test_fetch_dataset_uses_the_mirror_and_creates_the_folder(server, tmp_path, 
     remote = REMOTES["galaxy10-decals"]
     monkeypatch.setitem(download.REMOTES, "galaxy10-decals", dataclasses.replace(remote, sha256=SHA256))
     out = tmp_path / "data" / "galaxy10"
-    path = fetch_dataset(DownloadConfig("galaxy10-decals", out=str(out), url=url), progress=False)
+    path = fetch_dataset(DownloadConfig("galaxy10-decals", out=str(out), url=url))
     assert path == out / "Galaxy10_DECals.h5" and path.read_bytes() == PAYLOAD
     assert len(state.requests) == 1
 

@@ -285,7 +285,7 @@ def test_a_folder_of_another_run_or_width_is_refused(run_dir, easy_h5, mixed, tm
 
     out = tmp_path / "emb"
     assert embed("--run", str(run_dir), "--inputs", str(mixed[0]), "--out", str(out)) == 0
-    other = train(tiny(easy_h5, tmp_path / "other", method="galaxalign-stage1", epochs=1, seed=3), progress=False)
+    other = train(tiny(easy_h5, tmp_path / "other", method="galaxalign-stage1", epochs=1, seed=3))
     err = one_line_error(capsys, "--run", str(other), "--inputs", str(mixed[0]), "--out", str(out))
     assert f"{out / 'embedding.json'}: embedded by run fingerprint" in err and "use another --out" in err
     err = one_line_error(capsys, "--run", str(run_dir), "--inputs", str(mixed[0]), str(mixed[1]), "--out", str(out))

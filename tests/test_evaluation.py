@@ -182,7 +182,7 @@ def test_retrieval_self_exclusion_matches_brute_force():
 def run_dir(easy_h5, tmp_path_factory):
     """A two-stage GalaxAlign run, so every scoring mode has something to score with."""
     config = tiny(easy_h5, tmp_path_factory.mktemp("runs") / "ga", method="galaxalign", stage1_fraction=0.5)
-    return train(config, progress=False)
+    return train(config)
 
 
 REQUIRED = (
@@ -205,7 +205,7 @@ REQUIRED = (
 
 def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
     run = load_run(run_dir)
-    result = evaluate_run(run, easy_h5, progress=False)
+    result = evaluate_run(run, easy_h5)
     written = json.loads((run_dir / "eval-test" / "metrics.json").read_text())
     assert set(REQUIRED) <= set(written)
     assert written == {k: v for k, v in result.items() if k != "files"}
@@ -235,7 +235,7 @@ def test_evaluate_run_writes_metrics_and_png(run_dir, easy_h5, tmp_path):
     shutil.copy(easy_h5, with_params)
     with h5py.File(with_params, "a") as f:
         f.create_dataset("params/size", data=np.linspace(1, 3, len(f["ans"])))
-    graded = evaluate_run(run, with_params, split="val", out_dir=tmp_path / "ev", mode="text", progress=False)
+    graded = evaluate_run(run, with_params, split="val", out_dir=tmp_path / "ev", mode="text")
     assert graded["graded"] is True and graded["scoring"] == "text" and graded["n"] == 24
     assert graded["accuracy"] == graded["accuracy_by_mode"]["text"]
     assert (tmp_path / "ev" / "metrics.json").exists() and (tmp_path / "ev" / "confusion.png").exists()

@@ -120,14 +120,14 @@ def damage(path: Path, how: str) -> None:
 
 @pytest.fixture(scope="module")
 def run_dir(easy_h5, tmp_path_factory):
-    return train(tiny(easy_h5, tmp_path_factory.mktemp("runs") / "clip", method="clip", epochs=1), progress=False)
+    return train(tiny(easy_h5, tmp_path_factory.mktemp("runs") / "clip", method="clip", epochs=1))
 
 
 @pytest.fixture(scope="module")
 def index_dir(run_dir, easy_h5, tmp_path_factory):
     run = load_run(run_dir)
     out = tmp_path_factory.mktemp("indexes") / "idx"
-    build_index(run, DatasetView(open_dataset(easy_h5, scheme=run.scheme), range(30)), out, progress=False)
+    build_index(run, DatasetView(open_dataset(easy_h5, scheme=run.scheme), range(30)), out)
     return out
 
 
@@ -158,7 +158,7 @@ def test_train_killed_then_resumed_matches_an_uninterrupted_run(easy_h5, tmp_pat
     resume = galaxalign("train", "--out", str(killed), "--resume", "--quiet")  # a fresh process, as after a crash
     _, err = resume.communicate(timeout=300)  # reads both pipes to the end and closes them
     assert resume.returncode == 0, err[-2000:]
-    straight = train(tiny(easy_h5, tmp_path / "straight", **config), progress=False)
+    straight = train(tiny(easy_h5, tmp_path / "straight", **config))
     a, b = checkpoint_weights(straight), checkpoint_weights(killed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -191,9 +191,7 @@ def test_index_failing_mid_build_keeps_the_previous_index(run_dir, easy_h5, inde
             return super()._image(i)
 
     with pytest.raises(RuntimeError, match="disk went away"):
-        build_index(
-            run, Failing(open_dataset(easy_h5, scheme=run.scheme), range(40)), out, batch_size=8, progress=False
-        )
+        build_index(run, Failing(open_dataset(easy_h5, scheme=run.scheme), range(40)), out, batch_size=8)
     assert snapshot(out) == before
     assert temp_names(tmp_path, "idx") == []  # an exception cleans its temporary folder up
     assert len(GalaxyIndex.load(out)) == 30
@@ -224,7 +222,7 @@ def test_index_killed_mid_build_keeps_the_previous_index(run_dir, easy_h5, index
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_synth_interrupted_keeps_the_previous_file(tmp_path, sig):
     out = tmp_path / "sim.h5"
-    write_synth(out, SynthConfig(per_class=1, size=16, workers=1), progress=False)
+    write_synth(out, SynthConfig(per_class=1, size=16, workers=1))
     before = snapshot(out)
     # Big enough that it cannot finish before the signal lands, even on an idle machine.
     proc = galaxalign("synth", "--out", str(out), "--per-class", "500", "--size", "64", "--workers", "1", "--quiet")
@@ -333,7 +331,7 @@ def test_bad_h5_is_a_one_line_error(easy_h5, tmp_path, capsys, how):
 def test_h5_with_a_damaged_compressed_chunk_is_a_one_line_error(run_dir, tmp_path, capsys):
     """HDF5 opens such a file fine; the damage shows only when that image is read."""
     data = tmp_path / "sim.h5"
-    write_synth(data, SynthConfig(per_class=2, size=32, workers=1), progress=False)
+    write_synth(data, SynthConfig(per_class=2, size=32, workers=1))
     raw = bytearray(data.read_bytes())
     with h5py.File(data) as f:
         offset = f["images"].id.get_chunk_info(5).byte_offset

@@ -103,7 +103,7 @@ def one_step(trainer: Trainer, batches) -> SyncCounter:
 )
 def test_a_training_step_does_not_wait_for_the_device(easy_h5, tmp_path, method, overrides):
     config = tiny(easy_h5, tmp_path / "run", method=method, **{"epochs": 1, **overrides})
-    trainer = Trainer(config, resume=False, progress=False)
+    trainer = Trainer(config, resume=False)
     epoch = 1 if method == "galaxalign" else 0
     if epoch:
         trainer._enter_stage2()
@@ -127,7 +127,7 @@ def test_a_training_step_does_not_wait_for_the_device(easy_h5, tmp_path, method,
 def test_losses_are_read_once_per_logging_interval(easy_h5, tmp_path, monkeypatch):
     monkeypatch.setattr(trainer_module, "FLUSH_EVERY", 3)
     config = tiny(easy_h5, tmp_path / "run", method="clip", epochs=1, batch_size=8)
-    trainer = Trainer(config, resume=False, progress=False)
+    trainer = Trainer(config, resume=False)
     reads: list[int] = []
     flush = trainer._flush
     monkeypatch.setattr(trainer, "_flush", lambda: (reads.append(len(trainer._pending)), flush()))
@@ -141,7 +141,7 @@ def test_every_host_to_device_copy_of_a_batch_is_asynchronous(easy_h5, tmp_path)
     """On the meta device (no GPU needed) every copy from the host is visible to the dispatcher
     with its `non_blocking` flag; a blocking one would stall the host at every step."""
     config = tiny(easy_h5, tmp_path / "run", method="galaxalign", epochs=1)
-    trainer = Trainer(config, resume=False, progress=False)
+    trainer = Trainer(config, resume=False)
     builder: BatchBuilder = trainer.builder
     order = epoch_order(trainer.train_labels, config.batch_size, config.seed, 0, config.balanced)
     plan = builder.plan(0, order, range(config.batch_size))
@@ -171,7 +171,7 @@ def test_every_host_to_device_copy_of_a_batch_is_asynchronous(easy_h5, tmp_path)
 @pytest.mark.parametrize("workers", [0, 2])
 def test_batches_are_planned_as_the_loader_asks_and_match_planning_first(easy_h5, tmp_path, monkeypatch, workers):
     config = tiny(easy_h5, tmp_path / "run", method="galaxalign", epochs=1, batch_size=4, workers=workers)
-    trainer = Trainer(config, resume=False, progress=False)
+    trainer = Trainer(config, resume=False)
     builder: BatchBuilder = trainer.builder
     order = epoch_order(trainer.train_labels, config.batch_size, config.seed, 0, config.balanced)
     steps = trainer.batches_per_epoch

@@ -402,7 +402,7 @@ def test_every_answer_combination_draws():
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory) -> H5Dataset:
     path = tmp_path_factory.mktemp("sim") / "sim.h5"
-    write_synth(path, SynthConfig(per_class=2, size=32, workers=1), progress=False)
+    write_synth(path, SynthConfig(per_class=2, size=32, workers=1))
     return H5Dataset(path)
 
 

@@ -67,7 +67,7 @@ def test_fp16_checkpoint_trains_and_validates(clip16, easy_h5, tmp_path, bf16):
     from galaxalign.training import train
 
     config = tiny(easy_h5, tmp_path / "run", backbone=f"hf:{clip16}", image_size=0, method="clip", epochs=1, bf16=bf16)
-    run_dir = train(config, progress=False)
+    run_dir = train(config)
     assert math.isfinite(read_summary(run_dir)["test_accuracy"])
     assert all(p.dtype == torch.float32 for p in load_run(run_dir).model.parameters())
 
@@ -327,7 +327,7 @@ def test_mixed_sizes_resize_one_by_one():
 def test_trainer_augments_with_the_checkpoints_interpolation(clip32, easy_h5, tmp_path):
     from galaxalign.training.trainer import Trainer
 
-    trainer = Trainer(tiny(easy_h5, tmp_path / "run", backbone=f"hf:{clip32}", image_size=0), False, False)
+    trainer = Trainer(tiny(easy_h5, tmp_path / "run", backbone=f"hf:{clip32}", image_size=0), False)
     assert trainer.builder.augment.resize == Resize("bicubic") == trainer.model.backbone.resize
 
 
@@ -343,7 +343,7 @@ def test_hf_run_classifies_and_indexes_without_its_checkpoint(easy_h5, tmp_path,
     config = tiny(easy_h5, "run", backbone="hf:clip", image_size=0, method="galaxalign-stage1", epochs=1)
     from galaxalign.training import train
 
-    train(config, progress=False)
+    train(config)
     assert json.loads((work / "run" / "config.json").read_text())["backbone"] == "hf:clip"
     carried = sorted(p.name for p in (work / "run" / "backbone").iterdir())
     assert "config.json" in carried and "preprocessor_config.json" in carried and "tokenizer_config.json" in carried

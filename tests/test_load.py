@@ -19,7 +19,7 @@ bench_serve, bench_run = benchmark_script("bench_serve"), benchmark_script("run"
 @pytest.fixture(scope="module")
 def index_dir(run, dataset, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("indexes") / "load"
-    build_index(run, dataset, out, progress=False)
+    build_index(run, dataset, out)
     return out
 
 

@@ -27,7 +27,7 @@ from galaxalign.synth import SynthConfig, write_synth
 def sim_h5(tmp_path_factory) -> Path:
     """20 Galaxy10-Sim galaxies, 32 px, deflated one image per chunk, with a `params` group."""
     path = tmp_path_factory.mktemp("loader") / "sim.h5"
-    write_synth(path, SynthConfig(per_class=2, size=32, workers=1), progress=False)
+    write_synth(path, SynthConfig(per_class=2, size=32, workers=1))
     return path
 
 
@@ -232,7 +232,7 @@ def test_convert_copies_bit_for_bit_with_the_chunking_asked_for(layered_h5, tmp_
     monkeypatch.setattr(convert_module, "BLOCK_BYTES", 400)  # several blocks, each one whole source chunk
     with h5py.File(layered_h5) as f:
         assert convert_module._block(f["images"], 9 * 7 * 3) == 5
-    out = convert_h5(layered_h5, tmp_path / "out" / "copy.h5", compression=compression, progress=False)
+    out = convert_h5(layered_h5, tmp_path / "out" / "copy.h5", compression=compression)
     assert out == tmp_path / "out" / "copy.h5"
     with h5py.File(layered_h5) as a, h5py.File(out) as b:
         assert_same_tree(a, b)
@@ -244,7 +244,7 @@ def test_convert_copies_bit_for_bit_with_the_chunking_asked_for(layered_h5, tmp_
 
 
 def test_convert_of_a_synthetic_file_opens_as_the_same_dataset(sim_h5, tmp_path):
-    out = convert_h5(sim_h5, tmp_path / "sim-lzf.h5", compression="lzf", progress=False)
+    out = convert_h5(sim_h5, tmp_path / "sim-lzf.h5", compression="lzf")
     a, b = H5Dataset(sim_h5), open_dataset(out)
     assert np.array_equal(a.labels, b.labels) and a.ids == b.ids
     assert all(np.array_equal(a.attributes()[k], b.attributes()[k]) for k in a.attributes())
@@ -254,7 +254,7 @@ def test_convert_of_a_synthetic_file_opens_as_the_same_dataset(sim_h5, tmp_path)
 def test_convert_errors_name_the_file_and_leave_nothing(layered_h5, sim_h5, tmp_path, monkeypatch):
     def fails(*args, match: str):
         with pytest.raises(GalaxAlignError, match=match) as caught:
-            convert_h5(*args, progress=False)
+            convert_h5(*args)
         assert "\n" not in str(caught.value)
 
     out = tmp_path / "out.h5"
@@ -348,9 +348,7 @@ def test_slow_h5_layout_is_said_in_one_line_with_the_convert_command(tmp_path, c
 
 def test_fast_h5_layouts_say_nothing(tmp_path, caplog):
     auto = galaxy10_h5(tmp_path / "auto.h5", chunks=True, compression="gzip")
-    fast = [
-        convert_h5(auto, tmp_path / f"{c}.h5", compression=c, progress=False) for c in COMPRESSIONS
-    ]  # convert's layout
+    fast = [convert_h5(auto, tmp_path / f"{c}.h5", compression=c) for c in COMPRESSIONS]  # convert's layout
     fast.append(galaxy10_h5(tmp_path / "contiguous.h5"))
     fast.append(galaxy10_h5(tmp_path / "tiles.h5", chunks=(1, 32, 32, 3), compression="gzip"))  # 4 tiles of one image
     fast.append(galaxy10_h5(tmp_path / "blocks.h5", chunks=(4, 64, 64, 3)))  # raw: read in place

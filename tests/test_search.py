@@ -51,7 +51,7 @@ def dataset(easy_h5):
 
 @pytest.fixture(scope="module")
 def index(run, dataset, tmp_path_factory):
-    return build_index(run, dataset, tmp_path_factory.mktemp("indexes") / "flat", progress=False)
+    return build_index(run, dataset, tmp_path_factory.mktemp("indexes") / "flat")
 
 
 def brute_force(embeddings: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,20 +207,20 @@ def test_index_of_another_run_is_refused(index, other_run, dataset, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "rebuild the index with this run" in err and str(other_run.run_dir) in err
     with pytest.raises(GalaxAlignError, match="rebuild"):
-        load_index(index.dir).add(other_run, dataset.subset([0]), progress=False)
+        load_index(index.dir).add(other_run, dataset.subset([0]))
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
 def test_add_grows_the_index_consistently(run, dataset, tmp_path, kind):
     out = tmp_path / kind
-    built = build_index(run, dataset.subset(range(80)), out, kind=kind, progress=False)
+    built = build_index(run, dataset.subset(range(80)), out, kind=kind)
     assert len(built) == 80
-    grown = built.add(run, dataset.subset(range(80, 120)), progress=False)
+    grown = built.add(run, dataset.subset(range(80, 120)))
     assert grown is built and len(built) == 120 and built.kind == kind
     reloaded = load_index(out, run)
     assert reloaded.ids == dataset.ids and reloaded.thumbnails.shape[0] == 120
     np.testing.assert_array_equal(reloaded.labels, dataset.labels)
-    fresh = build_index(run, dataset, tmp_path / "fresh", kind="flat", progress=False)
+    fresh = build_index(run, dataset, tmp_path / "fresh", kind="flat")
     np.testing.assert_allclose(reloaded.embeddings, fresh.embeddings, atol=1e-6)
     if kind == "flat":
         assert_matches_brute_force(reloaded, np.asarray(fresh.embeddings), np.asarray(fresh.embeddings[::10]), K)
@@ -228,7 +228,7 @@ def test_add_grows_the_index_consistently(run, dataset, tmp_path, kind):
         hits = reloaded.search(np.asarray(fresh.embeddings[100:]), 1)
         assert all(h[0].score == pytest.approx(1.0, abs=1e-5) for h in hits)
     with pytest.raises(GalaxAlignError, match="already in the index"):
-        reloaded.add(run, dataset.subset([3]), progress=False)
+        reloaded.add(run, dataset.subset([3]))
     assert len(load_index(out)) == 120
 
 
@@ -243,12 +243,12 @@ class FailingView(DatasetView):
 
 def test_interrupted_build_or_add_keeps_the_previous_index(run, dataset, tmp_path):
     out = tmp_path / "kept"
-    build_index(run, dataset.subset(range(40)), out, progress=False)
+    build_index(run, dataset.subset(range(40)), out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(RuntimeError, match="disk went away"):
-        build_index(run, FailingView(dataset, range(60)), out, batch_size=4, progress=False)
+        build_index(run, FailingView(dataset, range(60)), out, batch_size=4)
     with pytest.raises(RuntimeError, match="disk went away"):
-        load_index(out).add(run, FailingView(dataset, range(40, 100)), batch_size=4, progress=False)
+        load_index(out).add(run, FailingView(dataset, range(40, 100)), batch_size=4)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["kept"]  # no temporary folders left behind
     assert len(load_index(out, run)) == 40

@@ -41,7 +41,7 @@ def test_pseudo_labels_take_the_confident_prototype():
 @pytest.mark.parametrize("method", ["clip", "galaxalign"])
 def test_unlabelled_galaxies_are_planned_and_learnt_from(easy_h5, tmp_path, method):
     config = tiny(easy_h5, tmp_path / "r", method=method, unlabelled_weight=1.0, label_fraction=0.5, epochs=2)
-    trainer = Trainer(config, resume=False, progress=False)
+    trainer = Trainer(config, resume=False)
     labelled = set(trainer.data.train_indices.tolist())
     pool = set(trainer.data.split.train.tolist()) - labelled
     order = epoch_order(trainer.train_labels, 8, 0, 0, True)
@@ -69,6 +69,6 @@ def test_unlabelled_galaxies_are_planned_and_learnt_from(easy_h5, tmp_path, meth
         strong = model.encode_image(batch.unlabelled_strong)
         expected = F.cross_entropy(model.logit_scale.exp() * strong @ text.t(), weak_probs.argmax(1)).item()
         assert objective.pseudo_label_loss(batch).item() == pytest.approx(expected, rel=1e-4)
-    run_dir = train(replace(config, out=str(tmp_path / "trained")), progress=False)
+    run_dir = train(replace(config, out=str(tmp_path / "trained")))
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert all("unlabelled" in r for r in steps if "loss" in r)

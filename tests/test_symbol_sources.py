@@ -57,7 +57,7 @@ def sim_h5(tmp_path_factory):
     from galaxalign.synth import SynthConfig, write_synth
 
     path = tmp_path_factory.mktemp("sim") / "g10sim.h5"
-    write_synth(path, SynthConfig(per_class=4, size=64, seed=5, workers=1, render_version=1), progress=False)
+    write_synth(path, SynthConfig(per_class=4, size=64, seed=5, workers=1, render_version=1))
     return path
 
 
@@ -76,7 +76,7 @@ def galaxy_trainer(sim_h5, tmp_path_factory):
         val_fraction=0.25,
         test_fraction=0.25,
     )
-    return Trainer(config, resume=False, progress=False)
+    return Trainer(config, resume=False)
 
 
 def _batch(trainer, n=8):
@@ -220,14 +220,14 @@ def test_domain_and_texture_runs_train_on_their_own_symbols(easy_h5, tmp_path):
     from galaxalign.training import train
     from galaxalign.training.trainer import Trainer
 
-    trainer = Trainer(tiny(easy_h5, tmp_path / "d", symbol_source="domain"), resume=False, progress=False)
+    trainer = Trainer(tiny(easy_h5, tmp_path / "d", symbol_source="domain"), resume=False)
     plan, batch = _batch(trainer)
     assert batch.symbol_pixels is not None and batch.symbol_pixels.shape == batch.pixels.shape
     again = trainer.builder.assemble(plan, trainer.builder.read(plan))
     assert torch.equal(again.symbol_pixels, batch.symbol_pixels)  # planned: the same for any worker count
     later = trainer.builder.plan(1, np.arange(len(trainer.train_labels)), range(len(plan.locals)))
     assert later.render_seeds != plan.render_seeds  # rendered anew at every step
-    run_dir = train(tiny(easy_h5, tmp_path / "t", symbol_source="texture", epochs=1), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "t", symbol_source="texture", epochs=1))
     assert torch.equal(load_run(run_dir).symbols01, trainer.symbols01) is False  # textures, not drawings
 
 
@@ -235,7 +235,7 @@ def test_clip_restart_is_clip_with_the_two_stage_schedule(easy_h5, tmp_path):
     from conftest import tiny
     from galaxalign.training import train
 
-    run_dir = train(tiny(easy_h5, tmp_path / "c", method="clip-restart", epochs=4), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "c", method="clip-restart", epochs=4))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert {r["stage"] for r in steps} == {1, 2} and all(
@@ -254,7 +254,7 @@ def test_validations_spread_over_the_kept_stage_with_a_fixed_scoring(easy_h5, tm
 
     config = tiny(easy_h5, tmp_path / "v", method="galaxalign", epochs=6, validations=2, scoring="fixed")
     assert config.validated_epochs() == [4, 5]  # stage 2 is epochs 3-5
-    run_dir = train(config, progress=False)
+    run_dir = train(config)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     validated = [r for r in records if "val_accuracy" in r]
     assert [r["epoch"] for r in validated] == [4, 5] and all(set(r["val_by_scoring"]) == {"text"} for r in validated)

@@ -33,7 +33,7 @@ PER_CLASS = 3
 @pytest.fixture(scope="module")
 def g10(tmp_path_factory):
     path = tmp_path_factory.mktemp("synth") / "g10sim.h5"
-    write_synth(path, SynthConfig(per_class=PER_CLASS, size=SIZE, seed=3, workers=1), progress=False)
+    write_synth(path, SynthConfig(per_class=PER_CLASS, size=SIZE, seed=3, workers=1))
     return path
 
 
@@ -73,7 +73,7 @@ def test_file_has_galaxy10_layout_and_balanced_shuffled_classes(g10):
 
 def test_same_seed_is_identical_for_any_worker_count(g10, tmp_path):
     other = tmp_path / "two_workers.h5"
-    write_synth(other, SynthConfig(per_class=PER_CLASS, size=SIZE, seed=3, workers=2), progress=False)
+    write_synth(other, SynthConfig(per_class=PER_CLASS, size=SIZE, seed=3, workers=2))
     a, b = _read(g10), _read(other)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
@@ -83,7 +83,7 @@ def test_same_seed_is_identical_for_any_worker_count(g10, tmp_path):
 
 def test_different_seeds_differ(g10, tmp_path):
     other = tmp_path / "seed4.h5"
-    write_synth(other, SynthConfig(per_class=PER_CLASS, size=SIZE, seed=4, workers=1), progress=False)
+    write_synth(other, SynthConfig(per_class=PER_CLASS, size=SIZE, seed=4, workers=1))
     a, b = _read(g10), _read(other)
     assert not np.array_equal(a[1], b[1])
     assert np.mean(a[0] != b[0]) > 0.5
@@ -239,12 +239,12 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, monkey
 
     monkeypatch.setattr(writer_module, "render_galaxy", failing)
     with pytest.raises(KeyboardInterrupt):
-        write_synth(target, SynthConfig(per_class=2, size=32, workers=1), progress=False)
+        write_synth(target, SynthConfig(per_class=2, size=32, workers=1))
     assert target.read_bytes() == b"previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"], "no temporary file may be left"
     missing = tmp_path / "new.h5"
     with pytest.raises(KeyboardInterrupt):
-        write_synth(missing, SynthConfig(per_class=2, size=32, workers=1), progress=False)
+        write_synth(missing, SynthConfig(per_class=2, size=32, workers=1))
     assert not missing.exists()
 
 
@@ -271,9 +271,9 @@ def test_bad_config_is_a_user_error(tmp_path, capsys, option):
 
 def test_bad_config_raises_galaxalign_error_naming_the_option(tmp_path):
     with pytest.raises(GalaxAlignError, match="--per-class"):
-        write_synth(tmp_path / "x.h5", SynthConfig(per_class=0), progress=False)
+        write_synth(tmp_path / "x.h5", SynthConfig(per_class=0))
     with pytest.raises(GalaxAlignError, match="no such scheme"):
-        write_synth(tmp_path / "x.h5", SynthConfig(per_class=1, scheme=str(tmp_path / "none.json")), progress=False)
+        write_synth(tmp_path / "x.h5", SynthConfig(per_class=1, scheme=str(tmp_path / "none.json")))
 
 
 def test_user_scheme_renders_and_contact_sheet_has_a_row_per_class(tmp_path, g10):

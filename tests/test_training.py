@@ -32,7 +32,7 @@ def losses(run_dir):
 
 
 def test_supervised_tiny_run_learns(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "sup", method="supervised", epochs=15), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "sup", method="supervised", epochs=15))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["test_size"] == 24
     assert summary["test_accuracy"] >= 0.55  # chance is 1/3: P(>= 14 of 24 right by chance) < 0.01
@@ -41,12 +41,12 @@ def test_supervised_tiny_run_learns(easy_h5, tmp_path):
     for name in ("config.json", "split.json", "model.safetensors", "checkpoint.pt", "metrics.jsonl"):
         assert (run_dir / name).exists()
     # Its projection never trains, so it retrieves by its pooled features.
-    metrics = evaluate_run(load_run(run_dir), easy_h5, progress=False)
+    metrics = evaluate_run(load_run(run_dir), easy_h5)
     assert metrics["retrieval_space"] == "features" and metrics["scoring"] == "head"
 
 
 def test_galaxalign_runs_both_stages_and_loss_falls(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "ga", method="galaxalign", epochs=8, stage1_fraction=0.5), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "ga", method="galaxalign", epochs=8, stage1_fraction=0.5))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert [r["stage"] for r in steps] == sorted(r["stage"] for r in steps) and {r["stage"] for r in steps} == {1, 2}
@@ -94,9 +94,9 @@ def test_layer_decay_lowers_deeper_learning_rates(easy_h5, tmp_path):
 
 def test_resume_gives_the_same_final_weights(easy_h5, tmp_path):
     config = dict(method="galaxalign", epochs=4, stage1_fraction=0.5)
-    straight = train(tiny(easy_h5, tmp_path / "straight", **config), progress=False)
+    straight = train(tiny(easy_h5, tmp_path / "straight", **config))
     paused = tiny(easy_h5, tmp_path / "paused", **config)
-    train(paused, progress=False, pause_after_steps=5)  # mid-epoch, still in stage 1
+    train(paused, pause_after_steps=5)  # mid-epoch, still in stage 1
     assert torch.load(tmp_path / "paused" / "checkpoint.pt", weights_only=True)["step"] == 5
     assert not (tmp_path / "paused" / "summary.json").exists()
     assert main(["train", "--out", str(tmp_path / "paused"), "--resume", "--quiet"]) == 0
@@ -117,18 +117,18 @@ def test_end_of_epoch_checkpoints_are_rate_limited(easy_h5, tmp_path, monkeypatc
         save(state, path)
 
     monkeypatch.setattr(TrainState, "save", counted)
-    train(tiny(easy_h5, tmp_path / "rare", method="supervised", epochs=3, checkpoint_minutes=60.0), progress=False)
+    train(tiny(easy_h5, tmp_path / "rare", method="supervised", epochs=3, checkpoint_minutes=60.0))
     assert written == [3]
     written.clear()
-    train(tiny(easy_h5, tmp_path / "every", method="supervised", epochs=3, checkpoint_minutes=0.0), progress=False)
+    train(tiny(easy_h5, tmp_path / "every", method="supervised", epochs=3, checkpoint_minutes=0.0))
     assert written == [1, 2, 3]
 
 
 def test_worker_processes_train_to_identical_weights(easy_h5, tmp_path):
     """Images read by 0 or 2 DataLoader workers give the same batches, so the same weights."""
     config = dict(method="galaxalign", epochs=2, stage1_fraction=0.5)
-    alone = train(tiny(easy_h5, tmp_path / "w0", workers=0, **config), progress=False)
-    helped = train(tiny(easy_h5, tmp_path / "w2", workers=2, **config), progress=False)
+    alone = train(tiny(easy_h5, tmp_path / "w0", workers=0, **config))
+    helped = train(tiny(easy_h5, tmp_path / "w2", workers=2, **config))
     a, b = checkpoint_weights(alone), checkpoint_weights(helped)
     assert a.keys() == b.keys() and any(k.startswith("symbol_encoder.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -136,7 +136,7 @@ def test_worker_processes_train_to_identical_weights(easy_h5, tmp_path):
 
 
 def test_label_fraction_is_stratified_subset(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "few", method="clip", epochs=1, label_fraction=0.25), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "few", method="clip", epochs=1, label_fraction=0.25))
     summary = json.loads((run_dir / "summary.json").read_text())
     split = json.loads((run_dir / "split.json").read_text())
     n_train = len(split["train"])
@@ -144,7 +144,7 @@ def test_label_fraction_is_stratified_subset(easy_h5, tmp_path):
 
 
 def test_run_loads_from_its_folder_alone(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "clip", method="clip", epochs=1), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "clip", method="clip", epochs=1))
     moved = tmp_path / "elsewhere"
     shutil.copytree(run_dir, moved)
     run = load_run(moved)
@@ -276,7 +276,7 @@ def test_ddp_two_processes_match_one(easy_h5, tmp_path):
 
 
 def test_validation_every_n_epochs_and_always_last(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "v", method="supervised", epochs=3, val_every=2), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "v", method="supervised", epochs=3, val_every=2))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records if "val_accuracy" in r] == [1, 2]
 
@@ -297,7 +297,7 @@ def test_stage2_trains_a_separate_symbol_encoder_at_full_rate(easy_h5, tmp_path)
     image encoder it was copied from; the kept weights are stage-2 weights."""
     config = tiny(easy_h5, tmp_path / "ga", method="galaxalign", epochs=4, stage1_fraction=0.5, warmup_fraction=0.2)
     steps_per_stage = 2 * (72 // 12)  # 72 training galaxies, batch 12, 2 epochs per stage
-    train(config, progress=False, pause_after_steps=steps_per_stage)  # the end of stage 1
+    train(config, pause_after_steps=steps_per_stage)  # the end of stage 1
     at_split = {k: v.clone() for k, v in checkpoint_weights(tmp_path / "ga").items() if k.startswith("image_encoder.")}
     assert main(["train", "--out", str(tmp_path / "ga"), "--resume", "--quiet"]) == 0
     records = [json.loads(line) for line in (tmp_path / "ga" / "metrics.jsonl").read_text().splitlines()]
@@ -314,7 +314,7 @@ def test_stage2_trains_a_separate_symbol_encoder_at_full_rate(easy_h5, tmp_path)
 
 
 def test_scoring_is_chosen_on_validation_and_saved_with_the_weights(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "s1", method="galaxalign-stage1", epochs=3), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "s1", method="galaxalign-stage1", epochs=3))
     validations = [
         r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "val_accuracy" in r
     ]
@@ -347,7 +347,7 @@ def sim_h5(tmp_path_factory):
     from galaxalign.synth import SynthConfig, write_synth
 
     path = tmp_path_factory.mktemp("sim") / "g10sim.h5"
-    write_synth(path, SynthConfig(per_class=6, size=32, seed=3, workers=1), progress=False)
+    write_synth(path, SynthConfig(per_class=6, size=32, seed=3, workers=1))
     return path
 
 
@@ -367,7 +367,7 @@ def test_galaxy_symbols_and_captions_are_true_pairs(sim_h5, tmp_path):
         val_fraction=0.25,
         test_fraction=0.25,
     )
-    trainer = Trainer(config, resume=False, progress=False)
+    trainer = Trainer(config, resume=False)
     n_labelled = len(trainer.data.train_indices)
     drawings = trainer.galaxy_symbols
     assert drawings.shape == (n_labelled, 3, 32, 32) and drawings.dtype == torch.uint8  # symbol_variants each
@@ -429,7 +429,7 @@ def test_zero_label_reads_no_galaxy_images_or_labels(easy_h5, tmp_path, monkeypa
     read = []
     real = batches_module.image_batches
     monkeypatch.setattr(batches_module, "image_batches", lambda *a, **k: read.append(1) or real(*a, **k))
-    run_dir = train(tiny(easy_h5, tmp_path / "z", method="zero-label", epochs=2), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "z", method="zero-label", epochs=2))
     assert not read
     steps = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     assert steps and all(set(r) >= {"symbol_text"} and "image_text" not in r for r in steps)
@@ -446,7 +446,7 @@ def test_towers_train_separate_block_counts(easy_h5, tmp_path):
 
 
 def test_class_level_targets_train(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "c", method="galaxalign", targets="classes", epochs=4), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "c", method="galaxalign", targets="classes", epochs=4))
     steps = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
     stage1 = [r["image_text"] for r in steps if r["stage"] == 1]
     assert np.mean(stage1[-3:]) < np.mean(stage1[:3])
@@ -459,8 +459,8 @@ def test_class_level_targets_train(easy_h5, tmp_path):
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf Tensor:UserWarning")
 def test_compiled_training_step_matches_eager(easy_h5, tmp_path):
     """--compile changes how the step runs, not what it computes or what the run folder holds."""
-    eager = train(tiny(easy_h5, tmp_path / "eager", method="clip", epochs=1), progress=False)
-    compiled = train(tiny(easy_h5, tmp_path / "compiled", method="clip", epochs=1, compile=True), progress=False)
+    eager = train(tiny(easy_h5, tmp_path / "eager", method="clip", epochs=1))
+    compiled = train(tiny(easy_h5, tmp_path / "compiled", method="clip", epochs=1, compile=True))
     np.testing.assert_allclose(losses(compiled), losses(eager), rtol=1e-3)
     assert checkpoint_weights(compiled).keys() == checkpoint_weights(eager).keys()
     assert load_run(compiled).classify([easy_image(2, np.random.default_rng(0))])[0]["key"]
@@ -485,7 +485,7 @@ def test_prototype_head_predicts_what_the_prototypes_predict():
 
 
 def test_lp_ft_aligns_then_fine_tunes_a_head_from_the_prototypes(easy_h5, tmp_path):
-    run_dir = train(tiny(easy_h5, tmp_path / "lpft", method="lp-ft", epochs=6, stage1_fraction=0.5), progress=False)
+    run_dir = train(tiny(easy_h5, tmp_path / "lpft", method="lp-ft", epochs=6, stage1_fraction=0.5))
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in records if "loss" in r]
     assert all({"image_text", "symbol_text"} <= set(r) for r in steps if r["stage"] == 1)
@@ -505,8 +505,8 @@ def test_lp_ft_aligns_then_fine_tunes_a_head_from_the_prototypes(easy_h5, tmp_pa
 
 def test_lp_ft_resumes_inside_stage_2(easy_h5, tmp_path):
     config = dict(method="lp-ft", epochs=4, stage1_fraction=0.5)  # 6 steps an epoch: stage 2 from step 12
-    straight = train(tiny(easy_h5, tmp_path / "straight", **config), progress=False)
-    train(tiny(easy_h5, tmp_path / "paused", **config), progress=False, pause_after_steps=14)
+    straight = train(tiny(easy_h5, tmp_path / "straight", **config))
+    train(tiny(easy_h5, tmp_path / "paused", **config), pause_after_steps=14)
     assert torch.load(tmp_path / "paused" / "checkpoint.pt", weights_only=True)["stage"] == 2
     assert main(["train", "--out", str(tmp_path / "paused"), "--resume", "--quiet"]) == 0
     a, b = checkpoint_weights(straight), checkpoint_weights(tmp_path / "paused")

@@ -32,7 +32,7 @@ from pathlib import Path
 # jobs because the demo job ends in one; `galaxalign` is the package's own __init__ (the public
 # API, imported lazily from strings), on the top floor beside the CLI and the web app.
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("_version", "config", "errors", "io", "devices", "run_config"),
+    ("_version", "config", "errors", "io", "devices", "progress", "run_config"),
     ("taxonomy",),
     ("morphology", "symbols", "synth", "data"),
     ("models",),

@@ -19,6 +19,7 @@ from pathlib import Path
 from galaxalign import __version__
 from galaxalign.config import add_config_arguments, config_from_args
 from galaxalign.errors import GalaxAlignError, MissingExtraError, require_extra
+from galaxalign.progress import set_quiet
 
 
 def _symbols(config, args) -> None:
@@ -34,26 +35,26 @@ def _symbols(config, args) -> None:
 def _synth(config, args) -> None:
     from galaxalign.synth import write_synth
 
-    write_synth(args.out, config, progress=not args.quiet)
+    write_synth(args.out, config)
     print(f"wrote {args.out}")
 
 
 def _download(config, args) -> None:
     from galaxalign.data.download import fetch_dataset
 
-    print(f"wrote {fetch_dataset(config, progress=not args.quiet)}")
+    print(f"wrote {fetch_dataset(config)}")
 
 
 def _convert(config, args) -> None:
     from galaxalign.data.convert import convert_h5
 
-    print(f"wrote {convert_h5(config.src, config.out, compression=config.compression, progress=not args.quiet)}")
+    print(f"wrote {convert_h5(config.src, config.out, compression=config.compression)}")
 
 
 def _train(config, args) -> None:
     from galaxalign.training import train
 
-    run_dir = train(config, resume=args.resume, progress=not args.quiet, pause_after_steps=args.pause_after_steps)
+    run_dir = train(config, resume=args.resume, pause_after_steps=args.pause_after_steps)
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"run saved in {run_dir}")
 
@@ -84,7 +85,6 @@ def _evaluate(config, args) -> None:
         out_dir=config.out,
         mode=config.mode,
         batch_size=config.batch_size,
-        progress=not args.quiet,
         queries=config.queries,
         workers=config.workers,
     )
@@ -127,9 +127,7 @@ def _index(config, args) -> None:
     dataset = open_dataset(config.data, scheme=run.scheme)
     batch_size, workers = config.batch_size or 64, config.workers or 0
     if config.add:
-        index = GalaxyIndex.load(config.out, run).add(
-            run, dataset, batch_size=batch_size, progress=not args.quiet, workers=workers
-        )
+        index = GalaxyIndex.load(config.out, run).add(run, dataset, batch_size=batch_size, workers=workers)
     else:
         kind, why = choose_index_kind(config, len(dataset))
         print(f"index kind: {kind} ({why})")
@@ -141,7 +139,6 @@ def _index(config, args) -> None:
             batch_size=batch_size,
             workers=workers,
             thumbnails=config.thumbnails,
-            progress=not args.quiet,
         )
     print(f"{index.kind} index of {len(index)} galaxies in {config.out}")
 
@@ -161,7 +158,7 @@ def _index_survey(config, args) -> None:
         threads=config.threads or 0,
     )
     run = load_run(config.run, device=config.device) if config.run else None
-    index = build_survey_index(config.data, config.out, options, run=run, progress=not args.quiet)
+    index = build_survey_index(config.data, config.out, options, run=run)
     plan = index.manifest["plan"]
     print(f"survey index of {len(index)} galaxies in {config.out}: {plan['factory']} ({plan['rule']})")
 
@@ -169,7 +166,7 @@ def _index_survey(config, args) -> None:
 def _embed(config, args) -> None:
     from galaxalign.jobs.embed import embed_catalogue
 
-    result = embed_catalogue(config, progress=not args.quiet)
+    result = embed_catalogue(config)
     if result.rank == 0:  # under torchrun only rank 0 reports
         print(
             f"{result.shards} shards in {result.out}: {len(result.embedded)} embedded here ({result.rows} galaxies), "
@@ -232,7 +229,7 @@ def _serve(config, args) -> None:
 def _benchmark(config, args) -> None:
     from galaxalign.jobs.benchmark import run_benchmark
 
-    run_benchmark(config, progress=not args.quiet)
+    run_benchmark(config)
     print((Path(config.out) / "results.md").read_text())
     print(f"results in {config.out}/results.md and results.json")
 
@@ -241,7 +238,7 @@ def _demo(config, args) -> None:
     from galaxalign.jobs.demo import run_demo
     from galaxalign.report.build import serve_command
 
-    result = run_demo(config, progress=not args.quiet)
+    result = run_demo(config)
     print(f"\nreport: {result.report}  ({result.seconds / 60:.1f} min)")
     for method, accuracy in result.accuracy.items():
         print(f"  {method:<11} test accuracy {accuracy:.3f}   mAP@10 {result.map_at_10[method]:.3f}")
@@ -376,7 +373,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         if command.extra:
             command.extra(p)
         if command.progress:
-            p.add_argument("--quiet", action="store_true", help="no progress bars")
+            p.add_argument("--quiet", action="store_true", help="no progress bars or progress lines (warnings still)")
     return parser
 
 
@@ -404,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parse(argv)  # a command whose extra is missing fails here, naming the extra
         command = COMMANDS[args.command]
+        # The one switch for bars and progress lines; a command without --quiet has neither.
+        set_quiet(args.quiet if command.progress else True)
         command.run(_config(command, args), args)
     except GalaxAlignError as exc:
         print(f"galaxalign: error: {exc}", file=sys.stderr)

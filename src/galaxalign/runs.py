@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from tqdm import tqdm
 
 from galaxalign.config import config_to_dict, load_config, option, required
 from galaxalign.data import GalaxyDataset, Split, label_fraction, load_image, make_split, open_dataset
@@ -35,6 +34,7 @@ from galaxalign.io import atomic_path, read_json, write_json_atomic
 from galaxalign.models.backbones import build_backbone, rebuild_backbone
 from galaxalign.models.model import GalaxAlignModel
 from galaxalign.models.prototypes import FUSION_WEIGHTS, SCORING_MODES, ClassScorer, class_symbol_bank, fuse
+from galaxalign.progress import progress_bar
 from galaxalign.run_config import TrainConfig
 from galaxalign.taxonomy import Scheme, load_scheme
 
@@ -313,15 +313,15 @@ class Run:
         features: bool = False,
         batch_size: int = 64,
         workers: int = 0,
-        progress: bool = False,
-        desc: str = "embed",
+        desc: str | None = None,
         on_batch: Callable[[np.ndarray, list[np.ndarray]], None] | None = None,
     ) -> Embedded:
         """Embed dataset[indices] (default: all) unaugmented, each image decoded and encoded once.
 
         `modes` adds the class predicted under each scoring mode; `features` keeps the pooled
         image features (linear probes); `on_batch(indices, images)` sees each batch's decoded
-        images (thumbnails for a search index). `workers` processes read and decode ahead.
+        images (thumbnails for a search index). `workers` processes read and decode ahead. A `desc`
+        names the progress bar of a pass a user waits for (none for passes inside a job).
         """
         if batch_size < 1:
             raise GalaxAlignError(f"batch size must be at least 1, got {batch_size}")
@@ -334,7 +334,7 @@ class Run:
         batches = index_batches(indices, batch_size)
         pin = self.device.type == "cuda"  # uint8 pixels go to the device asynchronously, resized there
         decoded = image_batches(dataset, batches, workers=workers, pin_memory=pin) if batches else iter(())
-        with tqdm(total=len(indices), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        with progress_bar(len(indices), desc, unit="img", disable=desc is None) as bar:
             for batch, chw in zip(batches, decoded):
                 rows = np.asarray(batch, dtype=np.int64)
                 if on_batch is not None:

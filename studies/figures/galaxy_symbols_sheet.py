@@ -28,7 +28,7 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "images" / "galaxy_symbo
 def make_sheet(out: Path = OUT, per_class: int = 3, size: int = 128, seed: int = 0) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sim.h5"
-        write_synth(path, SynthConfig(per_class=per_class, size=size, seed=seed, workers=1), progress=False)
+        write_synth(path, SynthConfig(per_class=per_class, size=size, seed=seed, workers=1))
         ds = H5Dataset(path)
         answers = dataset_answers(ds)
         assert answers is not None  # Galaxy10-Sim holds its parameters
@@ -67,7 +67,7 @@ def main() -> None:
     if not args.no_timing:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "sim.h5"
-            write_synth(path, SynthConfig(per_class=4, size=32, workers=1), progress=False)
+            write_synth(path, SynthConfig(per_class=4, size=32, workers=1))
             answers = dataset_answers(H5Dataset(path))
         assert answers is not None
         for size, ms in time_symbols(answers).items():

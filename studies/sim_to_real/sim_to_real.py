@@ -773,7 +773,7 @@ def load_inputs(sim_path: str | None, per_class: int, size: int, seed: int, work
         if not sim_path:
             from galaxalign.synth import SynthConfig, write_synth
 
-            write_synth(path, SynthConfig(per_class=per_class, size=size, seed=seed, workers=workers), progress=False)
+            write_synth(path, SynthConfig(per_class=per_class, size=size, seed=seed, workers=workers))
         with h5py.File(path, "r") as f:
             images, labels = f["images"][()], f["ans"][()].astype(int)
             params = {k: f["params"][k][()] for k in f["params"]} if "params" in f else {}

@@ -18,11 +18,11 @@ from typing import Any
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from galaxalign.config import option
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
+from galaxalign.progress import progress_bar
 
 COMPRESSIONS = ("none", "lzf", "gzip")
 # Deflate inflates at the same speed whatever the level it was written with (1157 vs 1159 256-px
@@ -48,9 +48,7 @@ class ConvertConfig:
     )
 
 
-def convert_h5(
-    src: str | os.PathLike, dst: str | os.PathLike, compression: str = "none", progress: bool = True
-) -> Path:
+def convert_h5(src: str | os.PathLike, dst: str | os.PathLike, compression: str = "none") -> Path:
     """Copy `src` to `dst` with `images` chunked (1, H, W, 3) and stored as `compression`.
 
     Written under a temporary name beside `dst` and renamed when complete, so a failure or an
@@ -77,7 +75,7 @@ def convert_h5(
                 for key in source:
                     if key != "images":
                         source.copy(source[key], out, name=key)  # groups recursively, with attributes
-                _copy_images(images, out, compression, src, progress)
+                _copy_images(images, out, compression, src)
         except OSError as exc:  # a full disk, or a damaged object outside `images`
             raise GalaxAlignError(f"{src} -> {dst}: copy failed ({exc})".splitlines()[0]) from None
     return dst
@@ -103,7 +101,7 @@ def _copy_attrs(source, target) -> None:
         target.attrs.create(name, source.attrs[name], dtype=stored.dtype)
 
 
-def _copy_images(images: h5py.Dataset, out: h5py.File, compression: str, path: Path, progress: bool) -> None:
+def _copy_images(images: h5py.Dataset, out: h5py.File, compression: str, path: Path) -> None:
     n = images.shape[0]
     per_image = int(np.prod(images.shape[1:])) * images.dtype.itemsize
     filters: dict[str, dict[str, Any]] = {
@@ -116,7 +114,7 @@ def _copy_images(images: h5py.Dataset, out: h5py.File, compression: str, path: P
     )
     _copy_attrs(images, target)
     step = _block(images, per_image)
-    with tqdm(total=n, disable=not progress, unit="img", desc=f"convert ({compression})") as bar:
+    with progress_bar(n, f"convert ({compression})", unit="img") as bar:
         for start in range(0, n, step):
             stop = min(start + step, n)
             try:

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tqdm import tqdm
-
 from galaxalign._version import __version__
 from galaxalign.config import option, required
 from galaxalign.data.datasets import GALAXY10_DECALS_SHA256
 from galaxalign.errors import GalaxAlignError
+from galaxalign.progress import progress_bar
 
 # What a read from a dropped or stalled connection raises (TimeoutError and ConnectionError are OSErrors).
 _TRANSFER_ERRORS = (http.client.HTTPException, OSError)
@@ -70,7 +69,7 @@ class DownloadConfig:
                 raise GalaxAlignError(f"download: --url {self.url!r} is not an http(s) address")
 
 
-def fetch_dataset(config: DownloadConfig, progress: bool = True) -> Path:
+def fetch_dataset(config: DownloadConfig) -> Path:
     """Download `config.dataset` into `config.out` (from the mirror if given); returns the verified file."""
     remote = REMOTES[config.dataset]
     out = Path(config.out)
@@ -78,7 +77,7 @@ def fetch_dataset(config: DownloadConfig, progress: bool = True) -> Path:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise GalaxAlignError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
-    return download_file(config.url or remote.url, out / remote.filename, remote.sha256, remote.md5, progress=progress)
+    return download_file(config.url or remote.url, out / remote.filename, remote.sha256, remote.md5)
 
 
 def download_file(
@@ -86,7 +85,6 @@ def download_file(
     dest: Path,
     sha256: str | None,
     md5: str | None = None,
-    progress: bool = True,
     chunk_size: int = 1 << 20,
     timeout: float = 30,
 ) -> Path:
@@ -136,14 +134,13 @@ def download_file(
         received = 0
         with (
             _open(part, "ab" if resumed else "wb") as f,
-            tqdm(
-                total=None if length is None else start + length,
+            progress_bar(
+                None if length is None else start + length,
                 initial=start,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
                 desc=dest.name,
-                disable=not progress,
             ) as bar,
         ):
             while True:

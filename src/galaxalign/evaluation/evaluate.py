@@ -98,7 +98,6 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     mode: str | None = None,
     batch_size: int = 64,
-    progress: bool = True,
     queries: GalaxyDataset | str | Path | None = None,
     workers: int = 0,
 ) -> dict:
@@ -115,7 +114,7 @@ def evaluate_run(
     output goes to RUN_DIR/eval-heldout.
     """
     sets = eval_sets(run, dataset, split, queries)
-    scanned = scan(run, sets, mode or run.scoring, batch_size, workers, progress)
+    scanned = scan(run, sets, mode or run.scoring, batch_size, workers)
     metrics = score(run, sets, scanned)
     files = write_evaluation(run, sets, scanned, metrics, out_dir)
     return {**metrics, "files": {name: str(path) for name, path in files.items()}}
@@ -147,7 +146,7 @@ def eval_sets(
     return EvalSets(split, asked, query, dataset, database)
 
 
-def scan(run: Run, sets: EvalSets, scoring: str, batch_size: int, workers: int, progress: bool) -> Scanned:
+def scan(run: Run, sets: EvalSets, scoring: str, batch_size: int, workers: int) -> Scanned:
     """Embed the queries (predicting under every mode the run has, `scoring` first) and the database."""
     modes = (scoring, *(m for m in run.modes() if m != scoring)) if run.config.uses_text else (scoring,)
     # A run that aligns nothing never trains its projection: it retrieves by its pooled features.
@@ -159,7 +158,6 @@ def scan(run: Run, sets: EvalSets, scoring: str, batch_size: int, workers: int, 
         features=True,
         batch_size=batch_size,
         workers=workers,
-        progress=progress,
         desc=sets.split,
     )
     query = _unit(getattr(asked, space))
@@ -172,7 +170,6 @@ def scan(run: Run, sets: EvalSets, scoring: str, batch_size: int, workers: int, 
             features=space == "features",
             batch_size=batch_size,
             workers=workers,
-            progress=progress,
             desc="train (database)",
         )
         database = _unit(getattr(searched, space))

@@ -14,6 +14,7 @@ regularisation, and `validation_only` trains and reports without reading the tes
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -56,6 +57,8 @@ MAX_VALIDATIONS = 4
 PROBE_C = (0.01, 0.1, 1.0, 10.0)  # logistic-regression regularisation tried on validation
 READINGS_FILE = "test_readings.jsonl"
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TestSet:
@@ -74,7 +77,7 @@ class TestSet:
         return HELDOUT if self.heldout else "test"
 
 
-def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
+def run_benchmark(config: BenchmarkConfig) -> dict:
     refuse_several_processes("benchmark")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,7 +109,7 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
                     if fraction >= 1 and VARIANTS.get(method, ("", {}))[1].get("unlabelled_weight"):
                         continue  # semi-supervised: no galaxy is unlabelled at 100 %
                     name = f"{method}_f{fraction:g}_s{seed}" + (f"_n{steps}" if steps else "")
-                    _say(progress, f"[benchmark] {name}")
+                    log.info("[benchmark] %s", name)
                     started = time.perf_counter()
                     if method in NO_TRAINING:
                         if frozen is None:
@@ -114,7 +117,7 @@ def run_benchmark(config: BenchmarkConfig, progress: bool = True) -> dict:
                         row = _no_training_row(method, frozen, dataset, split, test, fraction, seed, scheme)
                     else:
                         row = _trained_row(
-                            config, method, fraction, seed, steps, dataset, split, test, out / "runs" / name, progress
+                            config, method, fraction, seed, steps, dataset, split, test, out / "runs" / name
                         )
                     row.setdefault("seconds", round(time.perf_counter() - started, 1))
                     rows.append(row)
@@ -185,16 +188,14 @@ def _resumable(run_dir: Path, run_config: TrainConfig) -> bool:
         return False
 
 
-def _trained_row(
-    config, method, fraction, seed, steps, dataset, split, test: TestSet, run_dir: Path, progress: bool
-) -> dict:
+def _trained_row(config, method, fraction, seed, steps, dataset, split, test: TestSet, run_dir: Path) -> dict:
     n_labelled = len(label_fraction(split.train, dataset.labels, fraction, seed))
     if not is_finished(run_dir):
         run_config = trained_run_config(config, method, fraction, seed, epochs_for(config, n_labelled, steps), run_dir)
         resume = _resumable(run_dir, run_config)
         if run_dir.exists() and not resume:
             shutil.rmtree(run_dir)  # interrupted before its config was written, or with other settings
-        train(run_config, resume=resume, progress=progress)
+        train(run_config, resume=resume)
     summary, run_config = read_summary(run_dir), read_config(run_dir)
     row = {
         "method": method,
@@ -225,7 +226,6 @@ def _trained_row(
             run,
             dataset,
             "test",
-            progress=progress,
             queries=test.dataset if test.heldout else None,
             workers=config.train.workers,
         )
@@ -538,8 +538,3 @@ def results_markdown(
     if check:
         lines += ["", "## The claim, checked", "", *check]
     return "\n".join(lines) + "\n"
-
-
-def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(message, flush=True)

@@ -7,6 +7,7 @@ and budget, evaluates both, indexes the training galaxies for search, and writes
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +16,8 @@ from galaxalign.io import write_json_atomic
 from galaxalign.jobs.config import DemoConfig, refuse_several_processes
 
 METHODS = ("supervised", "galaxalign")  # the baseline and the method, same backbone, split and budget
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,7 +43,7 @@ class DemoResult:
         }
 
 
-def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
+def run_demo(config: DemoConfig) -> DemoResult:
     """Render, fine-tune both methods, evaluate, index and report; finished runs are kept."""
     from galaxalign.data import open_dataset
     from galaxalign.evaluation.evaluate import evaluate_run
@@ -58,7 +61,7 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
     steps = 6
 
     def stage(n: int, text: str) -> None:
-        print(f"[{n}/{steps}] {text} ({time.perf_counter() - started:.0f} s so far)", flush=True)
+        log.info("[%d/%d] %s (%.0f s so far)", n, steps, text, time.perf_counter() - started)
 
     data = out / "galaxy10_sim.h5"
     stage(1, f"rendering Galaxy10-Sim: {config.galaxies_per_class} galaxies per class at {config.synth_size} px")
@@ -66,7 +69,6 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         write_synth(
             data,
             SynthConfig(per_class=config.galaxies_per_class, size=config.synth_size, seed=config.seed),
-            progress=progress,
         )
 
     runs = {}
@@ -76,20 +78,19 @@ def run_demo(config: DemoConfig, progress: bool = True) -> DemoResult:
         if not is_finished(run_dir):
             train(
                 config.train.for_method(method, data=str(data), out=str(run_dir), seed=config.seed),
-                progress=progress,
             )
         runs[method] = run_dir
 
     stage(4, "evaluating both runs on the test split")
     device = config.train.device
     dataset = open_dataset(data, scheme="galaxy10")
-    metrics = {m: evaluate_run(load_run(d, device=device), dataset, "test", progress=progress) for m, d in runs.items()}
+    metrics = {m: evaluate_run(load_run(d, device=device), dataset, "test") for m, d in runs.items()}
 
     stage(5, "indexing the training galaxies for similarity search")
     run = load_run(runs["galaxalign"], device=device)
     split = load_split(runs["galaxalign"])
     index_dir = out / "index"
-    index = build_index(run, dataset.subset(split.train), index_dir, progress=progress)
+    index = build_index(run, dataset.subset(split.train), index_dir)
 
     stage(6, "writing the report")
     outputs = DemoOutputs(out, data, runs, metrics, run, index, dataset, split, time.perf_counter() - started)

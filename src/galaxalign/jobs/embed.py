@@ -27,6 +27,7 @@ from galaxalign.config import option, required
 from galaxalign.data.shards import count_rows, expand_inputs, open_shard, shard_rows
 from galaxalign.devices import DEVICE_HELP, check_device_name
 from galaxalign.errors import GalaxAlignError
+from galaxalign.progress import progress_bar, progress_bars_enabled
 from galaxalign.search.shards import (
     CATALOGUE_FILE,
     check_fingerprint,
@@ -143,7 +144,7 @@ def check_folder(out: Path, expected: dict[str, Any], existing: dict[str, Any] |
             )
 
 
-def embed_catalogue(config: EmbedConfig, progress: bool = False) -> EmbedResult:
+def embed_catalogue(config: EmbedConfig) -> EmbedResult:
     """Embed every input shard not yet done into `config.out`; this process's share under torchrun."""
     import torch
 
@@ -166,7 +167,9 @@ def embed_catalogue(config: EmbedConfig, progress: bool = False) -> EmbedResult:
     owned = _process_group(world)
     try:
         result = EmbedResult(out=out, rank=rank, world=world, shards=len(sources))
-        with _CatalogueBar(out, sources, done, run.scheme, rank, world, enabled=progress and rank == 0) as bar:
+        with _CatalogueBar(
+            out, sources, done, run.scheme, rank, world, enabled=rank == 0 and progress_bars_enabled()
+        ) as bar:
             for k in range(rank, len(sources), world):
                 if k in done:
                     result.skipped.append(k)
@@ -257,12 +260,10 @@ class _CatalogueBar:
         self.n_done, self.n_shards, self._polled = len(done), len(sources), 0.0
         if not enabled:
             return
-        from tqdm import tqdm
-
         finished = sum(int(m.get("rows", 0)) for m in done.values())
         self.pending = {k: manifest_path(out, k).name for k in range(len(sources)) if k not in done}
         total = finished + sum(count_rows(sources[k], scheme) for k in self.pending)
-        self.bar = tqdm(total=total, initial=finished, desc="embed", unit="galaxy", dynamic_ncols=True, smoothing=0.05)
+        self.bar = progress_bar(total, "embed", initial=finished, unit="galaxy", smoothing=0.05)
         self._postfix()
 
     def __enter__(self) -> _CatalogueBar:

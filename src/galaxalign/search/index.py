@@ -284,9 +284,7 @@ class GalaxyIndex:
         scores, rows = self.index.search(queries, min(k, len(self)))
         return [[self.hit(r, s) for s, r in zip(qs, qr) if r >= 0] for qs, qr in zip(scores, rows)]
 
-    def add(
-        self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, progress: bool = True, workers: int = 0
-    ) -> GalaxyIndex:
+    def add(self, run: Run, dataset: GalaxyDataset, batch_size: int = 64, workers: int = 0) -> GalaxyIndex:
         """Append a dataset's galaxies (embedded by the same run), rewriting the folder atomically.
 
         The index keeps its kind, thumbnail setting and search tuning; this object then reflects
@@ -301,7 +299,6 @@ class GalaxyIndex:
                 self.kind,
                 batch_size,
                 self.thumbnails is not None,
-                progress,
                 base=self,
                 workers=workers,
             )
@@ -316,7 +313,6 @@ def build_index(
     kind: str = "auto",
     batch_size: int = 64,
     thumbnails: bool = True,
-    progress: bool = True,
     workers: int = 0,
 ) -> GalaxyIndex:
     """Embed every galaxy of `dataset` with `run` and save a searchable index folder at `out_dir`."""
@@ -324,7 +320,7 @@ def build_index(
         raise GalaxAlignError(f"{dataset.source}: no galaxies to index")
     kind = choose_kind(kind, len(dataset))
     with atomic_path(out_dir, directory=True) as tmp:
-        _write(tmp, run, dataset, kind, batch_size, thumbnails, progress, base=None, workers=workers)
+        _write(tmp, run, dataset, kind, batch_size, thumbnails, base=None, workers=workers)
     return GalaxyIndex.load(out_dir)
 
 
@@ -424,7 +420,6 @@ def _write(
     kind: str,
     batch_size: int,
     thumbnails: bool,
-    progress: bool,
     base: GalaxyIndex | None,
     workers: int = 0,
 ) -> None:
@@ -472,9 +467,7 @@ def _write(
             ids[j], labels[j], source_of[j] = dataset.ids[int(i)], dataset.labels[int(i)], new_source
             ra[j], dec[j] = meta.get("ra", np.nan), meta.get("dec", np.nan)
 
-    scanned = run.embed_dataset(
-        dataset, batch_size=batch_size, workers=workers, progress=progress, desc="index", on_batch=keep
-    )
+    scanned = run.embed_dataset(dataset, batch_size=batch_size, workers=workers, desc="index", on_batch=keep)
     embeddings[n_old:] = normalise(scanned.embeddings)
     embeddings.flush()
     if thumbs is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import mmap
 import os
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from galaxalign.data import GalaxyDataset
     from galaxalign.runs import Run
 
+log = logging.getLogger(__name__)
 FORMAT, FORMAT_VERSION = "galaxalign-survey", 1
 MANIFEST_FILE, INDEX_FILE, LISTS_FILE = "survey.json", "populated.index", "lists.ivfdata"
 VECTORS_FILE, CATALOGUE_FILE = "vectors.f16", "catalogue.arrow"
@@ -315,7 +317,6 @@ def build_survey_index(
     options: BuildOptions | None = None,
     *,
     run: Run | None = None,
-    progress: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> SurveyIndex:
     """Build (or resume building) the survey index of an embedding folder in `out_dir`.
@@ -339,7 +340,7 @@ def build_survey_index(
         build_memory_gb=options.build_memory_gb,
     )
     step = on_step or (lambda name: None)
-    say = print if progress else (lambda *a, **k: None)
+    say = log.info
     state = {"plan": asdict(plan), "input": inp.signature(), "seed": options.seed, "tune_queries": options.tune_queries}
     done = out / MANIFEST_FILE
     if done.exists():

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from galaxalign._version import __version__
 from galaxalign.config import option, required
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path
+from galaxalign.progress import progress_bar
 from galaxalign.synth.params import PARAM_NAMES, RENDER_VERSION, RENDER_VERSIONS, SYNTH_GENERATOR, sample_params
 from galaxalign.synth.render import render_galaxy
 from galaxalign.taxonomy import Scheme, load_scheme
@@ -73,7 +73,7 @@ class _Chunk:
     sky: np.ndarray  # (k, 2) ra, dec
 
 
-def write_synth(out_path: str | os.PathLike, config: SynthConfig, progress: bool = True) -> None:
+def write_synth(out_path: str | os.PathLike, config: SynthConfig) -> None:
     """Render `config.per_class` galaxies of every class of the scheme into `out_path`."""
     _validate(config, out_path)
     scheme = load_scheme(config.scheme)
@@ -89,7 +89,7 @@ def write_synth(out_path: str | os.PathLike, config: SynthConfig, progress: bool
     with atomic_path(out_path) as tmp:
         with h5py.File(tmp, "w") as h5:
             images = _create_images(h5, n, config.size)
-            with tqdm(total=n, disable=not progress, unit="img", desc="synth") as bar:
+            with progress_bar(n, "synth", unit="img") as bar:
                 for chunk in _render_all(job, _worker_count(config.workers)):
                     for i, blob in enumerate(chunk.images, start=chunk.start):
                         images.id.write_direct_chunk((i, 0, 0, 0), blob)

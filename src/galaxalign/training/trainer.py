@@ -27,6 +27,7 @@ from galaxalign.devices import autocast, process_group_backend, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.models.prototypes import class_symbol_bank, class_texts
 from galaxalign.morphology.answers import caption, dataset_answers
+from galaxalign.progress import progress_bar
 from galaxalign.run_config import TrainConfig
 from galaxalign.runs import (
     CHECKPOINT_FILE,
@@ -82,7 +83,7 @@ def _open_config(config: TrainConfig, resume: bool) -> TrainConfig:
 class Trainer:
     """One run's training: built from its config and folder, then `fit()`."""
 
-    def __init__(self, config: TrainConfig, resume: bool, progress: bool):
+    def __init__(self, config: TrainConfig, resume: bool):
         config = _open_config(config, resume)
         self.device = resolve_device(config.device)  # before any folder is written: a bad device writes nothing
         self.rank, self.world = _distributed(self.device)
@@ -93,7 +94,7 @@ class Trainer:
             )
         if config.threads:
             torch.set_num_threads(config.threads)
-        self.config, self.run_dir, self.progress = config, Path(config.out), progress
+        self.config, self.run_dir = config, Path(config.out)
         self._barrier()  # every rank has checked the folder before rank 0 writes into it
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -268,13 +269,12 @@ class Trainer:
 
     def fit(self, pause_after_steps: int = 0) -> Path:
         config, position = self.config, self.state.position
-        bar = tqdm(
-            total=config.epochs * self.batches_per_epoch,
+        bar = progress_bar(
+            config.epochs * self.batches_per_epoch,
             initial=position.epoch * self.batches_per_epoch + position.batch,
-            disable=not self.progress or self.rank != 0,
+            disable=self.rank != 0,
             desc=config.method,
             unit="batch",
-            dynamic_ncols=True,
         )
         started, seen_before = time.perf_counter(), position.seen
         self._bar, self._pending = bar, []
@@ -448,10 +448,10 @@ def _accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
     return float((predicted == labels).mean()) if len(labels) else float("nan")
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True, pause_after_steps: int = 0) -> Path:
+def train(config: TrainConfig, resume: bool = False, pause_after_steps: int = 0) -> Path:
     """Train (or resume) a run; returns the run folder.
 
     `pause_after_steps` stops after that many optimiser steps in total, leaving a checkpoint that
     `resume=True` continues exactly: for splitting a long run over time-limited cluster jobs.
     """
-    return Trainer(config, resume, progress).fit(pause_after_steps)
+    return Trainer(config, resume).fit(pause_after_steps)
