@@ -2,7 +2,7 @@
 
 Synthetic clustered 256-d vectors are written as embedding shards with the library's writer
 (`search.shards.write_shard`), indexed by the real command (`galaxalign index`, a child process
-whose peak RSS is read from `os.wait4`) and searched by the library (`search.survey`): this file
+whose peak RSS is its VmHWM, polled) and searched by the library (`search.survey`): this file
 holds measurement only, no index logic. Phases, each recorded in `<work-dir>/results.json` as it
 finishes, so a rerun with `--resume` skips finished ones (a killed build resumes inside the library):
 
@@ -143,23 +143,36 @@ def child_env() -> dict:
     return env
 
 
+def _hwm_kb(pid: int) -> int:
+    """The child's own peak RSS (VmHWM of its address space), 0 once it has exited."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in text.splitlines() if line.startswith("VmHWM:")), 0)
+
+
 def run_child(args: list[str], log: Path, kill_after: float | None = None) -> dict:
-    """Run a child process (output to `log`); its wall time, exit status and peak RSS (os.wait4)."""
+    """Run a child process (output to `log`); its wall time, exit status and peak RSS.
+
+    Peak RSS is the child's VmHWM, read every 0.1 s until it exits: wait4's ru_maxrss is no good
+    here, because a child started by vfork inherits the parent's peak at exec.
+    """
     with open(log, "ab") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=child_env())
-        killed = False
-        if kill_after is not None:
-            deadline = start + kill_after
-            while time.perf_counter() < deadline and proc.poll() is None:
-                time.sleep(0.05)
-            if proc.poll() is None:
+        killed, peak = False, 0
+        deadline = start + kill_after if kill_after is not None else math.inf
+        while proc.poll() is None:
+            peak = max(peak, _hwm_kb(proc.pid))
+            if time.perf_counter() >= deadline:
                 proc.send_signal(signal.SIGKILL)
                 killed = True
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+                proc.wait()
+                break
+            time.sleep(0.1)
         wall = time.perf_counter() - start
-    return {"rc": proc.returncode, "wall_s": round(wall, 2), "peak_rss_gb": usage.ru_maxrss / 2**20, "killed": killed}
+    return {"rc": proc.returncode, "wall_s": round(wall, 2), "peak_rss_gb": peak / 2**20, "killed": killed}
 
 
 # ---------------------------------------------------------------- data
