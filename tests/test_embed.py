@@ -136,6 +136,31 @@ def test_every_input_format_gives_its_images_ids_and_sky_positions(mixed):
     np.testing.assert_array_equal(shard_rows(open_shard(h5), str(h5)).ra, open_dataset(h5)._meta["ra"])
 
 
+def test_fits_folders_and_galaxy_datasets_catalogues_are_input_shards_too(run_dir, tmp_path):
+    """The other layouts issue 23 names: a folder of FITS cutouts and a galaxy-datasets catalogue."""
+    from astropy.io import fits
+
+    fits_dir = tmp_path / "fits"
+    fits_dir.mkdir()
+    for i, image in enumerate(images(4, 7)):
+        fits.PrimaryHDU(np.moveaxis(image, -1, 0).astype(np.float32)).writeto(fits_dir / f"c{i}.fits")
+    cat_dir = tmp_path / "catalogue"
+    cat_dir.mkdir()
+    for i, image in enumerate(images(5, 8)):
+        Image.fromarray(image).save(cat_dir / f"J{i:03d}.png")
+    (cat_dir / "catalog.csv").write_text(
+        "id_str,file_loc,ra,dec\n" + "".join(f"gal{i},J{i:03d}.png,{10 + i},{-i}\n" for i in range(5))
+    )
+    out = tmp_path / "emb"
+    assert embed("--run", str(run_dir), "--inputs", str(cat_dir / "catalog.csv"), str(fits_dir), "--out", str(out)) == 0
+    catalogue = json.loads((out / "embedding.json").read_text())
+    assert catalogue["sources"] == [str(cat_dir / "catalog.csv"), str(fits_dir)] and catalogue["rows"] == 9
+    table = read_shard(out / "shard-00000.parquet")
+    assert table.column("id").to_pylist() == [f"gal{i}" for i in range(5)]
+    assert table.column("ra").to_pylist() == [10.0, 11.0, 12.0, 13.0, 14.0]
+    assert read_shard(out / "shard-00001.parquet").num_rows == 4
+
+
 def test_a_parquet_shard_is_read_in_forked_loader_workers(mixed, stage1_run):
     parquet = open_shard(mixed[1], stage1_run.scheme)
     alone = stage1_run.embed_dataset(parquet, batch_size=6).embeddings
