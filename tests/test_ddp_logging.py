@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 
 def logged(run_dir, key: str = "loss") -> list[float]:
@@ -21,6 +22,7 @@ def logged(run_dir, key: str = "loss") -> list[float]:
     return [r[key] for r in map(json.loads, lines) if key in r]
 
 
+@pytest.mark.slow
 def test_ddp_logged_loss_is_the_mean_over_ranks(easy_h5, tmp_path):
     common = [
         *("--data", str(easy_h5), "--backbone", "tiny", "--image-size", "32", "--epochs", "2"),
