@@ -48,6 +48,17 @@ def benchmark_script(name: str):
     return module
 
 
+def one_line_error(capsys, argv: list[str]) -> str:
+    """Run the CLI on `argv` and return its error: exit 2, one line on stderr, no traceback."""
+    from galaxalign.cli import main
+
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
 def tiny(data, out, **overrides):
     """A TrainConfig for the tiny backbone that trains in seconds."""
     from galaxalign.training import TrainConfig

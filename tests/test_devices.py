@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from galaxalign.cli import main
+from conftest import one_line_error
 from galaxalign.devices import autocast, check_device_name, resolve_device
 from galaxalign.errors import GalaxAlignError
 from galaxalign.runs import MODEL_FILE, load_run
@@ -30,14 +30,6 @@ def test_auto_is_cpu_without_cuda_and_names_are_checked():
     with autocast(torch.device("cpu"), enabled=True):  # the switch does reach the matmul
         low = a @ a
     assert low.dtype == torch.bfloat16 and not torch.equal(low.float(), exact)
-
-
-def one_line_error(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
 
 
 @no_cuda

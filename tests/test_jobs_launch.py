@@ -9,15 +9,7 @@ import sys
 
 import pytest
 
-from galaxalign.cli import main
-
-
-def one_line_error(capsys, argv) -> str:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
+from conftest import one_line_error
 
 
 def benchmark_argv(data, out) -> list[str]:
