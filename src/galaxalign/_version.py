@@ -1,3 +1,3 @@
 """The package version, stated once: a leaf every floor may import (the package's `__init__` is the top)."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
