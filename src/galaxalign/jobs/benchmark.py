@@ -48,7 +48,7 @@ from galaxalign.runs import (
     read_summary,
     scoring_candidates,
 )
-from galaxalign.taxonomy import load_scheme
+from galaxalign.taxonomy import Scheme, load_scheme
 from galaxalign.training import TrainConfig, train
 
 # Few-label runs make many short epochs; validating each would cost more than training. Every run
@@ -77,6 +77,39 @@ class TestSet:
         return HELDOUT if self.heldout else "test"
 
 
+@dataclass
+class _Bench:
+    """What every row of one benchmark shares, loaded once: its settings, scheme, data, split and test set."""
+
+    config: BenchmarkConfig
+    scheme: Scheme
+    dataset: GalaxyDataset
+    split: Split
+    test: TestSet
+
+    @property
+    def out(self) -> Path:
+        return Path(self.config.out)
+
+    @property
+    def device(self) -> str:
+        return self.config.train.device
+
+
+@dataclass(frozen=True)
+class _Cell:
+    """One row of the table: a method at a label fraction, seed and step budget."""
+
+    method: str
+    fraction: float
+    seed: int
+    steps: int | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}_f{self.fraction:g}_s{self.seed}" + (f"_n{self.steps}" if self.steps else "")
+
+
 def run_benchmark(config: BenchmarkConfig) -> dict:
     refuse_several_processes("benchmark")
     out = Path(config.out)
@@ -94,7 +127,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
         ).save(split_path)
     split = Split.load(split_path)
     split.check_labels(dataset.labels, where=str(split_path))
-    test = _test_set(config, dataset, split, scheme)
+    bench = _Bench(config, scheme, dataset, split, _test_set(config, dataset, split, scheme))
 
     rows = []
     for seed in config.seed_list:
@@ -108,22 +141,20 @@ def run_benchmark(config: BenchmarkConfig) -> dict:
                         continue  # uses no labels: one row per seed
                     if fraction >= 1 and VARIANTS.get(method, ("", {}))[1].get("unlabelled_weight"):
                         continue  # semi-supervised: no galaxy is unlabelled at 100 %
-                    name = f"{method}_f{fraction:g}_s{seed}" + (f"_n{steps}" if steps else "")
-                    log.info("[benchmark] %s", name)
+                    cell = _Cell(method, fraction, seed, steps)
+                    log.info("[benchmark] %s", cell.name)
                     started = time.perf_counter()
                     if method in NO_TRAINING:
                         if frozen is None:
-                            frozen = _frozen_baseline(config, dataset, split, test, seed, out)
-                        row = _no_training_row(method, frozen, dataset, split, test, fraction, seed, scheme)
+                            frozen = _frozen_baseline(bench, seed)
+                        row = _no_training_row(bench, cell, frozen)
                     else:
-                        row = _trained_row(
-                            config, method, fraction, seed, steps, dataset, split, test, out / "runs" / name
-                        )
+                        row = _trained_row(bench, cell)
                     row.setdefault("seconds", round(time.perf_counter() - started, 1))
                     rows.append(row)
                     write_json_atomic(out / "results.json", {"config": asdict(config), "rows": rows})
     table = summarise(rows)
-    write_text_atomic(out / "results.md", results_markdown(config, table, rows, dataset, split, test))
+    write_text_atomic(out / "results.md", results_markdown(config, table, rows, dataset, split, bench.test))
     return {"rows": rows, "table": table}
 
 
@@ -188,7 +219,10 @@ def _resumable(run_dir: Path, run_config: TrainConfig) -> bool:
         return False
 
 
-def _trained_row(config, method, fraction, seed, steps, dataset, split, test: TestSet, run_dir: Path) -> dict:
+def _trained_row(bench: _Bench, cell: _Cell) -> dict:
+    config, dataset, split, test = bench.config, bench.dataset, bench.split, bench.test
+    method, fraction, seed, steps = cell.method, cell.fraction, cell.seed, cell.steps
+    run_dir = bench.out / "runs" / cell.name
     n_labelled = len(label_fraction(split.train, dataset.labels, fraction, seed))
     if not is_finished(run_dir):
         run_config = trained_run_config(config, method, fraction, seed, epochs_for(config, n_labelled, steps), run_dir)
@@ -218,10 +252,10 @@ def _trained_row(config, method, fraction, seed, steps, dataset, split, test: Te
     }
     if config.validation_only:  # 1/0 per validation galaxy, for paired comparisons on validation
         val = TestSet(dataset, labelled_only(split.val, dataset.labels), heldout=False)
-        return row | {"val_correct": _correctness(run_dir, val, config.train.device, "val")}
+        return row | {"val_correct": _correctness(run_dir, val, bench.device, "val")}
     run = None
     if not is_evaluated(run_dir, test.eval_name):
-        run = load_run(run_dir, device=config.train.device)
+        run = load_run(run_dir, device=bench.device)
         evaluate_run(
             run,
             dataset,
@@ -229,7 +263,7 @@ def _trained_row(config, method, fraction, seed, steps, dataset, split, test: Te
             queries=test.dataset if test.heldout else None,
             workers=config.train.workers,
         )
-        _log_reading(Path(config.out), run_dir, test)
+        _log_reading(bench.out, run_dir, test)
     metrics = read_eval_metrics(run_dir, test.eval_name)
     row |= {
         "accuracy": metrics["accuracy"],
@@ -237,10 +271,10 @@ def _trained_row(config, method, fraction, seed, steps, dataset, split, test: Te
         "map@10": metrics["map@10"],
         "ndcg@10": metrics["ndcg@10"],
         "scoring": Scoring(metrics["scoring"], metrics.get("fusion_weight") or 0.5).name,
-        "correct": _correctness(run_dir, test, config.train.device, test.eval_name),
+        "correct": _correctness(run_dir, test, bench.device, test.eval_name, run),
     }
     if config.probe:
-        row |= _probe_row(run or load_run(run_dir, device=config.train.device), dataset, split, test, run_dir)
+        row |= _probe_row(bench, run or load_run(run_dir, device=bench.device), run_dir)
     return row
 
 
@@ -255,7 +289,7 @@ def _log_reading(out: Path, run_dir: Path, test: TestSet) -> None:
     append_line(out / READINGS_FILE, json.dumps(record))
 
 
-def _correctness(run_dir: Path, test: TestSet, device: str, name: str) -> list[int]:
+def _correctness(run_dir: Path, test: TestSet, device: str, name: str, run: Run | None = None) -> list[int]:
     """1/0 per galaxy of `test` (the test set, or the validation split), in its order, from the
     run's predictions.csv in eval-`name`.
 
@@ -263,7 +297,7 @@ def _correctness(run_dir: Path, test: TestSet, device: str, name: str) -> list[i
     """
     path = eval_dir(run_dir, name) / PREDICTIONS_FILE
     if not path.exists():
-        run = load_run(run_dir, device=device)
+        run = run or load_run(run_dir, device=device)
         predicted = run.embed_dataset(test.dataset, test.indices, modes=(run.scoring,)).predicted[run.scoring]
         write_predictions(path, test.indices, test.labels, predicted, run.scheme.names)
     indices, truth, predicted = read_predictions(path)
@@ -272,9 +306,10 @@ def _correctness(run_dir: Path, test: TestSet, device: str, name: str) -> list[i
     return (truth == predicted).astype(int).tolist()
 
 
-def _probe_row(run: Run, dataset, split: Split, test: TestSet, run_dir: Path) -> dict:
+def _probe_row(bench: _Bench, run: Run, run_dir: Path) -> dict:
     """A logistic regression on the run's own image features (its labelled galaxies), C chosen on
     validation: what the representation learned, apart from the run's scoring rule."""
+    dataset, split, test = bench.dataset, bench.split, bench.test
     probe_path = eval_dir(run_dir, test.eval_name) / "probe.json"
     if probe_path.exists():
         return json.loads(probe_path.read_text())
@@ -335,8 +370,9 @@ class _Frozen:
             return self.run.model.project_image(vectors).cpu().numpy()
 
 
-def _frozen_baseline(config, dataset, split, test: TestSet, seed, out: Path) -> _Frozen:
+def _frozen_baseline(bench: _Bench, seed: int) -> _Frozen:
     """The backbone as built (pre-trained towers, fresh projections) and its frozen features."""
+    config, dataset, split, test, out = bench.config, bench.dataset, bench.split, bench.test, bench.out
     run_dir = out / "runs" / f"untrained_s{seed}"
     if not (run_dir / MODEL_FILE).exists():
         if run_dir.exists():
@@ -346,7 +382,7 @@ def _frozen_baseline(config, dataset, split, test: TestSet, seed, out: Path) -> 
                 "clip", data=config.data, out=str(run_dir), seed=seed, split_file=str(out / SPLIT_FILE)
             )
         )
-    run = load_run(run_dir, device=config.train.device)
+    run = load_run(run_dir, device=bench.device)
 
     def features(data, indices):
         return run.embed_dataset(data, indices, features=True).features
@@ -359,8 +395,10 @@ def _frozen_baseline(config, dataset, split, test: TestSet, seed, out: Path) -> 
     )
 
 
-def _no_training_row(method, frozen: _Frozen, dataset, split, test: TestSet, fraction, seed, scheme) -> dict:
+def _no_training_row(bench: _Bench, cell: _Cell, frozen: _Frozen) -> dict:
     """Zero-shot: text prototypes in the untrained space. Probe: logistic regression, C chosen on validation."""
+    dataset, split, test, scheme = bench.dataset, bench.split, bench.test, bench.scheme
+    method, fraction, seed = cell.method, cell.fraction, cell.seed
     labels = dataset.labels
     test_labels = test.labels
     if method == "zero-shot":
