@@ -59,6 +59,26 @@ def one_line_error(capsys, argv: list[str]) -> str:
     return err
 
 
+def train_alone_and_on_two_ranks(tmp_path: Path, args: list[str]) -> tuple[Path, Path]:
+    """`galaxalign train ARGS` in one process (OUT one/) and as two gloo ranks under torchrun (two/)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    launches = {"one": [sys.executable, "-m", "galaxalign"], "two": [*torchrun, "-m", "galaxalign", "--"]}
+    for name, launch in launches.items():
+        done = subprocess.run(
+            [*launch, "train", "--out", str(tmp_path / name), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+    return tmp_path / "one", tmp_path / "two"
+
+
 def tiny(data, out, **overrides):
     """A TrainConfig for the tiny backbone that trains in seconds."""
     from galaxalign.training import TrainConfig

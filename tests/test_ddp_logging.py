@@ -9,12 +9,11 @@ per cent off. With equal slices the mean over ranks is the one-process loss of t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+
+from conftest import train_alone_and_on_two_ranks
 
 
 def logged(run_dir, key: str = "loss") -> list[float]:
@@ -30,27 +29,10 @@ def test_ddp_logged_loss_is_the_mean_over_ranks(easy_h5, tmp_path):
         *("--trainable-blocks", "-1", "--embed-dim", "32", "--warmup-fraction", "0"),
         *("--val-fraction", "0.2", "--test-fraction", "0.2", "--threads", "1", "--device", "cpu", "--quiet"),
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    single = subprocess.run(
-        [sys.executable, "-m", "galaxalign", "train", "--out", str(tmp_path / "one"), *common],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr[-2000:]
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
-    ddp = subprocess.run(
-        [*torchrun, "galaxalign", "--", "train", "--out", str(tmp_path / "two"), *common],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
-    one, two = logged(tmp_path / "one"), logged(tmp_path / "two")
+    one_dir, two_dir = train_alone_and_on_two_ranks(tmp_path, common)
+    one, two = logged(one_dir), logged(two_dir)
     assert len(one) == len(two) > 4
     # The same global batches and the same weights: the mean of the two slices' losses is the
     # one-process loss (rank 0's slice alone differs from it by far more than float noise).
     np.testing.assert_allclose(two, one, rtol=1e-5)
-    np.testing.assert_allclose(logged(tmp_path / "two", "ce"), logged(tmp_path / "one", "ce"), rtol=1e-5)
+    np.testing.assert_allclose(logged(two_dir, "ce"), logged(one_dir, "ce"), rtol=1e-5)

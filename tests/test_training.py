@@ -1,16 +1,13 @@
 """End-to-end training on tiny models and small generated data (no downloads)."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import EASY_CLASSES, benchmark_script, easy_image, tiny
+from conftest import EASY_CLASSES, benchmark_script, easy_image, tiny, train_alone_and_on_two_ranks
 from galaxalign.cli import main
 from galaxalign.evaluation import evaluate_run
 from galaxalign.models.backbones import build_backbone
@@ -231,37 +228,7 @@ def test_ddp_two_processes_match_one(easy_h5, tmp_path):
         "cpu",
         "--quiet",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run(
-        [sys.executable, "-m", "galaxalign", "train", "--out", str(tmp_path / "one"), *common],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            "2",
-            "--master_port",
-            "29517",
-            "-m",
-            "galaxalign",
-            "train",
-            "--out",
-            str(tmp_path / "two"),
-            *common,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    train_alone_and_on_two_ranks(tmp_path, common)
     # Every step's global loss agrees, so each step saw the same batch and the same model.
     np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-5)
     a, b = checkpoint_weights(tmp_path / "one"), checkpoint_weights(tmp_path / "two")
