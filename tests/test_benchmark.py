@@ -516,3 +516,30 @@ def _control_row(method: str, fraction: float, seed: int, answers: np.ndarray) -
         "val_accuracy": float(answers.mean()),
         "val_correct": answers.astype(int).tolist(),
     }
+
+
+def test_controls_keep_the_committed_rows_and_name_the_pending_arms(tmp_path, capsys):
+    """A later sitting whose run folders are gone resumes from the committed table: its rows stay,
+    a run found again replaces its row, and --pending names only the arms still without one."""
+    controls = benchmark_script("controls")
+    rng = np.random.default_rng(1)
+    out = tmp_path / "controls"
+    committed = [_control_row(arm, 0.1, 1, rng.random(50) < 0.5) for arm in ("galaxalign", "clip")]
+    out.with_suffix(".json").write_text(json.dumps({"rows": committed}))
+    folder = tmp_path / "runs" / "f0.1_s1"
+    folder.mkdir(parents=True)
+    again = _control_row("clip", 0.1, 1, np.ones(50, dtype=bool))
+    (folder / "results.json").write_text(json.dumps({"rows": [again]}))
+    args = ["--results", str(tmp_path / "runs"), "--out", str(out)]
+    assert controls.main([*args, "--pending", "1", "0.1", "--arms", "galaxalign,clip,supervised"]) == 0
+    assert capsys.readouterr().out.strip() == "supervised"
+    assert controls.main([*args, "--pending", "0", "0.1", "--arms", "galaxalign,clip"]) == 0
+    assert capsys.readouterr().out.strip() == "galaxalign,clip"
+    assert controls.main(args) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["method"], r["val_accuracy"]) for r in rows] == [
+        ("galaxalign", committed[0]["val_accuracy"]),
+        ("clip", 1.0),
+    ]
+    with pytest.raises(SystemExit, match="not arms of the controls: nope"):
+        controls.main([*args, "--pending", "1", "0.1", "--arms", "nope"])

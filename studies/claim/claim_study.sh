@@ -74,12 +74,18 @@ case "${1:-}" in
     # validation only, every arm at the study's budget (STEPS, default 300), 10 % and 1 % of labels,
     # seeds 0-2. One pass (a folder) per seed and fraction, seed 0 at 10 % first, so that a partial
     # table compares every arm on the same seed; each pass resumes its finished and interrupted runs.
+    # Arms with a row in the committed results/controls.json are not trained again (a later
+    # sitting's run folders may be gone); the table is rewritten after every pass.
     arms=${ARMS:-galaxalign,galaxalign-texture,clip-restart,galaxalign-domain,galaxalign-galaxy,clip,supervised}
     for seed in ${CONTROL_SEEDS:-0 1 2}; do
       for fraction in ${CONTROL_FRACTIONS:-0.1 0.01}; do
+        todo=$("$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" \
+          --pending "$seed" "$fraction" --arms "$arms")
+        [ -n "$todo" ] || continue
         "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/controls/f${fraction}_s${seed}" --validation-only \
-          --seeds "$seed" --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$arms" \
+          --seeds "$seed" --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$todo" \
           --threads "${THREADS:-1}"
+        "$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" >/dev/null
       done
     done
     "$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" ;;

@@ -9,7 +9,14 @@ and writes `results/controls.json` (every row's answers and every interval) and
 `results/controls.md` (the table). A partial table says so: which runs are missing, and the
 command that resumes them. It trains and scores nothing.
 
+The committed `results/controls.json` is part of the record: its rows are kept and merged with the
+rows found under `--results` (a run found there replaces its committed row), so a study resumes in
+a later sitting whose run folders are gone. `--pending SEED FRACTION` prints the arms of that pass
+that still have no row (comma-separated; empty when the pass is done): `claim_study.sh` trains
+only those.
+
     python studies/claim/controls.py [--results /work/runs/symbols/claim/controls]
+    python studies/claim/controls.py --pending 1 0.1
 """
 
 from __future__ import annotations
@@ -207,6 +214,54 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
+ROW_KEYS = ("method", "label_fraction", "seed", "steps_budget", "val_accuracy", "seconds", "val_correct")
+
+
+def _key(row: dict) -> tuple[str, float, int, int | None]:
+    return row["method"], float(row["label_fraction"]), int(row["seed"]), row.get("steps_budget")
+
+
+def committed_rows(path: Path) -> list[dict]:
+    """The rows of an earlier table (`results/controls.json`), or none when there is no table yet."""
+    if not path.exists():
+        return []
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        if not isinstance(rows, list):
+            raise TypeError("'rows' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"{path}: not a controls table with 'rows' ({error})") from None
+    return rows
+
+
+def found_rows(results: Path) -> list[dict]:
+    """Every row of the benchmark passes under a controls folder (or of one results.json)."""
+    files = sorted(results.glob("*/results.json")) if results.is_dir() else [results] if results.exists() else []
+    rows: list[dict] = []
+    for path in files:
+        try:
+            found = json.loads(path.read_text())["rows"]
+            if not isinstance(found, list):
+                raise TypeError("'rows' is not a list")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise SystemExit(f"{path}: not a benchmark results file with 'rows' ({error})") from None
+        rows += found
+    return rows
+
+
+def merged(committed: list[dict], found: list[dict]) -> list[dict]:
+    """Committed rows, each replaced by a run of the same arm, fraction, seed and budget found now."""
+    rows = {_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in committed}
+    rows |= {_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in found}
+    return list(rows.values())
+
+
+def pending(rows: list[dict], seed: int, fraction: float, steps: int, arms: tuple[str, ...] = ARMS) -> list[str]:
+    """The arms of one pass (seed, fraction) without a row with answers at the `steps` budget."""
+    done = {_key(r) for r in rows if "val_correct" in r}
+    return [a for a in arms if (a, float(fraction), int(seed), steps) not in done]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -217,29 +272,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "controls")
     parser.add_argument("--steps", type=int, default=STEPS, help="the budget read (the rule's: 300)")
+    parser.add_argument(
+        "--pending",
+        nargs=2,
+        metavar=("SEED", "FRACTION"),
+        help="print the arms of this pass still without a row (comma-separated) and write nothing",
+    )
+    parser.add_argument("--arms", default=",".join(ARMS), help="with --pending: the arms asked about, in order")
     args = parser.parse_args(argv)
-    files = sorted(args.results.glob("*/results.json")) if args.results.is_dir() else [args.results]
-    rows: list[dict] = []
-    for path in files:
+    rows = merged(committed_rows(args.out.with_suffix(".json")), found_rows(args.results))
+    if args.pending:
         try:
-            found = json.loads(path.read_text())["rows"]
-            if not isinstance(found, list):
-                raise TypeError("'rows' is not a list")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise SystemExit(f"{path}: not a benchmark results file with 'rows' ({error})") from None
-        rows += found
+            seed, fraction = int(args.pending[0]), float(args.pending[1])
+        except ValueError:
+            raise SystemExit(f"--pending: SEED FRACTION must be numbers, got {' '.join(args.pending)}") from None
+        unknown = [a for a in args.arms.split(",") if a not in ARMS]
+        if unknown:
+            raise SystemExit(f"--arms: not arms of the controls: {', '.join(unknown)}")
+        print(",".join(pending(rows, seed, fraction, args.steps, tuple(args.arms.split(",")))))
+        return 0
     try:
         readings, missing = read(rows, args.steps)
     except (GalaxAlignError, ValueError) as error:
         raise SystemExit(f"{args.results}: {error}") from None
-    kept = [
-        {
-            k: r[k]
-            for k in ("method", "label_fraction", "seed", "steps_budget", "val_accuracy", "seconds", "val_correct")
-            if k in r
-        }
-        for r in rows
-    ]
+    kept = sorted(
+        rows,
+        key=lambda r: (
+            -float(r["label_fraction"]),
+            int(r["seed"]),
+            ARMS.index(r["method"]) if r["method"] in ARMS else len(ARMS),
+        ),
+    )
     running = in_progress(args.results)
     write_json_atomic(
         args.out.with_suffix(".json"),
