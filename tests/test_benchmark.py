@@ -541,5 +541,63 @@ def test_controls_keep_the_committed_rows_and_name_the_pending_arms(tmp_path, ca
         ("galaxalign", committed[0]["val_accuracy"]),
         ("clip", 1.0),
     ]
-    with pytest.raises(SystemExit, match="not arms of the controls: nope"):
+    with pytest.raises(SystemExit, match="not arms the controls passes train: nope"):
         controls.main([*args, "--pending", "1", "0.1", "--arms", "nope"])
+
+
+def test_semi_reads_its_arms_against_the_controls_runs_beside_it(tmp_path):
+    """The unlabelled-image family pairs its own arms with the controls' galaxalign and clip rows
+    (from the controls table beside it): comparisons 7-9, numbered after the controls' 6."""
+    controls = benchmark_script("controls")
+    rng = np.random.default_rng(2)
+    base = {seed: rng.random(300) < 0.6 for seed in (0, 1, 2)}
+    shared = [_control_row(arm, 0.1, s, base[s]) for s in base for arm in ("galaxalign", "clip")]
+    (tmp_path / "controls.json").write_text(json.dumps({"rows": shared}))
+    folder = tmp_path / "semi" / "f0.1_s0"
+    folder.mkdir(parents=True)
+    semi = [_control_row("galaxalign-semi", 0.1, s, base[s] | (rng.random(300) < 0.3)) for s in base]
+    (folder / "results.json").write_text(json.dumps({"rows": semi}))
+    out = tmp_path / "semi"
+    assert controls.main(["--family", "semi", "--results", str(tmp_path / "semi"), "--out", str(out)]) == 0
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert [r["number"] for r in saved["readings"]] == [7, 8, 9, 7, 8, 9]
+    assert saved["readings"][0]["seeds"] == 3 and saved["readings"][0]["verdict"] == "found positive"
+    assert {r["method"] for r in saved["rows"]} == {"galaxalign", "clip", "galaxalign-semi"}
+    assert {"arm": "clip-semi", "label_fraction": 0.1, "seed": 0} in saved["missing"]
+    assert "claim_study.sh semi" in saved["resume"]
+
+
+def test_the_choice_follows_the_rule_written_before_the_runs(tmp_path):
+    """choose.py refuses while a candidate misses a run; the default is kept within 0.005 of the
+    best, a clearly better candidate is chosen, and a semi-supervised choice brings clip-semi."""
+    choose = benchmark_script("choose")
+    cells = [(f, s) for f in (0.1, 0.01) for s in (0, 1, 2)]
+
+    def tables(accuracy: dict[str, float], restart: str = "not resolved") -> None:
+        rows = [
+            {"method": arm, "label_fraction": f, "seed": s, "steps_budget": 300, "val_accuracy": value}
+            for arm, value in accuracy.items()
+            for f, s in cells
+        ]
+        controls = {
+            "rows": [r for r in rows if not r["method"].endswith("-semi")],
+            "readings": [{"number": 6, "verdict": restart}],
+        }
+        (tmp_path / "controls.json").write_text(json.dumps(controls))
+        semi = {"rows": [r for r in rows if r["method"].endswith("-semi")], "readings": []}
+        (tmp_path / "semi.json").write_text(json.dumps(semi))
+
+    tables({"galaxalign": 0.80, "galaxalign-domain": 0.81})
+    with pytest.raises(SystemExit, match="12 candidate runs missing: galaxalign-galaxy at 10% seed 0"):
+        choose.main(["--results", str(tmp_path)])
+    near = {"galaxalign": 0.800, "galaxalign-domain": 0.804, "galaxalign-galaxy": 0.79, "galaxalign-semi": 0.78}
+    tables(near)
+    assert choose.main(["--results", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "choice.json").read_text())
+    assert saved["chosen"] == "galaxalign" and saved["best_score"] == "galaxalign-domain"
+    assert saved["rivals"] == ["supervised", "clip", "lp-ft"]
+    tables(near | {"galaxalign-semi": 0.83}, restart="found positive")
+    assert choose.main(["--results", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "choice.json").read_text())
+    assert saved["chosen"] == "galaxalign-semi"
+    assert saved["rivals"] == ["supervised", "clip", "lp-ft", "clip-restart", "clip-semi"]

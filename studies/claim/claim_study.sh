@@ -21,6 +21,9 @@
 #   8. the controls of issue 24 (`controls`): galaxalign with drawn symbols, textures, domain-matched
 #      and per-galaxy symbols, clip-restart, clip and supervised, on validation only at 10 % and 1 %,
 #      3 seeds, STEPS (default 300); then studies/claim/controls.py writes results/controls.{json,md}.
+#   9. the unlabelled images of issue 24 (`semi`): galaxalign-semi and clip-semi by the controls'
+#      protocol, against the controls' galaxalign and clip; controls.py --family semi writes
+#      results/semi.{json,md}.
 # Since issue 24 every benchmark run selects equally (the same number of validated checkpoints, one
 # scoring fixed in advance; docs/evaluation.md): the committed rows of modes 1-7 were made before.
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
@@ -31,6 +34,7 @@
 #        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh variants
 #        STEPS=150 studies/claim/claim_study.sh symbols
 #        OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh controls
+#        OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh semi
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The symbol source as the earlier modes name it (class: the drawn class symbols).
@@ -89,9 +93,25 @@ case "${1:-}" in
       done
     done
     "$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" ;;
+  semi)
+    # Issue 24, section 4, read by the rule in studies/claim/README.md (written before any run):
+    # the controls' protocol; galaxalign-semi and clip-semi against the controls' galaxalign and clip.
+    for seed in ${CONTROL_SEEDS:-0 1 2}; do
+      for fraction in ${CONTROL_FRACTIONS:-0.1 0.01}; do
+        todo=$("$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" \
+          --steps "${STEPS:-300}" --pending "$seed" "$fraction")
+        [ -n "$todo" ] || continue
+        "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/semi/f${fraction}_s${seed}" --validation-only \
+          --seeds "$seed" --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$todo" \
+          --threads "${THREADS:-1}"
+        "$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" \
+          --steps "${STEPS:-300}" >/dev/null
+      done
+    done
+    "$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" --steps "${STEPS:-300}" ;;
   curve)
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
       --symbol-source "$(source_of "$SYMBOLS")" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
-  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols | $0 controls" >&2; exit 2 ;;
+  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols | $0 controls | $0 semi" >&2; exit 2 ;;
 esac

@@ -1,22 +1,24 @@
-"""Read the controls of issue 24, section 3 by the rule written before any run (README.md here).
+"""Read the controls (issue 24, section 3) and the unlabelled-image arms (section 4) by the rules
+written before any of their runs (README.md here).
 
-`claim_study.sh controls` trains the arms on validation only (each row keeps 1/0 per validation
-galaxy in `val_correct`, from the weights and scoring the run kept). This pairs them over the
-seeds both arms have and the same validation galaxies, with
-`galaxalign.evaluation.metrics.paired_interval` (95 %), for the 12 comparisons fixed in advance
-(6 per label fraction), applies the rule (found / lead / equivalent / not resolved / not readable)
-and writes `results/controls.json` (every row's answers and every interval) and
-`results/controls.md` (the table). A partial table says so: which runs are missing, and the
-command that resumes them. It trains and scores nothing.
+`claim_study.sh controls` and `claim_study.sh semi` train the arms on validation only (each row
+keeps 1/0 per validation galaxy in `val_correct`, from the weights and scoring the run kept).
+This pairs them over the seeds both arms have and the same validation galaxies, with
+`galaxalign.evaluation.metrics.paired_interval` (95 %), for the comparisons fixed in advance (a
+`Family`: 6 per label fraction for the controls, 3 for semi, which shares the controls' galaxalign
+and clip runs), applies the rule (found / equivalent / not resolved / not readable) and writes
+`results/FAMILY.json` (every row's answers and every interval) and `results/FAMILY.md` (the
+table). A partial table says so: which runs are missing, and the command that resumes them. It
+trains and scores nothing.
 
-The committed `results/controls.json` is part of the record: its rows are kept and merged with the
-rows found under `--results` (a run found there replaces its committed row), so a study resumes in
-a later sitting whose run folders are gone. `--pending SEED FRACTION` prints the arms of that pass
-that still have no row (comma-separated; empty when the pass is done): `claim_study.sh` trains
-only those.
+The committed tables are part of the record: their rows are kept and merged with the rows found
+under `--results` (a run found there replaces its committed row), so a study resumes in a later
+sitting whose run folders are gone. `--pending SEED FRACTION` prints the arms of that pass that
+still have no row (comma-separated; empty when the pass is done): `claim_study.sh` trains only
+those.
 
-    python studies/claim/controls.py [--results /work/runs/symbols/claim/controls]
-    python studies/claim/controls.py --pending 1 0.1
+    python studies/claim/controls.py [--family controls|semi] [--results DIR ...]
+    python studies/claim/controls.py --family semi --pending 1 0.1
 """
 
 from __future__ import annotations
@@ -33,36 +35,76 @@ from galaxalign.evaluation.metrics import paired_interval
 from galaxalign.io import write_json_atomic, write_text_atomic
 from galaxalign.runs import METRICS_FILE, is_finished
 
-ARMS = (
-    "galaxalign",
-    "galaxalign-texture",
-    "galaxalign-domain",
-    "galaxalign-galaxy",
-    "clip-restart",
-    "clip",
-    "supervised",
-)
 FRACTIONS = (0.1, 0.01)
 SEEDS = (0, 1, 2)
 STEPS = 300
-# The comparisons read, fixed before any run (README.md, "The comparisons read"): (ours, rival, question).
-COMPARISONS = (
-    ("galaxalign", "galaxalign-texture", "does the content of the drawings matter?"),
-    ("galaxalign-domain", "galaxalign-texture", "does content that looks like a galaxy matter?"),
-    ("galaxalign", "clip-restart", "do drawn class symbols beat clip given the same restart?"),
-    ("galaxalign-domain", "clip-restart", "do domain-matched symbols beat clip given the same restart?"),
-    ("galaxalign-galaxy", "clip-restart", "do per-galaxy symbols beat clip given the same restart?"),
-    ("clip-restart", "clip", "how much of a two-stage gain is the restart alone?"),
-)
 LEVEL = 0.95
 EQUIVALENCE = 0.01  # comparison 1 inside +-0.01: drawn and texture are equivalent
-RESUME = "OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh controls"
+
+
+@dataclass(frozen=True)
+class Family:
+    """A set of arms and the comparisons between them fixed before any of its runs (README.md)."""
+
+    name: str
+    title: str
+    arms: tuple[str, ...]  # trained by this family's passes (`claim_study.sh NAME`)
+    shared: tuple[str, ...]  # arms whose rows come from another family's runs (the same runs)
+    comparisons: tuple[tuple[str, str, str], ...]  # (ours, rival, question)
+    first_number: int  # comparisons are numbered across families, as in README.md
+
+    @property
+    def every_arm(self) -> tuple[str, ...]:
+        return self.arms + self.shared
+
+    @property
+    def resume(self) -> str:
+        return f"OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh {self.name}"
+
+
+CONTROLS = Family(
+    "controls",
+    "The controls (issue 24, section 3)",
+    (
+        "galaxalign",
+        "galaxalign-texture",
+        "galaxalign-domain",
+        "galaxalign-galaxy",
+        "clip-restart",
+        "clip",
+        "supervised",
+    ),
+    (),
+    (
+        ("galaxalign", "galaxalign-texture", "does the content of the drawings matter?"),
+        ("galaxalign-domain", "galaxalign-texture", "does content that looks like a galaxy matter?"),
+        ("galaxalign", "clip-restart", "do drawn class symbols beat clip given the same restart?"),
+        ("galaxalign-domain", "clip-restart", "do domain-matched symbols beat clip given the same restart?"),
+        ("galaxalign-galaxy", "clip-restart", "do per-galaxy symbols beat clip given the same restart?"),
+        ("clip-restart", "clip", "how much of a two-stage gain is the restart alone?"),
+    ),
+    1,
+)
+SEMI = Family(
+    "semi",
+    "The unlabelled images (issue 24, section 4)",
+    ("galaxalign-semi", "clip-semi"),
+    ("galaxalign", "clip"),
+    (
+        ("galaxalign-semi", "galaxalign", "do the unlabelled images help galaxalign?"),
+        ("clip-semi", "clip", "do the unlabelled images help clip?"),
+        ("galaxalign-semi", "clip-semi", "given the unlabelled images, do the symbol anchors help?"),
+    ),
+    7,
+)
+FAMILIES = {f.name: f for f in (CONTROLS, SEMI)}
+ARMS = CONTROLS.arms + SEMI.arms  # every arm a table of this script holds, in table order
 HERE = Path(__file__).parent
 
 
 @dataclass(frozen=True)
 class Reading:
-    """One of the 12 comparisons at one label fraction, read by the rule."""
+    """One comparison fixed in advance, at one label fraction, read by the rule."""
 
     number: int
     fraction: float
@@ -92,7 +134,9 @@ def judge(gap: float, half_width: float, per_seed: tuple[float, ...], number: in
     return "not resolved"
 
 
-def read(rows: list[dict], steps: int = STEPS) -> tuple[list[Reading], list[tuple[str, float, int]]]:
+def read(
+    rows: list[dict], steps: int = STEPS, family: Family = CONTROLS
+) -> tuple[list[Reading], list[tuple[str, float, int]]]:
     """Every comparison that both arms' shared seeds allow at the `steps` budget, and the (arm,
     fraction, seed) runs missing."""
     answers = {
@@ -100,10 +144,10 @@ def read(rows: list[dict], steps: int = STEPS) -> tuple[list[Reading], list[tupl
         for r in rows
         if "val_correct" in r and r.get("steps_budget") == steps
     }
-    missing = [(a, f, s) for f in FRACTIONS for s in SEEDS for a in ARMS if (a, f, s) not in answers]
+    missing = [(a, f, s) for f in FRACTIONS for s in SEEDS for a in family.every_arm if (a, f, s) not in answers]
     readings = []
     for fraction in FRACTIONS:
-        for number, (ours, rival, question) in enumerate(COMPARISONS, start=1):
+        for number, (ours, rival, question) in enumerate(family.comparisons, start=family.first_number):
             seeds = [s for s in SEEDS if (ours, fraction, s) in answers and (rival, fraction, s) in answers]
             if not seeds:
                 readings.append(
@@ -137,9 +181,9 @@ def read(rows: list[dict], steps: int = STEPS) -> tuple[list[Reading], list[tupl
     return readings, missing
 
 
-def accuracy_table(rows: list[dict], steps: int) -> list[str]:
+def accuracy_table(rows: list[dict], steps: int, arms: tuple[str, ...] = CONTROLS.arms) -> list[str]:
     lines = ["| arm | " + " | ".join(f"{f:.0%} labels" for f in FRACTIONS) + " |", "|---|" + "---|" * len(FRACTIONS)]
-    for arm in ARMS:
+    for arm in arms:
         cells = []
         for f in FRACTIONS:
             values = [
@@ -175,17 +219,19 @@ def markdown(
     rows: list[dict],
     steps: int,
     running: dict[str, int] | None = None,
+    family: Family = CONTROLS,
 ) -> str:
-    total = len(ARMS) * len(FRACTIONS) * len(SEEDS)
-    lines = ["# The controls (issue 24, section 3): validation only", ""]
+    total = len(family.every_arm) * len(FRACTIONS) * len(SEEDS)
+    count = len(family.comparisons) * len(FRACTIONS)
+    lines = [f"# {family.title}: validation only", ""]
     if missing:
         started = "; ".join(f"{name} at step {step} of {steps}" for name, step in (running or {}).items())
         lines += [
             f"**Partial: {total - len(missing)} of {total} runs finished.** Missing: "
             + ", ".join(f"{a} at {f:.0%} seed {s}" for a, f, s in missing)
             + (f". Under way when this was written: {started}" if started else "")
-            + f". Resume with `{RESUME}` (each pass resumes its runs), then "
-            "`python studies/claim/controls.py`. No comparison is read before its arms have 3 seeds; "
+            + f". Resume with `{family.resume}` (each pass resumes its runs), then "
+            f"`python studies/claim/controls.py --family {family.name}`. No comparison is read before its arms have 3 seeds; "
             "the rule below is the one written before any run.",
             "",
         ]
@@ -194,10 +240,10 @@ def markdown(
         "checkpoints of the kept stage, one scoring fixed in advance). Best validation accuracy per arm "
         "(optimistic for every arm alike: the checkpoint is chosen on these galaxies):",
         "",
-        *accuracy_table(rows, steps),
+        *accuracy_table(rows, steps, family.every_arm),
         "",
-        "The 12 comparisons fixed before any run, paired over the same validation galaxies and seeds "
-        "(`paired_interval`, 95 %; about 0.6 of 12 would exclude 0 by chance):",
+        f"The {count} comparisons fixed before any run, paired over the same validation galaxies and seeds "
+        f"(`paired_interval`, 95 %; about {0.05 * count:.1f} of {count} would exclude 0 by chance):",
         "",
         "| labels | # | ours − rival | seeds | gap | ± | df | per-seed gaps | reading |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -256,21 +302,26 @@ def merged(committed: list[dict], found: list[dict]) -> list[dict]:
     return list(rows.values())
 
 
-def pending(rows: list[dict], seed: int, fraction: float, steps: int, arms: tuple[str, ...] = ARMS) -> list[str]:
+def pending(rows: list[dict], seed: int, fraction: float, steps: int, arms: tuple[str, ...]) -> list[str]:
     """The arms of one pass (seed, fraction) without a row with answers at the `steps` budget."""
     done = {_key(r) for r in rows if "val_correct" in r}
     return [a for a in arms if (a, float(fraction), int(seed), steps) not in done]
 
 
+RUNS = Path("/work/runs/symbols/claim")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="controls", help="which table")
     parser.add_argument(
         "--results",
         type=Path,
-        default=Path("/work/runs/symbols/claim/controls"),
-        help="the controls folder (every pass's results.json in it is read) or one results.json",
+        nargs="+",
+        help="folders of benchmark passes (every */results.json is read) or results.json files; "
+        f"default: {RUNS}/FAMILY, and {RUNS}/controls for the arms semi shares with the controls",
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "controls")
+    parser.add_argument("--out", type=Path, help="the table, without suffix; default: results/FAMILY here")
     parser.add_argument("--steps", type=int, default=STEPS, help="the budget read (the rule's: 300)")
     parser.add_argument(
         "--pending",
@@ -278,46 +329,55 @@ def main(argv: list[str] | None = None) -> int:
         metavar=("SEED", "FRACTION"),
         help="print the arms of this pass still without a row (comma-separated) and write nothing",
     )
-    parser.add_argument("--arms", default=",".join(ARMS), help="with --pending: the arms asked about, in order")
+    parser.add_argument("--arms", help="with --pending: the arms asked about, in order; default: the family's")
     args = parser.parse_args(argv)
-    rows = merged(committed_rows(args.out.with_suffix(".json")), found_rows(args.results))
+    family = FAMILIES[args.family]
+    out: Path = args.out or HERE / "results" / family.name
+    sources = [family, CONTROLS] if family.shared else [family]
+    folders: list[Path] = args.results or [RUNS / f.name for f in sources]
+    committed = committed_rows(out.with_suffix(".json"))
+    if family.shared:  # the shared arms' rows, from the table that trains them, beside this one
+        committed += committed_rows(out.with_name(CONTROLS.name + ".json"))
+    found = [row for folder in folders for row in found_rows(folder)]
+    rows = [r for r in merged(committed, found) if r["method"] in family.every_arm]
     if args.pending:
-        try:
-            seed, fraction = int(args.pending[0]), float(args.pending[1])
-        except ValueError:
-            raise SystemExit(f"--pending: SEED FRACTION must be numbers, got {' '.join(args.pending)}") from None
-        unknown = [a for a in args.arms.split(",") if a not in ARMS]
-        if unknown:
-            raise SystemExit(f"--arms: not arms of the controls: {', '.join(unknown)}")
-        print(",".join(pending(rows, seed, fraction, args.steps, tuple(args.arms.split(",")))))
-        return 0
+        return _print_pending(rows, family, args.pending, args.arms, args.steps)
     try:
-        readings, missing = read(rows, args.steps)
+        readings, missing = read(rows, args.steps, family)
     except (GalaxAlignError, ValueError) as error:
-        raise SystemExit(f"{args.results}: {error}") from None
+        raise SystemExit(f"{' '.join(map(str, folders))}: {error}") from None
     kept = sorted(
-        rows,
-        key=lambda r: (
-            -float(r["label_fraction"]),
-            int(r["seed"]),
-            ARMS.index(r["method"]) if r["method"] in ARMS else len(ARMS),
-        ),
+        rows, key=lambda r: (-float(r["label_fraction"]), int(r["seed"]), family.every_arm.index(r["method"]))
     )
-    running = in_progress(args.results)
+    running = {name: step for folder in folders for name, step in in_progress(folder).items()}
     write_json_atomic(
-        args.out.with_suffix(".json"),
+        out.with_suffix(".json"),
         {
+            "family": family.name,
             "partial": bool(missing),
             "missing": [{"arm": a, "label_fraction": f, "seed": s} for a, f, s in missing],
-            "resume": RESUME,
+            "resume": family.resume,
             "in_progress": running,
             "readings": [asdict(r) for r in readings],
             "rows": kept,
         },
     )
-    text = markdown(readings, missing, rows, args.steps, running)
-    write_text_atomic(args.out.with_suffix(".md"), text)
+    text = markdown(readings, missing, rows, args.steps, running, family)
+    write_text_atomic(out.with_suffix(".md"), text)
     print(text)
+    return 0
+
+
+def _print_pending(rows: list[dict], family: Family, pass_: list[str], arms: str | None, steps: int) -> int:
+    try:
+        seed, fraction = int(pass_[0]), float(pass_[1])
+    except ValueError:
+        raise SystemExit(f"--pending: SEED FRACTION must be numbers, got {' '.join(pass_)}") from None
+    asked = tuple(arms.split(",")) if arms else family.arms
+    unknown = [a for a in asked if a not in family.arms]
+    if unknown:
+        raise SystemExit(f"--arms: not arms the {family.name} passes train: {', '.join(unknown)}")
+    print(",".join(pending(rows, seed, fraction, steps, asked)))
     return 0
 
 
