@@ -203,6 +203,12 @@ class TrainConfig:
     device: str = option("auto", DEVICE_HELP)
     workers: int = option(0, "processes that read and decode images ahead of training (0: the training process)")
     compile: bool = option(False, "torch.compile the training step (opt-in: measure it on your hardware first)")
+    feature_cache_views: int = option(
+        0,
+        "a faster, different augmentation protocol: V fixed augmented views per training galaxy, "
+        "each pushed once through the frozen lower image blocks and kept in RAM; every step takes "
+        "one of them and runs only the trained blocks (docs/training.md); 0: fresh views, full tower",
+    )
 
     def __post_init__(self):
         checks = [
@@ -243,6 +249,7 @@ class TrainConfig:
                 raise GalaxAlignError(f"config: {message}")
         self._check_symbol_flags()
         self._check_unlabelled_flags()
+        self._check_feature_cache_flags()
 
     @property
     def learns_from_unlabelled(self) -> bool:
@@ -269,6 +276,28 @@ class TrainConfig:
                 "config: --unlabelled-weight does nothing at --label-fraction 1 (no galaxy is unlabelled)"
             )
 
+    def _check_feature_cache_flags(self) -> None:
+        """The cache needs galaxy images and a frozen lower image tower to keep; the checks that
+        need the model (a tower that splits, the memory) are made by training.feature_cache."""
+        views = self.feature_cache_views
+        if views < 0:
+            raise GalaxAlignError("config: feature_cache_views must be 0 or more")
+        if not views:
+            return
+        if not self.spec.images:
+            raise GalaxAlignError(
+                f"config: --feature-cache-views does nothing for method {self.method}, which trains on no galaxy images"
+            )
+        if self.image_blocks == -1:
+            raise GalaxAlignError(
+                "config: --feature-cache-views caches the frozen lower image blocks, and trainable image blocks "
+                "-1 trains them all (give --trainable-blocks or --image-trainable-blocks N)"
+            )
+        if self.unlabelled_weight:
+            raise GalaxAlignError(
+                "config: --feature-cache-views does not cache the unlabelled galaxies' views (--unlabelled-weight)"
+            )
+
     def _check_symbol_flags(self) -> None:
         """A symbol source the method cannot use is refused: a flag that does nothing is bad input."""
         default = SYMBOL_SOURCES[0]
@@ -285,8 +314,9 @@ class TrainConfig:
             )
 
     def for_method(self, method: str, **changes) -> TrainConfig:
-        """This config for another method (a job's per-run copy): symbol settings the method cannot
-        use fall back to their defaults, so one benchmark flag applies to the methods that use it."""
+        """This config for another method (a job's per-run copy): symbol, unlabelled and feature-cache
+        settings the method cannot use fall back to their defaults, so one benchmark flag applies to
+        the methods that use it."""
         spec = METHODS[method] if method in METHODS else None
         uses = (
             spec is not None and spec.uses_symbols and (spec.images or self.symbol_source not in ("galaxy", "domain"))
@@ -294,7 +324,8 @@ class TrainConfig:
         source = self.symbol_source if uses else SYMBOL_SOURCES[0]
         semi = spec is not None and "image" in spec.aligns and not spec.head
         unlabelled = {} if semi else {"unlabelled_weight": 0.0, "pseudo_threshold": 0.9}
-        return replace(self, **{"symbol_source": source, **unlabelled, **changes, "method": method})
+        cache = {} if spec is not None and spec.images else {"feature_cache_views": 0}  # no galaxy images
+        return replace(self, **{"symbol_source": source, **unlabelled, **cache, **changes, "method": method})
 
     @property
     def spec(self) -> Method:

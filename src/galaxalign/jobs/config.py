@@ -102,6 +102,7 @@ class BenchmarkConfig:
                 f"benchmark: --symbol-source {source} does nothing for the methods "
                 f"{', '.join(self.method_list)}: none of them can use it"
             )
+        self._check_feature_cache(trained)
         try:
             fractions, seeds, budgets = self.fraction_list, self.seed_list, self.step_list
         except ValueError as exc:
@@ -110,6 +111,22 @@ class BenchmarkConfig:
             raise GalaxAlignError("benchmark: step budgets must be at least 1")
         if not fractions or not seeds or any(not 0 < f <= 1 for f in fractions):
             raise GalaxAlignError("benchmark: need at least one seed and label fractions in (0, 1]")
+
+    def _check_feature_cache(self, trained: list[str]) -> None:
+        """--feature-cache-views goes to every method that trains on galaxy images, alike; refused
+        when none of the methods does, or for a variant the cache cannot serve."""
+        if not self.train.feature_cache_views:
+            return
+        if not any(METHODS[m].images for m in trained if m in METHODS):
+            raise GalaxAlignError(
+                f"benchmark: --feature-cache-views does nothing for the methods {', '.join(self.method_list)}: "
+                "none of them trains on galaxy images"
+            )
+        semi = [m for m in self.method_list if VARIANTS.get(m, ("", {}))[1].get("unlabelled_weight")]
+        if semi:
+            raise GalaxAlignError(
+                f"benchmark: --feature-cache-views does not cache the unlabelled galaxies' views ({', '.join(semi)})"
+            )
 
     @property
     def fraction_list(self) -> list[float]:

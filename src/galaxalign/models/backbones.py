@@ -249,13 +249,39 @@ class DinoImageEncoder(Tower):
         self.dim = model.config.hidden_size * (2 if pool == "cls+mean" else 1)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        tokens = self.model(pixel_values=pixels).last_hidden_state  # already after the final layernorm
+        return self._pooled(self.model(pixel_values=pixels).last_hidden_state)  # after the final layernorm
+
+    def _pooled(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.pool == "cls":
             return tokens[:, 0]
         return torch.cat([tokens[:, 0], tokens[:, 1:].mean(dim=1)], dim=-1)
 
     def blocks(self) -> list[nn.Module]:
         return [self.model.embeddings, *self.model.encoder.layer, self.model.layernorm]
+
+    def forward_below(self, pixels: torch.Tensor, start: int) -> torch.Tensor:
+        """Tokens after the embeddings and the first `start - 1` layers (and the final norm when
+        `start` is every block): the same modules, in the same order, as `forward`."""
+        layers = self.model.encoder.layer
+        if not 1 <= start <= len(layers) + 2:
+            raise ValueError(f"start must be in 1..{len(layers) + 2}, got {start}")
+        hidden = self.model.embeddings(pixels)
+        for layer in layers[: start - 1]:
+            hidden = _layer_output(layer(hidden))
+        return self.model.layernorm(hidden) if start == len(layers) + 2 else hidden
+
+    def forward_above(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        layers = self.model.encoder.layer
+        if not 1 <= start <= len(layers) + 2:
+            raise ValueError(f"start must be in 1..{len(layers) + 2}, got {start}")
+        for layer in layers[start - 1 :]:
+            hidden = _layer_output(layer(hidden))
+        return self._pooled(self.model.layernorm(hidden) if start < len(layers) + 2 else hidden)
+
+
+def _layer_output(out: torch.Tensor | tuple) -> torch.Tensor:
+    """A transformers layer's hidden states (older versions return them in a tuple)."""
+    return out[0] if isinstance(out, tuple) else out
 
 
 class BertMeanEncoder(Tower):

@@ -53,6 +53,11 @@ class GalaxAlignModel(nn.Module):
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.image_encoder(pixels)
 
+    def image_features_above(self, hidden: torch.Tensor, start: int) -> torch.Tensor:
+        """Image features from the image tower's activations after its first `start` blocks (a
+        feature cache's frozen lower part): the same features as `image_features` of those pixels."""
+        return self.image_encoder.forward_above(hidden, start)
+
     def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.project_image(self.image_features(pixels))
 

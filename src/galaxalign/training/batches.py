@@ -27,6 +27,7 @@ from galaxalign.data.loader import image_batches
 
 if TYPE_CHECKING:
     from galaxalign.training.domain import DomainSymbols
+    from galaxalign.training.feature_cache import FeatureCache
 
 
 def epoch_order(labels: np.ndarray, batch_size: int, seed: int, epoch: int, balanced: bool) -> np.ndarray:
@@ -59,6 +60,10 @@ class Batch:
     caption_rows: torch.Tensor | None = None  # (b,) each galaxy's own caption in the text bank (symbol losses)
     unlabelled_weak: torch.Tensor | None = None  # (u, 3, S, S): unlabelled galaxies, the pseudo-labelling view
     unlabelled_strong: torch.Tensor | None = None  # (u, 3, S, S): the same galaxies, the view that learns
+    # With a feature cache, in place of `pixels`: each sample's cached view after the image tower's
+    # first `image_start` blocks (the frozen ones).
+    image_hidden: torch.Tensor | None = None
+    image_start: int = 0
     # For each of the row fields above: its distinct values (sorted) and each sample's place
     # among them, as torch.unique(rows, return_inverse=True) gives, found on the host.
     distinct: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
@@ -91,6 +96,7 @@ class BatchPlan:
     unlabelled: list[int] = field(default_factory=list)
     weak_params: list[dict[str, torch.Tensor]] = field(default_factory=list)
     strong_params: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    cached: list[int] = field(default_factory=list)  # with a feature cache: each sample's row in it
 
     @property
     def reads(self) -> list[int]:
@@ -139,6 +145,8 @@ class BatchBuilder:
         self.unlabelled = unlabelled  # dataset indices of the training galaxies without labels
         # Symbols lie on a black sky: corners uncovered by a turn are black, not reflected copies.
         self.symbol_augment = GalaxyAugment(image_size, padding="zeros", resize=resize)
+        # Set by the trainer with --feature-cache-views: each sample takes one of its galaxy's cached views.
+        self.feature_cache: FeatureCache | None = None
 
     def plan(self, epoch: int, order: np.ndarray, positions: range) -> BatchPlan:
         plan = BatchPlan([], [], [], [], [], [])
@@ -150,6 +158,10 @@ class BatchBuilder:
             plan.indices.append(int(self.indices[local]))
             plan.locals.append(local)
             plan.params.append(self.augment.sample_params(1, generator))
+            if self.feature_cache is not None:  # one of the galaxy's fixed views, whose augmentation it records
+                view = self.feature_cache.choice(self.seed, epoch, position)
+                plan.cached.append(self.feature_cache.row(plan.indices[-1], view))
+                plan.params[-1] = self.feature_cache.params[plan.cached[-1]]
             plan.labels.append(label)
             candidates = self.texts_by_class[label]
             class_text = int(candidates[rng.integers(len(candidates))])
@@ -175,7 +187,17 @@ class BatchBuilder:
 
     def read(self, plan: BatchPlan) -> list[torch.Tensor]:
         """The plan's images as (3, H, W) uint8 tensors, read in this process."""
-        return [torch.from_numpy(self.dataset[i].image).permute(2, 0, 1) for i in plan.reads]
+        return [self.image(i) for i in plan.reads]
+
+    def image(self, index: int) -> torch.Tensor:
+        """One galaxy's image as a (3, H, W) uint8 tensor."""
+        return torch.from_numpy(self.dataset[index].image).permute(2, 0, 1)
+
+    def augmented(
+        self, images: list[torch.Tensor] | torch.Tensor, params: list[dict[str, torch.Tensor]], device: torch.device
+    ) -> torch.Tensor:
+        """Model input: each image augmented with its parameters, normalised (as a batch's `pixels`)."""
+        return self.normalize(self._augmented(images, params, device))
 
     def assemble(
         self, plan: BatchPlan, images: list[torch.Tensor] | torch.Tensor | None, device: torch.device | None = None
@@ -200,8 +222,13 @@ class BatchBuilder:
             weak = self.normalize(self._augmented(extra, plan.weak_params, device))
             strong = self.normalize(self._augmented(extra, plan.strong_params, device))
         fields, distinct = self._rows(plan, device)
+        cache, hidden = self.feature_cache, None
+        if cache is not None and plan.cached and images is None:  # the cached views instead of pixels
+            hidden = cache.take(plan.cached, device)
         return Batch(
             pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
+            image_hidden=hidden,
+            image_start=cache.start if hidden is not None and cache is not None else 0,
             labels=fields["labels"],
             text_rows=fields["text_rows"],
             symbol_rows=fields["symbol_rows"],
@@ -254,7 +281,7 @@ class BatchBuilder:
         them all first would give. `images` False: no galaxy images are read.
         """
         plans = (self.plan(epoch, order, range(start, start + size)) for start in starts)
-        if not images:  # trained on class symbols and phrases alone
+        if not images or self.feature_cache is not None:  # class symbols and phrases alone, or cached views
             for plan in plans:
                 yield self.assemble(plan, None, device)
             return

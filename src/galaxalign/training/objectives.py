@@ -111,11 +111,19 @@ def _once_per_row(
     return encode(unique)[inverse]
 
 
+def image_features(model: GalaxAlignModel, batch: Batch) -> torch.Tensor:
+    """The batch's galaxy image features: from its pixels, or from its cached views' activations
+    after the frozen lower blocks (training.feature_cache), through the trained blocks only."""
+    if batch.image_hidden is not None:
+        return model.image_features_above(batch.image_hidden, batch.image_start)
+    assert batch.pixels is not None, "a method that trains on galaxy images has their pixels or cached views"
+    return model.image_features(batch.pixels)
+
+
 def cross_entropy(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts]:
     """The supervised baseline: a linear head on the image features."""
     model = objective.model
-    assert batch.pixels is not None, "a method with a head trains on galaxy images"
-    loss = F.cross_entropy(model.classify_features(model.image_features(batch.pixels)), batch.labels)
+    loss = F.cross_entropy(model.classify_features(image_features(model, batch)), batch.labels)
     return loss, {"ce": loss.detach()}
 
 
@@ -138,8 +146,7 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
     scale = model.logit_scale
     image = None
     if "image" in aligns:
-        assert batch.pixels is not None, "a method that aligns images trains on galaxy images"
-        image = gather_features(model.encode_image(batch.pixels))
+        image = gather_features(model.project_image(image_features(model, batch)))
     symbol = gather_features(objective.encode_symbols(batch)) if "symbol" in aligns else None
     symbol_rows = batch.caption_rows if batch.caption_rows is not None else batch.text_rows
     if config.targets == "classes":

@@ -48,6 +48,7 @@ from galaxalign.runs import (
 from galaxalign.symbols import apparent_radius, fitted_galaxy_symbols
 from galaxalign.taxonomy import load_scheme
 from galaxalign.training.batches import Batch, BatchBuilder, epoch_order
+from galaxalign.training.feature_cache import build_feature_cache
 from galaxalign.training.objectives import Objective, Parts
 from galaxalign.training.optim import Schedule, make_optimizer, set_learning_rates
 from galaxalign.training.state import MetricsLog, TrainState, read_checkpoint
@@ -99,8 +100,6 @@ class Trainer:
         if self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self.data: RunData = prepare_data(config, self.run_dir, write=self.rank == 0)
-        if self.rank == 0 and not resume:  # only once the data opened: a bad --data must not block a retry
-            write_config(self.run_dir, config)
         self._barrier()
         self.scheme = load_scheme(config.scheme)
         if config.spec.images:
@@ -137,6 +136,12 @@ class Trainer:
             **self._domain_symbols(),
             unlabelled=self._unlabelled(),
         )
+        if config.feature_cache_views:  # every rank builds the same cache: its batches read any galaxy
+            self.builder.feature_cache = build_feature_cache(self.model, self.builder, config, self.device)
+            self.log.write(self.builder.feature_cache.record())
+        # Only once the data opened and the cache was built: bad input must not block a retry.
+        if self.rank == 0 and not resume:
+            write_config(self.run_dir, config)
         order = epoch_order(self.train_labels, config.batch_size, config.seed, 0, config.balanced)
         self.batches_per_epoch = len(order) // config.batch_size
         steps_per_epoch = math.ceil(self.batches_per_epoch / config.accumulate)
