@@ -62,12 +62,23 @@ def test_a_cached_view_is_the_view_the_full_tower_would_see(easy_h5, tmp_path):
     assert views == {0, 1}
 
 
-@pytest.mark.parametrize("method", ["clip", "supervised", "galaxalign-stage1"])
-def test_steps_on_cached_views_train_as_steps_on_their_pixels(easy_h5, tmp_path, method):
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"method": "clip"},
+        {"method": "supervised"},
+        {"method": "galaxalign-stage1"},
+        {"method": "galaxalign-stage1", "image_trainable_blocks": 0},  # a locked image tower: all of it cached
+    ],
+    ids=["clip", "supervised", "galaxalign-stage1", "locked-image-tower"],
+)
+def test_steps_on_cached_views_train_as_steps_on_their_pixels(easy_h5, tmp_path, settings):
     """Two runs from the same start, one fed the cache and one the same views' pixels through the
     whole tower, take the same losses and reach the same weights."""
-    cached = Trainer(cached_config(easy_h5, tmp_path / "cached", method=method), resume=False)
-    plain = Trainer(tiny(easy_h5, tmp_path / "plain", method=method, trainable_blocks=2), resume=False)
+    cached = Trainer(cached_config(easy_h5, tmp_path / "cached", **settings), resume=False)
+    plain = Trainer(tiny(easy_h5, tmp_path / "plain", trainable_blocks=2, **settings), resume=False)
+    assert cached.builder.feature_cache is not None
+    assert cached.builder.feature_cache.start == (4 if "image_trainable_blocks" in settings else 2)
     start = {k: v.clone() for k, v in plain.model.state_dict().items()}
     assert all(torch.equal(v, start[k]) for k, v in cached.model.state_dict().items())
     order = epoch_order(cached.train_labels, 12, 0, 0, True)
@@ -112,6 +123,7 @@ def test_a_resumed_cached_run_ends_where_an_uninterrupted_one_does(easy_h5, tmp_
     assert losses[0] == losses[1]
 
 
+@pytest.mark.slow
 def test_a_cached_run_on_two_ranks_matches_one(easy_h5, tmp_path):
     args = ["--data", str(easy_h5), "--backbone", "tiny", "--image-size", "32", "--epochs", "2"]
     args += ["--batch-size", "12", "--method", "clip", "--trainable-blocks", "2", "--feature-cache-views", "2"]
