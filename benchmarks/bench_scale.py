@@ -293,7 +293,7 @@ def phase_truth(config: ScaleConfig, res: Results) -> dict:
     from galaxalign.search.index import exact_knn
     from galaxalign.search.survey import SurveyIndex, displaced_queries
 
-    index = SurveyIndex.open(res.dir / "index", verify="none", scan=True)
+    index = SurveyIndex.open(res.dir / "index", verify="none")
     rng = np.random.default_rng([config.seed, 3])
     sample = np.asarray(index.vectors[np.sort(rng.choice(len(index), min(len(index), 20_000), replace=False))])
     q, v = config.queries, config.val_queries

@@ -133,17 +133,32 @@ def _vm_flags(path: Path) -> list[str]:
     return flags
 
 
-def test_vectors_are_mapped_for_random_access_unless_scanned(built):
+def test_vectors_are_mapped_for_random_access(built):
     root = built[0]
     served = SurveyIndex.open(root / "big")
     assert _vm_flags(root / "big" / "vectors.f16") and all(" rr" in f for f in _vm_flags(root / "big" / "vectors.f16"))
-    del served
-    import gc
+    assert served.vectors.shape[0] > 0
 
-    gc.collect()
-    scanned = SurveyIndex.open(root / "big", scan=True)
-    assert scanned.vectors.shape[0] > 0
-    assert any(" rr" not in f for f in _vm_flags(root / "big" / "vectors.f16"))
+
+def _rss_file_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("RssFile:")) / 1024
+
+
+def test_exact_scan_of_a_mapped_file_lets_its_pages_go(tmp_path):
+    """An exact scan over memory-mapped vectors (the build's tuning, the benchmark's truth) gives
+    the in-memory answer without keeping the file's pages resident in the process."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((200_000, 128)).astype(np.float16)  # 51 MB, 4 scan blocks
+    path = tmp_path / "vectors.f16"
+    vectors.tofile(path)
+    queries = rng.standard_normal((8, 128)).astype(np.float32)
+    mapped = np.memmap(path, dtype=np.float16, mode="r", shape=vectors.shape)
+    before = _rss_file_mb()
+    scores, ids = exact_knn(mapped, queries, 10)
+    assert _rss_file_mb() - before < 10  # of the 51 MB read
+    want_scores, want_ids = exact_knn(vectors, queries, 10)
+    assert np.array_equal(ids, want_ids) and np.allclose(scores, want_scores)
 
 
 def test_by_id_leaves_the_galaxy_out(built):
