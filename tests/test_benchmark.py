@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -601,3 +602,32 @@ def test_the_choice_follows_the_rule_written_before_the_runs(tmp_path):
     saved = json.loads((tmp_path / "choice.json").read_text())
     assert saved["chosen"] == "galaxalign-semi"
     assert saved["rivals"] == ["supervised", "clip", "lp-ft", "clip-restart", "clip-semi"]
+
+
+def test_the_final_reading_trains_only_what_has_no_committed_row(tmp_path):
+    """final.py: nothing before the choice; then a seed's pass is pending until its rows are
+    collected into the committed file, which keeps them after the run folders are gone."""
+    final = benchmark_script("final")
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    with pytest.raises(SystemExit, match="choice.json: missing"):
+        final.main(["--results", str(results), "methods"])
+    (results / "choice.json").write_text(json.dumps({"chosen": "galaxalign", "rivals": ["supervised", "clip"]}))
+    done = [
+        {"method": m, "label_fraction": f, "seed": 0, "steps_budget": 300, "correct": [1, 0]}
+        for m in ("galaxalign", "supervised")
+        for f in (1.0, 0.1, 0.01)
+    ]
+    (runs / "s0").mkdir(parents=True)
+    (runs / "s0" / "results.json").write_text(json.dumps({"rows": done[:-1]}))  # supervised at 1 % not yet
+    (runs / "s0" / "test_readings.jsonl").write_text('{"run": "galaxalign_f0.1_s0_n300"}\n')
+
+    def pending() -> list[str]:
+        return final.pending(final.committed(results) + final.found(runs), final.methods(results), 0)
+
+    assert pending() == ["supervised", "clip"]
+    (runs / "s0" / "results.json").write_text(json.dumps({"rows": done}))
+    assert final.collect(results, runs) == 6
+    shutil.rmtree(runs)  # a later sitting: the run folders are gone, the committed rows are not
+    assert pending() == ["clip"]
+    assert (results / "final_readings.jsonl").read_text() == '{"run": "galaxalign_f0.1_s0_n300"}\n'

@@ -24,6 +24,9 @@
 #   9. the unlabelled images of issue 24 (`semi`): galaxalign-semi and clip-semi by the controls'
 #      protocol, against the controls' galaxalign and clip; controls.py --family semi writes
 #      results/semi.{json,md}.
+#  10. the one final reading of issue 24 (`final`): after studies/claim/choose.py has made the
+#      choice on validation, a new test file (8,000 galaxies, seed 24) read once by the choice and
+#      its rivals at 100 %, 10 % and 1 %, seeds 0-5 (FINAL_SEEDS); rejudge.py reads the intervals.
 # Since issue 24 every benchmark run selects equally (the same number of validated checkpoints, one
 # scoring fixed in advance; docs/evaluation.md): the committed rows of modes 1-7 were made before.
 # METHODS overrides the test reading's methods (zero-label, at chance on seed 0, was left out of
@@ -109,9 +112,27 @@ case "${1:-}" in
       done
     done
     "$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" --steps "${STEPS:-300}" ;;
+  final)
+    # Issue 24, section 5, by the rule in studies/claim/README.md: after results/choice.json is
+    # committed. The new test file is rendered here; a pass trains only the methods without rows
+    # in the committed results/final.json, so no configuration reads the file twice.
+    methods=$("$BIN/python" studies/claim/final.py methods) || exit 2
+    [ -f "$OUT/final-test.h5" ] || "$BIN/galaxalign" synth --out "$OUT/final-test.h5" --per-class 800 --size 128 \
+      --seed 24 --render-version 1 --quiet
+    sha256sum "$OUT/final-test.h5" > studies/claim/results/final-test.sha256
+    for seed in ${FINAL_SEEDS:-0 1 2 3 4 5}; do
+      todo=$("$BIN/python" studies/claim/final.py pending "$seed" --runs "$OUT/final")
+      [ -n "$todo" ] || continue
+      "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/final/s${seed}" --seeds "$seed" \
+        --test-data "$OUT/final-test.h5" --label-fractions 1.0,0.1,0.01 --steps 300 --methods "$todo" \
+        --threads "${THREADS:-1}"
+      "$BIN/python" studies/claim/final.py collect --runs "$OUT/final"
+    done
+    "$BIN/python" studies/claim/rejudge.py --pattern final.json --ours "${methods%%,*}" --rivals "${methods#*,}" \
+      --out studies/claim/results/final-judged.json ;;
   curve)
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
       --symbol-source "$(source_of "$SYMBOLS")" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
-  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols | $0 controls | $0 semi" >&2; exit 2 ;;
+  *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols | $0 controls | $0 semi | $0 final" >&2; exit 2 ;;
 esac
