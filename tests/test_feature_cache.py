@@ -69,8 +69,11 @@ def test_a_cached_view_is_the_view_the_full_tower_would_see(easy_h5, tmp_path):
         {"method": "supervised"},
         {"method": "galaxalign-stage1"},
         {"method": "galaxalign-stage1", "image_trainable_blocks": 0},  # a locked image tower: all of it cached
+        # Semi-supervised: each unlabelled galaxy's weak and strong views are two of its cached ones
+        # (a threshold every pseudo-label passes, so the strong views' loss trains).
+        {"method": "clip", "unlabelled_weight": 1.0, "label_fraction": 0.5, "pseudo_threshold": 0.05},
     ],
-    ids=["clip", "supervised", "galaxalign-stage1", "locked-image-tower"],
+    ids=["clip", "supervised", "galaxalign-stage1", "locked-image-tower", "semi-supervised"],
 )
 def test_steps_on_cached_views_train_as_steps_on_their_pixels(easy_h5, tmp_path, settings):
     """Two runs from the same start, one fed the cache and one the same views' pixels through the
@@ -79,10 +82,13 @@ def test_steps_on_cached_views_train_as_steps_on_their_pixels(easy_h5, tmp_path,
     plain = Trainer(tiny(easy_h5, tmp_path / "plain", trainable_blocks=2, **settings), resume=False)
     assert cached.builder.feature_cache is not None
     assert cached.builder.feature_cache.start == (4 if "image_trainable_blocks" in settings else 2)
+    galaxies = len(cached.data.train_indices) + len(cached._unlabelled() if "unlabelled_weight" in settings else [])
+    assert len(cached.builder.feature_cache.slots) == galaxies
     start = {k: v.clone() for k, v in plain.model.state_dict().items()}
     assert all(torch.equal(v, start[k]) for k, v in cached.model.state_dict().items())
     order = epoch_order(cached.train_labels, 12, 0, 0, True)
-    history = {"cached": [], "plain": []}
+    history: dict[str, list[float]] = {"cached": [], "plain": []}
+    semi: dict[str, list[float]] = {"cached": [], "plain": []}  # the unlabelled galaxies' loss
     for step in range(len(order) // 12):
         plan = cached.builder.plan(0, order, range(12 * step, 12 * step + 12))
         batches = {
@@ -91,11 +97,14 @@ def test_steps_on_cached_views_train_as_steps_on_their_pixels(easy_h5, tmp_path,
         }
         for name, trainer in (("cached", cached), ("plain", plain)):
             trainer.model.train()
-            loss, _ = trainer.objective(batches[name])
+            loss, parts = trainer.objective(batches[name])
             loss.backward()
             trainer._step()
             history[name].append(loss.item())
+            semi[name] += [parts["unlabelled"].item()] if "unlabelled" in parts else []
     np.testing.assert_allclose(history["cached"], history["plain"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(semi["cached"], semi["plain"], rtol=1e-4, atol=1e-5)
+    assert ("unlabelled_weight" in settings) == (min(semi["cached"], default=0) > 0)
     a, b = cached.model.state_dict(), plain.model.state_dict()
     gaps = [(a[k] - b[k]).abs().max().item() for k in a]
     assert max(gaps) < 1e-4 and any(not torch.equal(a[k], start[k]) for k in a)
@@ -146,8 +155,8 @@ def cli(easy_h5, out, *flags):
         (["--feature-cache-views", "2", "--method", "zero-label"], "does nothing for method zero-label"),
         (["--feature-cache-views", "-1"], "must be 0 or more"),
         (
-            ["--feature-cache-views", "2", "--method", "clip", "--unlabelled-weight", "1", "--label-fraction", "0.5"],
-            "unlabelled",
+            ["--feature-cache-views", "1", "--method", "clip", "--unlabelled-weight", "1", "--label-fraction", "0.5"],
+            "needs at least 2 views",
         ),
         (["--feature-cache-views", "2", "--trainable-blocks", "4"], "leave none frozen"),
     ],
@@ -182,4 +191,5 @@ def test_the_benchmark_gives_the_cache_to_the_methods_that_train_on_galaxies(eas
     assert config.train.for_method("zero-label").feature_cache_views == 0
     bench = ["benchmark", "--data", str(easy_h5), "--out", str(tmp_path / "b"), "--feature-cache-views", "2"]
     assert "none of them trains on galaxy images" in one_line_error(capsys, [*bench, "--methods", "zero-label"])
-    assert "unlabelled" in one_line_error(capsys, [*bench, "--methods", "clip,clip-semi"])
+    semi = [*bench[:-1], "1", "--methods", "clip,clip-semi"]
+    assert "at least 2 views for clip-semi" in one_line_error(capsys, semi)

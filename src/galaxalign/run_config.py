@@ -293,9 +293,10 @@ class TrainConfig:
                 "config: --feature-cache-views caches the frozen lower image blocks, and trainable image blocks "
                 "-1 trains them all (give --trainable-blocks or --image-trainable-blocks N)"
             )
-        if self.unlabelled_weight:
+        if self.unlabelled_weight and views < 2:
             raise GalaxAlignError(
-                "config: --feature-cache-views does not cache the unlabelled galaxies' views (--unlabelled-weight)"
+                "config: --unlabelled-weight with --feature-cache-views needs at least 2 views "
+                "(each unlabelled galaxy's weak and strong views are two different cached ones)"
             )
 
     def _check_symbol_flags(self) -> None:

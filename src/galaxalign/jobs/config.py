@@ -114,7 +114,7 @@ class BenchmarkConfig:
 
     def _check_feature_cache(self, trained: list[str]) -> None:
         """--feature-cache-views goes to every method that trains on galaxy images, alike; refused
-        when none of the methods does, or for a variant the cache cannot serve."""
+        when none of the methods does, or when a semi-supervised variant needs more views."""
         if not self.train.feature_cache_views:
             return
         if not any(METHODS[m].images for m in trained if m in METHODS):
@@ -123,9 +123,10 @@ class BenchmarkConfig:
                 "none of them trains on galaxy images"
             )
         semi = [m for m in self.method_list if VARIANTS.get(m, ("", {}))[1].get("unlabelled_weight")]
-        if semi:
+        if semi and self.train.feature_cache_views < 2:
             raise GalaxAlignError(
-                f"benchmark: --feature-cache-views does not cache the unlabelled galaxies' views ({', '.join(semi)})"
+                f"benchmark: --feature-cache-views needs at least 2 views for {', '.join(semi)} "
+                "(each unlabelled galaxy's weak and strong views are two different cached ones)"
             )
 
     @property

@@ -64,9 +64,14 @@ class Batch:
     # first `image_start` blocks (the frozen ones).
     image_hidden: torch.Tensor | None = None
     image_start: int = 0
+    unlabelled_hidden: tuple[torch.Tensor, torch.Tensor] | None = None  # cached (weak, strong) views
     # For each of the row fields above: its distinct values (sorted) and each sample's place
     # among them, as torch.unique(rows, return_inverse=True) gives, found on the host.
     distinct: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+
+    @property
+    def has_unlabelled(self) -> bool:
+        return self.unlabelled_weak is not None or self.unlabelled_hidden is not None
 
     def distinct_of(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(distinct rows, inverse) of one of this batch's row fields, given as the field itself;
@@ -97,6 +102,8 @@ class BatchPlan:
     weak_params: list[dict[str, torch.Tensor]] = field(default_factory=list)
     strong_params: list[dict[str, torch.Tensor]] = field(default_factory=list)
     cached: list[int] = field(default_factory=list)  # with a feature cache: each sample's row in it
+    weak_cached: list[int] = field(default_factory=list)  # and each unlabelled galaxy's two views' rows
+    strong_cached: list[int] = field(default_factory=list)
 
     @property
     def reads(self) -> list[int]:
@@ -183,6 +190,12 @@ class BatchBuilder:
                 views = torch.Generator().manual_seed(int(pick.integers(2**62)))
                 plan.weak_params.append(self.augment.sample_params(1, views))
                 plan.strong_params.append(self.augment.sample_params(1, views))
+                if self.feature_cache is not None:  # two different fixed views of the galaxy
+                    weak_view, strong_view = self.feature_cache.pair(self.seed, epoch, position)
+                    plan.weak_cached.append(self.feature_cache.row(plan.unlabelled[-1], weak_view))
+                    plan.strong_cached.append(self.feature_cache.row(plan.unlabelled[-1], strong_view))
+                    plan.weak_params[-1] = self.feature_cache.params[plan.weak_cached[-1]]
+                    plan.strong_params[-1] = self.feature_cache.params[plan.strong_cached[-1]]
         return plan
 
     def read(self, plan: BatchPlan) -> list[torch.Tensor]:
@@ -222,13 +235,16 @@ class BatchBuilder:
             weak = self.normalize(self._augmented(extra, plan.weak_params, device))
             strong = self.normalize(self._augmented(extra, plan.strong_params, device))
         fields, distinct = self._rows(plan, device)
-        cache, hidden = self.feature_cache, None
+        cache, hidden, unlabelled = self.feature_cache, None, None
         if cache is not None and plan.cached and images is None:  # the cached views instead of pixels
             hidden = cache.take(plan.cached, device)
+            if plan.weak_cached:
+                unlabelled = (cache.take(plan.weak_cached, device), cache.take(plan.strong_cached, device))
         return Batch(
             pixels=None if images is None else self.normalize(self._augmented(images, plan.params, device)),
             image_hidden=hidden,
             image_start=cache.start if hidden is not None and cache is not None else 0,
+            unlabelled_hidden=unlabelled,
             labels=fields["labels"],
             text_rows=fields["text_rows"],
             symbol_rows=fields["symbol_rows"],

@@ -45,6 +45,7 @@ class ViewSource(Protocol):
     """What the cache takes from the run's BatchBuilder (named here: the builder holds the cache)."""
 
     indices: np.ndarray  # the labelled training galaxies (dataset indices)
+    unlabelled: np.ndarray | None  # semi-supervised: the training galaxies without labels
     augment: GalaxyAugment  # the run's galaxy augmentation
 
     def image(self, index: int) -> torch.Tensor: ...
@@ -75,6 +76,13 @@ class FeatureCache:
         """Which of its galaxy's views the sample at `position` of `epoch` takes (a generator of its
         own, so every other choice of the batch plan is the one the uncached run makes)."""
         return int(np.random.default_rng([seed, epoch, position, _CHOICE_SALT]).integers(self.views))
+
+    def pair(self, seed: int, epoch: int, position: int) -> tuple[int, int]:
+        """Two different views of an unlabelled galaxy: the one that pseudo-labels it, and the one
+        that learns from that label (FixMatch's weak and strong views)."""
+        rng = np.random.default_rng([seed, epoch, position, _CHOICE_SALT, 0x0A11])
+        weak, strong = rng.choice(self.views, size=2, replace=False)
+        return int(weak), int(strong)
 
     def row(self, index: int, view: int) -> int:
         return self.slots[index] * self.views + view
@@ -120,10 +128,12 @@ def cache_start(model: GalaxAlignModel, config: TrainConfig) -> int:
 def build_feature_cache(
     model: GalaxAlignModel, builder: ViewSource, config: TrainConfig, device: torch.device
 ) -> FeatureCache:
-    """Every labelled training galaxy's views through the frozen lower blocks, kept on the host;
-    refused (before most of the work) when they would take more than FEATURE_CACHE_LIMIT_GIB."""
+    """Every training galaxy's views (the labelled ones, then the unlabelled ones a semi-supervised
+    run reads) through the frozen lower blocks, kept on the host; refused (before most of the work)
+    when they would take more than FEATURE_CACHE_LIMIT_GIB."""
     start, views = cache_start(model, config), config.feature_cache_views
-    indices = [int(i) for i in builder.indices]
+    unlabelled = [] if builder.unlabelled is None else [int(i) for i in builder.unlabelled]
+    indices = [int(i) for i in builder.indices] + unlabelled
     params = [view_params(builder, config.seed, i, v) for i in indices for v in range(views)]
     began, hidden, was_training = time.perf_counter(), None, model.training
     model.eval()

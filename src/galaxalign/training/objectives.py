@@ -66,16 +66,15 @@ class Objective(nn.Module):
         canonical drawing too) without gradients; where that label is confident, its strong view
         learns it by cross-entropy against the text prototypes. Masked galaxies count as 0 in the
         mean, as in FixMatch."""
-        assert batch.unlabelled_weak is not None and batch.unlabelled_strong is not None
         model, scale = self.model, self.model.logit_scale
         with torch.no_grad():
             prototypes = [self.class_text_prototypes()]
             if self.config.uses_symbols and self.symbols is not None:
                 drawings = self.symbols[:: self.config.symbol_variants]  # each class's first drawing
                 prototypes.append(F.normalize(model.encode_symbol(drawings).float(), dim=-1))
-            weak = model.encode_image(batch.unlabelled_weak)
+            weak = model.project_image(unlabelled_features(model, batch, strong=False))
             labels, mask = pseudo_labels(weak.float(), prototypes, scale, self.config.pseudo_threshold)
-        strong = model.encode_image(batch.unlabelled_strong)
+        strong = model.project_image(unlabelled_features(model, batch, strong=True))
         logits = scale.exp() * strong @ prototypes[0].to(strong.dtype).t()
         return (F.cross_entropy(logits, labels, reduction="none") * mask).mean()
 
@@ -118,6 +117,15 @@ def image_features(model: GalaxAlignModel, batch: Batch) -> torch.Tensor:
         return model.image_features_above(batch.image_hidden, batch.image_start)
     assert batch.pixels is not None, "a method that trains on galaxy images has their pixels or cached views"
     return model.image_features(batch.pixels)
+
+
+def unlabelled_features(model: GalaxAlignModel, batch: Batch, strong: bool) -> torch.Tensor:
+    """The unlabelled galaxies' weak or strong view's image features, from pixels or the cache."""
+    if batch.unlabelled_hidden is not None:
+        return model.image_features_above(batch.unlabelled_hidden[int(strong)], batch.image_start)
+    pixels = batch.unlabelled_strong if strong else batch.unlabelled_weak
+    assert pixels is not None, "a semi-supervised batch has its unlabelled galaxies' views"
+    return model.image_features(pixels)
 
 
 def cross_entropy(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts]:
@@ -176,7 +184,7 @@ def contrastive(objective: Objective, batch: Batch) -> tuple[torch.Tensor, Parts
             else:  # the same drawing (class symbols) or the same caption (per-galaxy symbols)
                 pairs = gather_features(batch.caption_rows if batch.caption_rows is not None else batch.symbol_rows)
             parts["image_symbol"] = (config.w_image_symbol, contrastive_loss(image, symbol, scale, pairs))
-    if batch.unlabelled_weak is not None and config.unlabelled_weight > 0:
+    if batch.has_unlabelled and config.unlabelled_weight > 0:
         parts["unlabelled"] = (config.unlabelled_weight, objective.pseudo_label_loss(batch))
     loss = torch.stack([weight * value for weight, value in parts.values()]).sum()
     return loss, {name: value.detach() for name, (_, value) in parts.items()}
