@@ -1,12 +1,14 @@
 """A faster training path for short studies on CPUs: the frozen lower image blocks run once.
 
-With `feature_cache_views` V > 0, every labelled training galaxy gets V fixed augmented views
-before training, each drawn with the run's own galaxy augmentation from a generator seeded by
-(run seed, galaxy index, view). Each view goes once through the part of the image tower below
-its trained blocks (in eval mode, without gradients, under the training autocast) and its
-activations are kept in RAM, in the dtype that part returns, so the trained blocks see exactly
-what the full tower would compute on that view. Each step then takes one of its galaxies' V views
-(a seeded choice; BatchBuilder.plan) and runs only the trained blocks.
+With `feature_cache_views` V > 0, every training galaxy the run reads (the labelled ones, and a
+semi-supervised run's unlabelled ones) gets V fixed augmented views before training, each drawn
+with the run's own galaxy augmentation from a generator seeded by (run seed, galaxy index, view).
+Each view goes once through the part of the image tower below its trained blocks (in eval mode,
+without gradients, under the training autocast) and its activations are kept in RAM, in the
+dtype that part returns, so the trained blocks see exactly what the full tower would compute on
+that view. Each step then takes one of its galaxy's V views (a seeded choice; BatchBuilder.plan),
+or two different ones for an unlabelled galaxy's weak and strong views, and runs only the trained
+blocks.
 
 This is a different augmentation protocol, not a speed-up of the same one: training sees V fixed
 views per galaxy instead of a fresh one at every step. A study must use it for every arm alike.
