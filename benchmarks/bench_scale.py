@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import json
 import math
-import mmap
 import os
 import platform
 import random
@@ -41,7 +40,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -321,16 +319,7 @@ def status_kb(key: str) -> int:
 
 def evict(index) -> None:
     """Drop the index's lists and vectors from this process's mappings and from the page cache."""
-    import ctypes
-
-    import faiss
-
-    libc = ctypes.CDLL(None)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    invlists: Any = faiss.downcast_InvertedLists(index.ivf.invlists)  # OnDiskInvertedLists: ptr, totsize
-    if invlists.totsize:
-        libc.madvise(ctypes.c_void_p(int(invlists.ptr)), invlists.totsize, mmap.MADV_DONTNEED)
-    libc.madvise(ctypes.c_void_p(index.vectors.ctypes.data), index.vectors.nbytes, mmap.MADV_DONTNEED)
+    index.release_pages()
     for name in ("lists.ivfdata", "vectors.f16"):
         fd = os.open(index.dir / name, os.O_RDONLY)
         try:
@@ -647,8 +636,15 @@ def table(res: Results) -> list[dict]:
         )
     if "serve" in phases:
         s = phases["serve"]
-        rss = s["rss after queries GB"]
+        rss, peak = s["rss after queries GB"], s["peak rss GB"]
         row("serve RSS after open + queries", f"{rss:.2f} GB", "<= 2 GB", rss <= 2.0, f"anon {s['rss anon GB']:.2f} GB")
+        row(
+            "serve peak RSS",
+            f"{peak:.2f} GB",
+            "<= 2 GB",
+            peak <= 2.0,
+            "VmHWM: every query's mapped pages at their most",
+        )
         row("serve open", f"{s['open_s']:.2f} s", note="sampled checksums")
         if "cold 4 KiB read p50 ms" in s:
             row("disk: one cold random 4 KiB read, p50", f"{s['cold 4 KiB read p50 ms']:.2f} ms")

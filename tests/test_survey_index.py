@@ -1,6 +1,7 @@
 """The survey index: built from embedding shards, resumable, memory-mapped, tuned, with sky queries."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from galaxalign.errors import GalaxAlignError
 from galaxalign.search import shards
 from galaxalign.search.index import exact_knn, recall_at
 from galaxalign.search.survey import (
+    RELEASE_EVERY,
     BuildOptions,
     Cone,
     SurveyIndex,
@@ -138,6 +140,31 @@ def test_vectors_are_mapped_for_random_access(built):
     served = SurveyIndex.open(root / "big")
     assert _vm_flags(root / "big" / "vectors.f16") and all(" rr" in f for f in _vm_flags(root / "big" / "vectors.f16"))
     assert served.vectors.shape[0] > 0
+
+
+def _mapped_kb(path: Path) -> int:
+    """Resident kB of this process's mappings of `path`."""
+    lines, total = Path("/proc/self/smaps").read_text().splitlines(), 0
+    for i, line in enumerate(lines):
+        if line.endswith(str(path)):
+            total += int(next(x for x in lines[i + 1 :] if x.startswith("Rss:")).split()[1])
+    return total
+
+
+def test_a_server_lets_its_mapped_pages_go_every_so_many_queries(built, tmp_path):
+    """Re-ranked rows map their pages (and cached neighbours) into the server; every
+    RELEASE_EVERY queries they are let go, so its RSS does not grow with the queries answered."""
+    root, vectors, _ = built
+    shutil.copytree(root / "big", tmp_path / "big")  # a path no other open index maps
+    served = SurveyIndex.open(tmp_path / "big")
+    path = tmp_path / "big" / "vectors.f16"
+    assert np.asarray(served.vectors, np.float32).shape == vectors.shape  # every page touched
+    assert _mapped_kb(path) >= 0.9 * path.stat().st_size / 1024
+    queries = vectors[: RELEASE_EVERY - 1].astype(np.float32)
+    served.search(queries, 10)
+    assert _mapped_kb(path) >= 0.9 * path.stat().st_size / 1024  # not yet
+    served.search(queries[:1], 10)
+    assert _mapped_kb(path) < 0.1 * path.stat().st_size / 1024
 
 
 def _rss_file_mb() -> float:

@@ -123,12 +123,16 @@ def advise_pages(array: np.ndarray, advice: int) -> None:
 
     Advice only: where the kernel refuses it, scans hold more memory and cold queries are slower,
     never wrong. MADV_DONTNEED on a read-only file mapping drops pages from this process only."""
-    if not array.nbytes or not array.flags.c_contiguous:
-        return
-    start = array.ctypes.data // mmap.PAGESIZE * mmap.PAGESIZE
+    if array.nbytes and array.flags.c_contiguous:
+        advise_range(array.ctypes.data, array.nbytes, advice)
+
+
+def advise_range(address: int, nbytes: int, advice: int) -> None:
+    """madvise over the whole pages under [address, address + nbytes) of a mapping."""
+    start = address // mmap.PAGESIZE * mmap.PAGESIZE
     libc = ctypes.CDLL(None)
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise(ctypes.c_void_p(start), array.ctypes.data + array.nbytes - start, advice)
+    libc.madvise(ctypes.c_void_p(start), address + nbytes - start, advice)
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:

@@ -46,7 +46,7 @@ from astropy.coordinates import angular_separation
 from galaxalign.errors import GalaxAlignError
 from galaxalign.io import atomic_path, full_disk_is_an_error, read_json, write_json_atomic
 from galaxalign.search import shards
-from galaxalign.search.index import Hit, advise_pages, exact_knn, normalise
+from galaxalign.search.index import Hit, advise_pages, advise_range, exact_knn, normalise
 
 if TYPE_CHECKING:
     from galaxalign.data import GalaxyDataset
@@ -66,6 +66,7 @@ BUILD_DIR = "build"
 NLIST_PER_SQRT_N = 4  # the guideline's low end: k-means time grows with K, and 2 cores must train it
 TRAIN_PER_LIST, MIN_TRAIN_PER_LIST, MAX_TRAIN_PER_LIST = 64, 39, 256
 HNSW_FROM = 1_000_000
+RELEASE_EVERY = 64  # re-ranked queries between releases of the mapped pages (SurveyIndex.release_pages)
 OPQ_FROM = 1_000_000  # OPQ's training (50 PQ rounds) costs more than it returns while re-ranking covers small N
 DIMS_PER_PQ_BYTE, MAX_PQ_BYTES = 8, 64
 PQ_MIN_TRAIN = 39  # per PQ centroid (2**bits of them), as for the coarse k-means
@@ -619,6 +620,7 @@ class SurveyIndex:
         self.dec = catalogue.column("dec")
         self.sources: list[str] = list(manifest["sources"])
         self._datasets: dict[int, GalaxyDataset] = {}
+        self._reranked = 0  # queries since the mapped pages were last let go
 
     @classmethod
     def open(cls, folder: str | os.PathLike, *, manifest: dict | None = None, verify: str = "sample") -> SurveyIndex:
@@ -711,7 +713,22 @@ class SurveyIndex:
             return np.zeros(0, np.float32), rows
         scores = np.asarray(self.vectors[rows], dtype=np.float32) @ query
         top = np.argsort(-scores, kind="stable")[:k]
+        self._reranked += 1
+        if self._reranked >= RELEASE_EVERY:
+            self.release_pages()
         return scores[top], rows[top]
+
+    def release_pages(self) -> None:
+        """Let go of this process's mapped pages of the vectors and the lists (the page cache keeps
+        them). Each re-ranked row's fault also maps up to 15 cached neighbour pages (the kernel's
+        fault-around), so without this a server's RSS grows with the queries it has answered
+        toward the size of its files: 4.4 GB after 1,400 queries at 10^7 with a warm page cache.
+        Every `RELEASE_EVERY` queries (0.3 ms at 10^7) bounds it instead."""
+        self._reranked = 0
+        advise_pages(self.vectors, mmap.MADV_DONTNEED)
+        lists: Any = faiss.downcast_InvertedLists(self.ivf.invlists)  # type: ignore[arg-type]
+        if getattr(lists, "totsize", 0):  # OnDiskInvertedLists: its own read-only map
+            advise_range(int(lists.ptr), int(lists.totsize), mmap.MADV_DONTNEED)
 
     def search(
         self,
