@@ -267,32 +267,25 @@ def _key(row: dict) -> tuple[str, float, int, int | None]:
     return row["method"], float(row["label_fraction"]), int(row["seed"]), row.get("steps_budget")
 
 
-def committed_rows(path: Path) -> list[dict]:
-    """The rows of an earlier table (`results/controls.json`), or none when there is no table yet."""
-    if not path.exists():
-        return []
+def _rows_of(path: Path, what: str) -> list[dict]:
     try:
         rows = json.loads(path.read_text())["rows"]
         if not isinstance(rows, list):
             raise TypeError("'rows' is not a list")
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(f"{path}: not a controls table with 'rows' ({error})") from None
+        raise SystemExit(f"{path}: not {what} with 'rows' ({error})") from None
     return rows
+
+
+def committed_rows(path: Path) -> list[dict]:
+    """The rows of an earlier table (`results/controls.json`), or none when there is no table yet."""
+    return _rows_of(path, "a controls table") if path.exists() else []
 
 
 def found_rows(results: Path) -> list[dict]:
     """Every row of the benchmark passes under a controls folder (or of one results.json)."""
     files = sorted(results.glob("*/results.json")) if results.is_dir() else [results] if results.exists() else []
-    rows: list[dict] = []
-    for path in files:
-        try:
-            found = json.loads(path.read_text())["rows"]
-            if not isinstance(found, list):
-                raise TypeError("'rows' is not a list")
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise SystemExit(f"{path}: not a benchmark results file with 'rows' ({error})") from None
-        rows += found
-    return rows
+    return [row for path in files for row in _rows_of(path, "a benchmark results file")]
 
 
 def merged(committed: list[dict], found: list[dict]) -> list[dict]:
