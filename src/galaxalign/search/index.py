@@ -19,6 +19,7 @@ benchmarks/bench_search.py), so tuning to 0.98 gives unseen queries the 0.95 aim
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import math
 import mmap
@@ -28,7 +29,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -104,9 +105,9 @@ def exact_knn(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndar
     pages at 10^7), though each is read once; the page cache keeps them for the next scan."""
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    shared_map = isinstance(vectors, np.memmap) and vectors.mode in ("r", "r+")  # DONTNEED loses nothing
     for i in range(0, len(vectors), CHUNK):
         rows = vectors[i : i + CHUNK]
-        shared_map = isinstance(vectors, np.memmap) and vectors.mode in ("r", "r+")  # DONTNEED loses nothing
         if shared_map:
             advise_pages(rows, mmap.MADV_WILLNEED)  # one large read, even where the map is advised random
         block = np.ascontiguousarray(rows, dtype=np.float32)
@@ -130,9 +131,15 @@ def advise_pages(array: np.ndarray, advice: int) -> None:
 def advise_range(address: int, nbytes: int, advice: int) -> None:
     """madvise over the whole pages under [address, address + nbytes) of a mapping."""
     start = address // mmap.PAGESIZE * mmap.PAGESIZE
-    libc = ctypes.CDLL(None)
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    libc.madvise(ctypes.c_void_p(start), address + nbytes - start, advice)
+    _libc_madvise()(ctypes.c_void_p(start), address + nbytes - start, advice)
+
+
+@functools.cache
+def _libc_madvise() -> Any:
+    """libc's madvise, typed once: scans and servers call it per block and every few queries."""
+    madvise = ctypes.CDLL(None).madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
