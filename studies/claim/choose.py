@@ -13,31 +13,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from galaxalign.io import write_json_atomic
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_rows import STEPS, read_object  # noqa: E402
+from study_rows import VALIDATION_FRACTIONS as FRACTIONS  # noqa: E402
+from study_rows import VALIDATION_SEEDS as SEEDS  # noqa: E402
+
 CANDIDATES = ("galaxalign", "galaxalign-domain", "galaxalign-galaxy", "galaxalign-semi")
 DEFAULT = "galaxalign"
 KEEP_DEFAULT = 0.005
 RIVALS = ("supervised", "clip", "lp-ft")
-FRACTIONS = (0.1, 0.01)
-SEEDS = (0, 1, 2)
-STEPS = 300
 RESTART_COMPARISON = 6  # clip-restart − clip: found positive at a fraction puts clip-restart among the rivals
 HERE = Path(__file__).parent
 
 
 def _table(path: Path) -> dict:
-    try:
-        table = json.loads(path.read_text())
-        if not isinstance(table.get("rows"), list) or not isinstance(table.get("readings"), list):
-            raise ValueError("no 'rows' and 'readings' lists")
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"{path}: not a table of controls.py ({error})") from None
-    return table
+    return read_object(path, "a table of controls.py", ("rows", "readings"))
 
 
 def scores(rows: list[dict]) -> tuple[dict[str, float], list[str]]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,9 +36,11 @@ from galaxalign.evaluation.metrics import paired_interval
 from galaxalign.io import write_json_atomic, write_text_atomic
 from galaxalign.runs import METRICS_FILE, is_finished
 
-FRACTIONS = (0.1, 0.01)
-SEEDS = (0, 1, 2)
-STEPS = 300
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_rows import STEPS, read_rows, row_key  # noqa: E402
+from study_rows import VALIDATION_FRACTIONS as FRACTIONS  # noqa: E402
+from study_rows import VALIDATION_SEEDS as SEEDS  # noqa: E402
+
 LEVEL = 0.95
 EQUIVALENCE = 0.01  # comparison 1 inside +-0.01: drawn and texture are equivalent
 
@@ -263,41 +266,27 @@ def markdown(
 ROW_KEYS = ("method", "label_fraction", "seed", "steps_budget", "val_accuracy", "seconds", "val_correct")
 
 
-def _key(row: dict) -> tuple[str, float, int, int | None]:
-    return row["method"], float(row["label_fraction"]), int(row["seed"]), row.get("steps_budget")
-
-
-def _rows_of(path: Path, what: str) -> list[dict]:
-    try:
-        rows = json.loads(path.read_text())["rows"]
-        if not isinstance(rows, list):
-            raise TypeError("'rows' is not a list")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise SystemExit(f"{path}: not {what} with 'rows' ({error})") from None
-    return rows
-
-
 def committed_rows(path: Path) -> list[dict]:
     """The rows of an earlier table (`results/controls.json`), or none when there is no table yet."""
-    return _rows_of(path, "a controls table") if path.exists() else []
+    return read_rows(path, "a controls table") if path.exists() else []
 
 
 def found_rows(results: Path) -> list[dict]:
     """Every row of the benchmark passes under a controls folder (or of one results.json)."""
     files = sorted(results.glob("*/results.json")) if results.is_dir() else [results] if results.exists() else []
-    return [row for path in files for row in _rows_of(path, "a benchmark results file")]
+    return [row for path in files for row in read_rows(path, "a benchmark results file")]
 
 
 def merged(committed: list[dict], found: list[dict]) -> list[dict]:
     """Committed rows, each replaced by a run of the same arm, fraction, seed and budget found now."""
-    rows = {_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in committed}
-    rows |= {_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in found}
+    rows = {row_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in committed}
+    rows |= {row_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in found}
     return list(rows.values())
 
 
 def pending(rows: list[dict], seed: int, fraction: float, steps: int, arms: tuple[str, ...]) -> list[str]:
     """The arms of one pass (seed, fraction) without a row with answers at the `steps` budget."""
-    done = {_key(r) for r in rows if "val_correct" in r}
+    done = {row_key(r) for r in rows if "val_correct" in r}
     return [a for a in arms if (a, float(fraction), int(seed), steps) not in done]
 
 

@@ -14,25 +14,17 @@ reading itself is `rejudge.py --pattern final.json --ours CHOSEN`. It trains and
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 from galaxalign.io import write_json_atomic, write_text_atomic
 
-FRACTIONS = (1.0, 0.1, 0.01)
-STEPS = 300
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_rows import FINAL_FRACTIONS as FRACTIONS  # noqa: E402
+from study_rows import STEPS, read_object, read_rows, row_key  # noqa: E402
+
 HERE = Path(__file__).parent
 RUNS = Path("/work/runs/symbols/claim/final")
-
-
-def _json(path: Path, what: str) -> dict:
-    try:
-        found = json.loads(path.read_text())
-        if not isinstance(found, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"{path}: not {what} ({error})") from None
-    return found
 
 
 def methods(results: Path) -> list[str]:
@@ -40,36 +32,32 @@ def methods(results: Path) -> list[str]:
     path = results / "choice.json"
     if not path.exists():
         raise SystemExit(f"{path}: missing: the choice is made first (python studies/claim/choose.py)")
-    choice = _json(path, "a choice of choose.py")
+    choice = read_object(path, "a choice of choose.py")
     return [choice["chosen"], *choice["rivals"]]
-
-
-def _key(row: dict) -> tuple[str, float, int, int | None]:
-    return row["method"], float(row["label_fraction"]), int(row["seed"]), row.get("steps_budget")
 
 
 def committed(results: Path) -> list[dict]:
     path = results / "final.json"
-    return _json(path, "a final rows file")["rows"] if path.exists() else []
+    return read_rows(path, "a final rows file") if path.exists() else []
 
 
 def found(runs: Path) -> list[dict]:
     rows: list[dict] = []
     for path in sorted(runs.glob("*/results.json")) if runs.is_dir() else []:
-        rows += _json(path, "a benchmark results file").get("rows", [])
+        rows += read_rows(path, "a benchmark results file")
     return rows
 
 
 def pending(rows: list[dict], wanted: list[str], seed: int) -> list[str]:
     """The methods of one seed's pass without a test row at every fraction of the rule."""
-    done = {_key(r) for r in rows if "correct" in r}
+    done = {row_key(r) for r in rows if "correct" in r}
     return [m for m in wanted if any((m, f, seed, STEPS) not in done for f in FRACTIONS)]
 
 
 def collect(results: Path, runs: Path) -> int:
     """Merge the passes' rows into results/final.json and their readings into final_readings.jsonl."""
-    rows = {_key(r): r for r in committed(results)}
-    rows |= {_key(r): r for r in found(runs) if "correct" in r}
+    rows = {row_key(r): r for r in committed(results)}
+    rows |= {row_key(r): r for r in found(runs) if "correct" in r}
     ordered = sorted(rows.values(), key=lambda r: (int(r["seed"]), -float(r["label_fraction"]), r["method"]))
     write_json_atomic(results / "final.json", {"rule": "studies/claim/README.md, section 5", "rows": ordered})
     log = results / "final_readings.jsonl"
