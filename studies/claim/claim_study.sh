@@ -36,8 +36,8 @@
 #        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh test-budget
 #        SYMBOLS=class STEPS=150 studies/claim/claim_study.sh variants
 #        STEPS=150 studies/claim/claim_study.sh symbols
-#        OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh controls
-#        OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh semi
+#        OUT=/work/runs/symbols/claim JOBS=2 nice -n 19 studies/claim/claim_study.sh controls
+#        OUT=/work/runs/symbols/claim JOBS=2 nice -n 19 studies/claim/claim_study.sh semi
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 # The symbol source as the earlier modes name it (class: the drawn class symbols).
@@ -51,6 +51,23 @@ mkdir -p "$OUT"
 [ -f "$OUT/test.h5" ] || "$BIN/galaxalign" synth --out "$OUT/test.h5" --per-class 200 --size 128 --seed 1 --render-version 1 --quiet
 # 1500 galaxies: 960 train, 510 validation; the split's 30-galaxy test part is never used.
 common=(--data "$OUT/train.h5" --val-fraction 0.34 --test-fraction 0.02 --seeds 0,1,2 --workers 1 --quiet)
+# The table of an issue-24 family (controls.py; semi also reads the controls' runs), or with
+# --pending SEED FRACTION the arms of that cell still without a row.
+family_table() {
+  local family=$1
+  shift
+  local results=("$OUT/controls")
+  [ "$family" = controls ] || results=("$OUT/$family" "$OUT/controls")
+  "$BIN/python" studies/claim/controls.py --family "$family" --results "${results[@]}" --steps "${STEPS:-300}" "$@"
+}
+# One validation-only run of an issue-24 family, in its own benchmark folder.
+run_arm() {
+  local family=$1 seed=$2 fraction=$3 arm=$4
+  "$BIN/galaxalign" benchmark --data "$OUT/train.h5" --val-fraction 0.34 --test-fraction 0.02 --workers 1 --quiet \
+    --out "$OUT/$family/f${fraction}_s${seed}_${arm}" --validation-only --seeds "$seed" --label-fractions "$fraction" \
+    --steps "${STEPS:-300}" --methods "$arm" --threads "${THREADS:-1}"
+  family_table "$family" >/dev/null
+}
 case "${1:-}" in
   validate)
     for symbols in class galaxy; do
@@ -76,42 +93,25 @@ case "${1:-}" in
     "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/val-galaxy-n${STEPS:?the budget the curve chose}" \
       --validation-only --label-fractions 0.1 --steps "$STEPS" --symbol-source galaxy \
       --methods galaxalign --threads "${THREADS:-0}" ;;
-  controls)
-    # Issue 24, section 3, read by the rule in studies/claim/README.md (written before any run):
-    # validation only, every arm at the study's budget (STEPS, default 300), 10 % and 1 % of labels,
-    # seeds 0-2. One pass (a folder) per seed and fraction, seed 0 at 10 % first, so that a partial
-    # table compares every arm on the same seed; each pass resumes its finished and interrupted runs.
-    # Arms with a row in the committed results/controls.json are not trained again (a later
-    # sitting's run folders may be gone); the table is rewritten after every pass.
-    arms=${ARMS:-galaxalign,galaxalign-texture,clip-restart,galaxalign-domain,galaxalign-galaxy,clip,supervised}
+  controls | semi)
+    # Issue 24, sections 3 and 4, read by the rules in studies/claim/README.md (written before any
+    # run): validation only, every arm at the study's budget (STEPS, default 300), 10 % and 1 % of
+    # labels, seeds 0-2 (CONTROL_FRACTIONS, CONTROL_SEEDS); semi's arms against the controls'
+    # galaxalign and clip. Runs with a row in the committed results/FAMILY.json are not trained
+    # again (a later sitting's run folders may be gone). Every other run gets its own benchmark
+    # folder, FAMILY/f{fraction}_s{seed}_{arm}, so that JOBS of them go side by side (JOBS=2 on two
+    # cores, THREADS=1 each), seed 0 at 10 % first; an interrupted run resumes in its folder. The
+    # table is rewritten after every run.
+    family=$1
+    export OUT BIN STEPS THREADS
+    export -f run_arm family_table
     for seed in ${CONTROL_SEEDS:-0 1 2}; do
       for fraction in ${CONTROL_FRACTIONS:-0.1 0.01}; do
-        todo=$("$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" \
-          --pending "$seed" "$fraction" --arms "$arms")
-        [ -n "$todo" ] || continue
-        "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/controls/f${fraction}_s${seed}" --validation-only \
-          --seeds "$seed" --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$todo" \
-          --threads "${THREADS:-1}"
-        "$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" >/dev/null
+        todo=$(family_table "$family" --pending "$seed" "$fraction" ${ARMS:+--arms "$ARMS"})
+        for arm in ${todo//,/ }; do echo "$family $seed $fraction $arm"; done
       done
-    done
-    "$BIN/python" studies/claim/controls.py --results "$OUT/controls" --steps "${STEPS:-300}" ;;
-  semi)
-    # Issue 24, section 4, read by the rule in studies/claim/README.md (written before any run):
-    # the controls' protocol; galaxalign-semi and clip-semi against the controls' galaxalign and clip.
-    for seed in ${CONTROL_SEEDS:-0 1 2}; do
-      for fraction in ${CONTROL_FRACTIONS:-0.1 0.01}; do
-        todo=$("$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" \
-          --steps "${STEPS:-300}" --pending "$seed" "$fraction")
-        [ -n "$todo" ] || continue
-        "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/semi/f${fraction}_s${seed}" --validation-only \
-          --seeds "$seed" --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$todo" \
-          --threads "${THREADS:-1}"
-        "$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" \
-          --steps "${STEPS:-300}" >/dev/null
-      done
-    done
-    "$BIN/python" studies/claim/controls.py --family semi --results "$OUT/semi" "$OUT/controls" --steps "${STEPS:-300}" ;;
+    done | xargs -r -P "${JOBS:-1}" -L 1 bash -c 'run_arm "$@"' _
+    family_table "$family" ;;
   final)
     # Issue 24, section 5, by the rule in studies/claim/README.md: after results/choice.json is
     # committed. The new test file is rendered here; a pass trains only the methods without rows

@@ -62,7 +62,7 @@ class Family:
 
     @property
     def resume(self) -> str:
-        return f"OUT=/work/runs/symbols/claim nice -n 19 studies/claim/claim_study.sh {self.name}"
+        return f"OUT=/work/runs/symbols/claim JOBS=2 nice -n 19 studies/claim/claim_study.sh {self.name}"
 
 
 CONTROLS = Family(
@@ -233,7 +233,7 @@ def markdown(
             f"**Partial: {total - len(missing)} of {total} runs finished.** Missing: "
             + ", ".join(f"{a} at {f:.0%} seed {s}" for a, f, s in missing)
             + (f". Under way when this was written: {started}" if started else "")
-            + f". Resume with `{family.resume}` (each pass resumes its runs), then "
+            + f". Resume with `{family.resume}` (each run resumes in its folder), then "
             f"`python studies/claim/controls.py --family {family.name}`. No comparison is read before its arms have 3 seeds; "
             "the rule below is the one written before any run.",
             "",
