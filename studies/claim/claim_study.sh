@@ -50,7 +50,11 @@ mkdir -p "$OUT"
 [ -f "$OUT/train.h5" ] || "$BIN/galaxalign" synth --out "$OUT/train.h5" --per-class 150 --size 128 --seed 0 --render-version 1 --quiet
 [ -f "$OUT/test.h5" ] || "$BIN/galaxalign" synth --out "$OUT/test.h5" --per-class 200 --size 128 --seed 1 --render-version 1 --quiet
 # 1500 galaxies: 960 train, 510 validation; the split's 30-galaxy test part is never used.
-common=(--data "$OUT/train.h5" --val-fraction 0.34 --test-fraction 0.02 --seeds 0,1,2 --workers 1 --quiet)
+# Every benchmark of the study on this split (later flags, such as --seeds, override these).
+benchmark_on_split() {
+  "$BIN/galaxalign" benchmark --data "$OUT/train.h5" --val-fraction 0.34 --test-fraction 0.02 --seeds 0,1,2 \
+    --workers 1 --quiet "$@"
+}
 # The table of an issue-24 family (controls.py; semi also reads the controls' runs), or with
 # --pending SEED FRACTION the arms of that cell still without a row.
 family_table() {
@@ -63,34 +67,33 @@ family_table() {
 # One validation-only run of an issue-24 family, in its own benchmark folder.
 run_arm() {
   local family=$1 seed=$2 fraction=$3 arm=$4
-  "$BIN/galaxalign" benchmark --data "$OUT/train.h5" --val-fraction 0.34 --test-fraction 0.02 --workers 1 --quiet \
-    --out "$OUT/$family/f${fraction}_s${seed}_${arm}" --validation-only --seeds "$seed" --label-fractions "$fraction" \
-    --steps "${STEPS:-300}" --methods "$arm" --threads "${THREADS:-1}"
+  benchmark_on_split --out "$OUT/$family/f${fraction}_s${seed}_${arm}" --validation-only --seeds "$seed" \
+    --label-fractions "$fraction" --steps "${STEPS:-300}" --methods "$arm" --threads "${THREADS:-1}"
   family_table "$family" >/dev/null
 }
 case "${1:-}" in
   validate)
     for symbols in class galaxy; do
-      "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/val-$symbols" --validation-only \
+      benchmark_on_split --out "$OUT/val-$symbols" --validation-only \
         --methods galaxalign --label-fractions 0.1 --symbol-source "$(source_of "$symbols")"
     done ;;
   test)
-    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/test-${SYMBOLS:?choose on validation first}" \
+    benchmark_on_split --out "$OUT/test-${SYMBOLS:?choose on validation first}" \
       --test-data "$OUT/test.h5" --label-fractions 0.1,0.01 --symbol-source "$(source_of "$SYMBOLS")" \
       --methods "${METHODS:-supervised,clip,galaxalign,zero-label,linear-probe,zero-shot}" ;;
   test-budget)
     # The test reading at the budget chosen on the learning curve (docs/results.md gives the rule).
-    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/test-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
+    benchmark_on_split --out "$OUT/test-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
       --test-data "$OUT/test.h5" --label-fractions "${FRACTIONS:-0.1,0.01}" --symbol-source "$(source_of "$SYMBOLS")" --steps "$STEPS" \
       --methods "${METHODS:-supervised,clip,galaxalign,lp-ft}" --threads "${THREADS:-0}" ;;
   variants)
-    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/variants-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
+    benchmark_on_split --out "$OUT/variants-${SYMBOLS:?choose on validation first}-n${STEPS:?the budget the curve chose}" \
       --validation-only --label-fractions 0.1 --steps "$STEPS" --symbol-source "$(source_of "$SYMBOLS")" \
       --methods "${METHODS:-galaxalign-lit,galaxalign-classes}" --threads "${THREADS:-0}" ;;
   symbols)
     # The symbol source again at a chosen budget (validation only): galaxalign with per-galaxy
     # symbols, against the class-symbol runs of the test reading at the same budget.
-    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/val-galaxy-n${STEPS:?the budget the curve chose}" \
+    benchmark_on_split --out "$OUT/val-galaxy-n${STEPS:?the budget the curve chose}" \
       --validation-only --label-fractions 0.1 --steps "$STEPS" --symbol-source galaxy \
       --methods galaxalign --threads "${THREADS:-0}" ;;
   controls | semi)
@@ -104,7 +107,7 @@ case "${1:-}" in
     # table is rewritten after every run.
     family=$1
     export OUT BIN STEPS THREADS
-    export -f run_arm family_table
+    export -f benchmark_on_split run_arm family_table
     for seed in ${CONTROL_SEEDS:-0 1 2}; do
       for fraction in ${CONTROL_FRACTIONS:-0.1 0.01}; do
         todo=$(family_table "$family" --pending "$seed" "$fraction" ${ARMS:+--arms "$ARMS"})
@@ -123,7 +126,7 @@ case "${1:-}" in
     for seed in ${FINAL_SEEDS:-0 1 2 3 4 5}; do
       todo=$("$BIN/python" studies/claim/final.py pending "$seed" --runs "$OUT/final")
       [ -n "$todo" ] || continue
-      "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/final/s${seed}" --seeds "$seed" \
+      benchmark_on_split --out "$OUT/final/s${seed}" --seeds "$seed" \
         --test-data "$OUT/final-test.h5" --label-fractions 1.0,0.1,0.01 --steps 300 --methods "$todo" \
         --threads "${THREADS:-1}"
       "$BIN/python" studies/claim/final.py collect --runs "$OUT/final"
@@ -131,7 +134,7 @@ case "${1:-}" in
     "$BIN/python" studies/claim/rejudge.py --pattern final.json --ours "${methods%%,*}" --rivals "${methods#*,}" \
       --out studies/claim/results/final-judged.json ;;
   curve)
-    "$BIN/galaxalign" benchmark "${common[@]}" --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
+    benchmark_on_split --out "$OUT/curve-${SYMBOLS:?choose on validation first}" \
       --validation-only --seeds "${CURVE_SEEDS:-0}" --label-fractions 0.1 --steps "${STEPS:-75,150}" \
       --symbol-source "$(source_of "$SYMBOLS")" --methods "${CURVE_METHODS:-supervised,clip,galaxalign}" --threads "${THREADS:-0}" ;;
   *) echo "usage: $0 validate | SYMBOLS=class|galaxy $0 test | SYMBOLS=class $0 curve | SYMBOLS=class STEPS=N $0 test-budget|variants | STEPS=N $0 symbols | $0 controls | $0 semi | $0 final" >&2; exit 2 ;;
