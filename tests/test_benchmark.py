@@ -623,7 +623,7 @@ def test_the_final_reading_trains_only_what_has_no_committed_row(tmp_path):
     (runs / "s0" / "test_readings.jsonl").write_text('{"run": "galaxalign_f0.1_s0_n300"}\n')
 
     def pending() -> list[str]:
-        return final.pending(final.committed(results) + final.found(runs), final.methods(results), 0)
+        return final.pending(final.committed(results) + final.found_rows(runs), final.methods(results), 0)
 
     assert pending() == ["supervised", "clip"]
     (runs / "s0" / "results.json").write_text(json.dumps({"rows": done}))

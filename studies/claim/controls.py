@@ -37,7 +37,7 @@ from galaxalign.io import write_json_atomic, write_text_atomic
 from galaxalign.runs import METRICS_FILE, is_finished
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_rows import STEPS, read_rows, row_key  # noqa: E402
+from study_rows import STEPS, committed_rows, found_rows, row_key  # noqa: E402
 from study_rows import VALIDATION_FRACTIONS as FRACTIONS  # noqa: E402
 from study_rows import VALIDATION_SEEDS as SEEDS  # noqa: E402
 
@@ -266,17 +266,6 @@ def markdown(
 ROW_KEYS = ("method", "label_fraction", "seed", "steps_budget", "val_accuracy", "seconds", "val_correct")
 
 
-def committed_rows(path: Path) -> list[dict]:
-    """The rows of an earlier table (`results/controls.json`), or none when there is no table yet."""
-    return read_rows(path, "a controls table") if path.exists() else []
-
-
-def found_rows(results: Path) -> list[dict]:
-    """Every row of the benchmark passes under a controls folder (or of one results.json)."""
-    files = sorted(results.glob("*/results.json")) if results.is_dir() else [results] if results.exists() else []
-    return [row for path in files for row in read_rows(path, "a benchmark results file")]
-
-
 def merged(committed: list[dict], found: list[dict]) -> list[dict]:
     """Committed rows, each replaced by a run of the same arm, fraction, seed and budget found now."""
     rows = {row_key(r): {k: r[k] for k in ROW_KEYS if k in r} for r in committed}
@@ -317,9 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out or HERE / "results" / family.name
     sources = [family, CONTROLS] if family.shared else [family]
     folders: list[Path] = args.results or [RUNS / f.name for f in sources]
-    committed = committed_rows(out.with_suffix(".json"))
+    committed = committed_rows(out.with_suffix(".json"), "a controls table")
     if family.shared:  # the shared arms' rows, from the table that trains them, beside this one
-        committed += committed_rows(out.with_name(CONTROLS.name + ".json"))
+        committed += committed_rows(out.with_name(CONTROLS.name + ".json"), "a controls table")
     found = [row for folder in folders for row in found_rows(folder)]
     rows = [r for r in merged(committed, found) if r["method"] in family.every_arm]
     if args.pending:

@@ -21,7 +21,7 @@ from galaxalign.io import write_json_atomic, write_text_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_rows import FINAL_FRACTIONS as FRACTIONS  # noqa: E402
-from study_rows import STEPS, read_object, read_rows, row_key  # noqa: E402
+from study_rows import STEPS, committed_rows, found_rows, read_object, row_key  # noqa: E402
 
 HERE = Path(__file__).parent
 RUNS = Path("/work/runs/symbols/claim/final")
@@ -37,15 +37,7 @@ def methods(results: Path) -> list[str]:
 
 
 def committed(results: Path) -> list[dict]:
-    path = results / "final.json"
-    return read_rows(path, "a final rows file") if path.exists() else []
-
-
-def found(runs: Path) -> list[dict]:
-    rows: list[dict] = []
-    for path in sorted(runs.glob("*/results.json")) if runs.is_dir() else []:
-        rows += read_rows(path, "a benchmark results file")
-    return rows
+    return committed_rows(results / "final.json", "a final rows file")
 
 
 def pending(rows: list[dict], wanted: list[str], seed: int) -> list[str]:
@@ -57,7 +49,7 @@ def pending(rows: list[dict], wanted: list[str], seed: int) -> list[str]:
 def collect(results: Path, runs: Path) -> int:
     """Merge the passes' rows into results/final.json and their readings into final_readings.jsonl."""
     rows = {row_key(r): r for r in committed(results)}
-    rows |= {row_key(r): r for r in found(runs) if "correct" in r}
+    rows |= {row_key(r): r for r in found_rows(runs) if "correct" in r}
     ordered = sorted(rows.values(), key=lambda r: (int(r["seed"]), -float(r["label_fraction"]), r["method"]))
     write_json_atomic(results / "final.json", {"rule": "studies/claim/README.md, section 5", "rows": ordered})
     log = results / "final_readings.jsonl"
@@ -82,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "methods":
         print(",".join(methods(args.results)))
     elif args.command == "pending":
-        print(",".join(pending(committed(args.results) + found(args.runs), methods(args.results), args.seed)))
+        print(",".join(pending(committed(args.results) + found_rows(args.runs), methods(args.results), args.seed)))
     else:
         print(f"{collect(args.results, args.runs)} rows in {args.results / 'final.json'}")
     return 0

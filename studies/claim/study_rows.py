@@ -36,6 +36,17 @@ def read_rows(path: Path, what: str) -> list[dict]:
     return rows
 
 
+def committed_rows(path: Path, what: str) -> list[dict]:
+    """The rows of a committed table, or none when there is no table yet."""
+    return read_rows(path, what) if path.exists() else []
+
+
+def found_rows(results: Path) -> list[dict]:
+    """Every row of the benchmark folders under `results` (or of one results.json)."""
+    files = sorted(results.glob("*/results.json")) if results.is_dir() else [results] if results.exists() else []
+    return [row for path in files for row in read_rows(path, "a benchmark results file")]
+
+
 def row_key(row: dict) -> tuple[str, float, int, int | None]:
     """One run: its method, label fraction, seed and step budget."""
     return row["method"], float(row["label_fraction"]), int(row["seed"]), row.get("steps_budget")
